@@ -1,0 +1,262 @@
+"""The run bundle: one self-contained folder with everything the app needs, written atomically.
+
+Layout (format version 1; documented in the README):
+
+    bundle.json          format, version, creation time, and size + sha256 of every other file
+    config.json          {"train": every TrainConfig setting, "data": the data set's identity,
+                          "versions": library versions, "timings": seconds per phase}
+    classes.json         [{"id": "apple_pie", "name": "Apple pie"}, ...] in model output order
+    test_set.csv         index, id, label: the test images in the order every other file refers to
+    history.csv          epoch, stage, loss, accuracy, top5, val_* (both stages)
+    models/stage1.keras  best model of each stage (inference only, loads in Keras safe mode)
+    models/stage2.keras
+    stage1/ stage2/      predictions.csv, probs.npz (float16 matrix), metrics.json, per_class.csv, confusion.csv
+    thumbs/<index>.jpg   <=128 px thumbnails: every misclassified test image and a few correct ones per class
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .evaluate import Evaluation
+
+if TYPE_CHECKING:
+    import keras
+
+    from .config import TrainConfig
+    from .data import FoodData
+
+FORMAT = "food101-explorer-bundle"
+VERSION = 1
+STAGES = ("stage1", "stage2")
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class BundleError(RuntimeError):
+    """A bundle that cannot be used; the message names the part."""
+
+
+def library_versions() -> dict:
+    import keras
+    import sklearn
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "food101_core": __version__, "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__, "pandas": pd.__version__,
+            "scikit-learn": sklearn.__version__}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_bundle(dest: Path, *, cfg: TrainConfig, data: FoodData, model_files: dict[str, Path],
+                 history: pd.DataFrame, evals: dict[str, Evaluation], thumbs: dict[int, bytes],
+                 extra: dict | None = None, overwrite: bool = False) -> Path:
+    """Write into a hidden temporary folder beside `dest`, then rename it into place."""
+    dest = Path(dest)
+    if dest.exists() and not overwrite:
+        raise BundleError(f"{dest} exists already")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "models").mkdir(parents=True)
+    config = {"train": cfg.to_dict(), "data": data.source, "versions": library_versions(), "timings": extra or {}}
+    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    classes = [{"id": i, "name": n} for i, n in zip(data.class_ids, data.class_names)]
+    (tmp / "classes.json").write_text(json.dumps(classes, indent=1))
+    pd.DataFrame({"index": np.arange(len(data.test)), "id": data.test.ids,
+                  "label": data.test.labels}).to_csv(tmp / "test_set.csv", index=False)
+    history.to_csv(tmp / "history.csv", index=False)
+    for stage, src in model_files.items():
+        shutil.copyfile(src, tmp / "models" / f"{stage}.keras")
+    for stage, ev in evals.items():
+        d = tmp / stage
+        d.mkdir()
+        ev.predictions.to_csv(d / "predictions.csv", index=False, float_format="%.6g")
+        np.savez_compressed(d / "probs.npz", probs=ev.probs.astype(np.float16))
+        (d / "metrics.json").write_text(json.dumps(ev.metrics, indent=1))
+        ev.per_class.to_csv(d / "per_class.csv", index=False, float_format="%.6g")
+        pd.DataFrame(ev.confusion, index=data.class_ids, columns=data.class_ids).to_csv(d / "confusion.csv")
+    (tmp / "thumbs").mkdir()
+    for i, jpeg in thumbs.items():
+        (tmp / "thumbs" / f"{i}.jpg").write_bytes(jpeg)
+    files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(tmp.rglob("*")) if p.is_file()}
+    manifest = {"format": FORMAT, "version": VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "stages": list(evals), "files": files}
+    (tmp / "bundle.json").write_text(json.dumps(manifest, indent=1))
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+    return dest
+
+
+class Bundle:
+    """A verified bundle on disk. Models and evaluations load on first use and are shared afterwards."""
+
+    def __init__(self, path: Path, verify: bool = True):
+        self.path = Path(path)
+        self.manifest = _read_json(self.path, "bundle.json")
+        if self.manifest.get("format") != FORMAT:
+            raise BundleError(f"{self.path}: bundle.json is not a {FORMAT} manifest")
+        if self.manifest.get("version", 0) > VERSION:
+            raise BundleError(f"{self.path}: bundle format {self.manifest['version']} is newer than this code "
+                              f"reads ({VERSION}); update food101_core")
+        if verify:
+            self.verify()
+        self.config = _read_json(self.path, "config.json")
+        classes = _read_json(self.path, "classes.json")
+        self.class_ids = [c["id"] for c in classes]
+        self.class_names = [c["name"] for c in classes]
+        test = self._csv("test_set.csv")
+        self.test_ids = test["id"].astype(str).tolist()
+        self.test_labels = test["label"].to_numpy()
+        self.history = self._csv("history.csv")
+        self.stages = [s for s in self.manifest.get("stages", []) if s in STAGES]
+        if not self.stages:
+            raise BundleError(f"{self.path}: bundle.json lists no stages")
+        if len(self.test_labels) and self.test_labels.max() >= len(self.class_ids):
+            raise BundleError(f"{self.path}: test_set.csv has labels beyond the {len(self.class_ids)} classes")
+        self._models: dict[str, keras.Model] = {}
+        self._evals: dict[str, Evaluation] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_ids)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config["train"]["image_size"])
+
+    def verify(self) -> None:
+        """Every file the manifest lists is there, with its size and hash."""
+        for rel, meta in self.manifest.get("files", {}).items():
+            p = self.path / rel
+            if not p.is_file():
+                raise BundleError(f"{self.path}: missing {rel}")
+            if p.stat().st_size != meta["bytes"] or _sha256(p) != meta["sha256"]:
+                raise BundleError(f"{self.path}: {rel} is corrupt (its size or checksum differs from bundle.json)")
+
+    def _csv(self, rel: str) -> pd.DataFrame:
+        try:
+            return pd.read_csv(self.path / rel)
+        except FileNotFoundError:
+            raise BundleError(f"{self.path}: missing {rel}") from None
+        except Exception as e:
+            raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
+
+    def model(self, stage: str = "stage2") -> keras.Model:
+        """The stage's model, loaded once in Keras safe mode and checked against the class list."""
+        with self._lock:
+            if stage not in self._models:
+                from .training import load_model
+
+                rel = f"models/{stage}.keras"
+                try:
+                    model = load_model(self.path / rel)
+                except Exception as e:
+                    raise BundleError(f"{self.path}: {rel} cannot be loaded safely: {e}") from e
+                out = model.output_shape[-1]
+                if out != self.num_classes:
+                    raise BundleError(f"{self.path}: {rel} predicts {out} classes, classes.json lists "
+                                      f"{self.num_classes}")
+                self._models[stage] = model
+            return self._models[stage]
+
+    def evaluation(self, stage: str = "stage2") -> Evaluation:
+        with self._lock:
+            if stage not in self._evals:
+                d = f"{stage}/"
+                try:
+                    probs = np.load(self.path / d / "probs.npz")["probs"].astype(np.float32)
+                except Exception as e:
+                    raise BundleError(f"{self.path}: {d}probs.npz is unreadable: {e}") from e
+                if probs.shape != (len(self.test_ids), self.num_classes):
+                    raise BundleError(f"{self.path}: {d}probs.npz has shape {probs.shape}, expected "
+                                      f"{(len(self.test_ids), self.num_classes)}")
+                confusion = self._csv(d + "confusion.csv").iloc[:, 1:]  # first column: the true class ids
+                self._evals[stage] = Evaluation(
+                    probs=probs,
+                    predictions=self._csv(d + "predictions.csv"),
+                    per_class=self._csv(d + "per_class.csv"),
+                    confusion=confusion.to_numpy(),
+                    metrics=_read_json(self.path, d + "metrics.json"),
+                )
+            return self._evals[stage]
+
+    def thumb(self, index: int) -> Path | None:
+        """The thumbnail of test image `index`, if the bundle has one (only the bundle's own files)."""
+        p = self.path / "thumbs" / f"{int(index)}.jpg"
+        return p if p.is_file() else None
+
+
+def _read_json(root: Path, rel: str):
+    try:
+        return json.loads((root / rel).read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{root}: missing {rel} (not a complete run bundle)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{root}: {rel} is corrupt: {e}") from e
+
+
+def load_bundle(ref: str | os.PathLike, verify: bool = True) -> Bundle:
+    """A bundle from a local folder, or from a Hugging Face Hub model repo ("owner/name")."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return Bundle(path, verify)
+    if not _REPO_ID.match(str(ref)):
+        raise BundleError(f"{ref}: no such folder, and not a Hugging Face Hub repo id (owner/name)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(repo_id=str(ref), repo_type="model")
+    except Exception as e:  # offline, unknown repo, auth: all end here
+        raise BundleError(
+            f"could not download the bundle {ref!r} from the Hugging Face Hub: {type(e).__name__}: {e}. "
+            "Offline? Download it elsewhere (huggingface-cli download REPO --local-dir DIR) and pass the folder."
+        ) from e
+    return Bundle(Path(local), verify)
+
+
+def find_newest_bundle(root: Path) -> Path | None:
+    """The most recently written complete bundle under `root` (hidden and partial folders ignored)."""
+    if not root.is_dir():
+        return None
+    found = [p for p in root.iterdir() if not p.name.startswith(".") and (p / "bundle.json").is_file()]
+    return max(found, key=lambda p: (p / "bundle.json").stat().st_mtime, default=None)
+
+
+def publish_bundle(path: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Upload a verified bundle to a Hub model repo; returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    Bundle(path)  # refuse to publish a broken bundle
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(path), repo_id=repo_id, repo_type="model",
+                      commit_message="Upload Food-101 Explorer run bundle")
+    return str(url)
+

@@ -1,0 +1,68 @@
+"""Every setting of a run, as one dataclass that is saved into the bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    """The whole recipe. Defaults are the reference recipe: EfficientNetB0 on Food-101, 15 + 10 epochs."""
+
+    # data
+    data: str = "tfds:food101"  # "tfds:NAME", a Food-101-layout folder, or a folder of class sub-folders
+    classes: list[str] = field(default_factory=list)  # class ids to keep; empty = all
+    num_classes: int = 0  # keep only the first N classes (0 = all)
+    train_fraction: float = 1.0  # fraction of the training images of each class
+    val_fraction: float = 0.05  # held out of train, per class, to pick the best epoch; 0 = monitor the test split
+    image_size: int = 224
+    cache: str = "auto"  # "auto" (in memory if it fits), "memory", "none"
+    # model
+    backbone: str = "efficientnetb0"
+    weights: str = "imagenet"  # "imagenet", "none" or a path to a local .weights.h5 file of the backbone
+    dropout: float = 0.2
+    # stage 1: backbone frozen, head only
+    stage1_epochs: int = 15
+    stage1_lr: float = 1e-3
+    cache_features: bool = True  # train the stage-1 head on pooled features computed once (no augmentation only)
+    # stage 2: whole blocks unfrozen, every BatchNormalization frozen
+    stage2_epochs: int = 10
+    stage2_lr: float = 1e-4
+    unfreeze_blocks: int = 0  # top N blocks of the backbone; 0 = all
+    label_smoothing: float = 0.0  # stage 2 only
+    augment: bool = False  # random flip, crop/zoom and rotation on training images
+    tta_flip: bool = False  # average the predictions of the image and its mirror at evaluation
+    # engine
+    batch_size: int = 32
+    seed: int = 42
+    mixed_precision: str = "auto"  # "auto" (on with a GPU), "on", "off"
+    xla: str = "auto"  # "auto" (on with a GPU), "on", "off"
+    strategy: str = "default"  # "default", "mirrored", "multiworker" (TF_CONFIG)
+    cpu_devices: int = 0  # split the CPU into N logical devices (to exercise tf.distribute without GPUs)
+    # output
+    out: str = "runs"
+    name: str = ""  # bundle folder name; empty = derived from the recipe, so a re-run finds its own checkpoints
+    thumbs_correct_per_class: int = 3
+
+    def recipe_hash(self) -> str:
+        """Short hash of the settings that change the result (not where it is written)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in {"out", "name"}}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+
+    def run_name(self) -> str:
+        if self.name:
+            return self.name
+        data = self.data.rstrip("/").split("/")[-1].replace(":", "-")
+        return f"{self.backbone}-{data}-{self.recipe_hash()}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a saved dict; unknown keys (from a newer version) are ignored, missing ones defaulted."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,371 @@
+"""Data sources (TFDS, a Food-101-layout folder, a folder of class folders) and one tf.data pipeline.
+
+Every source is reduced to the same thing: class ids and display names in output order, and for each
+split the ordered encoded image bytes, labels and stable image ids. The test split keeps its order,
+because the analysis refers to test images by position and id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}  # what tf.io.decode_image reads
+TFDS_OFFLINE_HELP = (
+    "Download the Food-101 archive (food-101.tar.gz, 5 GB, from the ETH Zurich Food-101 page) on a machine "
+    "with internet, extract it and pass the folder instead: --data /path/to/food-101 "
+    "(the folder that holds images/ and meta/)."
+)
+
+
+class DataError(ValueError):
+    """A data source that cannot be used, with a message that says what to do."""
+
+
+@dataclass
+class Split:
+    """One split: ordered ids and labels, and where the encoded bytes come from (files or a TFDS split)."""
+
+    ids: list[str]
+    labels: np.ndarray
+    paths: list[str] | None = None
+    tfds_bytes: Any = None  # tf.data.Dataset of encoded images, for the TFDS source
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def encoded(self) -> tf.data.Dataset:
+        """The encoded image bytes, in split order."""
+        import tensorflow as tf
+
+        if self.paths is not None:
+            return tf.data.Dataset.from_tensor_slices(self.paths).map(
+                tf.io.read_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+        return self.tfds_bytes
+
+    def subset(self, keep: np.ndarray) -> Split:
+        """The images at the sorted positions `keep`, in order."""
+        keep = np.asarray(keep, dtype=np.int64)
+        if self.paths is not None:
+            return Split([self.ids[i] for i in keep], self.labels[keep], [self.paths[i] for i in keep])
+        import tensorflow as tf
+
+        mask = np.zeros(len(self), bool)
+        mask[keep] = True
+        mask_t = tf.constant(mask)
+        ds = self.tfds_bytes.enumerate().filter(lambda i, _: mask_t[i]).map(lambda _, b: b)
+        return Split([self.ids[i] for i in keep], self.labels[keep], None, ds)
+
+
+@dataclass
+class FoodData:
+    """A data set reduced to what training and evaluation need."""
+
+    class_ids: list[str]
+    class_names: list[str]
+    train: Split
+    val: Split | None
+    test: Split
+    source: dict = field(default_factory=dict)  # identity: kind, location, counts, skipped files
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_ids)
+
+
+def display_name(class_id: str) -> str:
+    """Food-101's own convention: 'apple_pie' is shown as 'Apple pie'."""
+    return class_id.replace("_", " ").strip().capitalize()
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def load_data(cfg: TrainConfig) -> FoodData:
+    """Open the source named by `cfg.data`, select classes and fractions, hold out validation."""
+    if cfg.data.startswith("tfds:"):
+        class_ids, class_names, train, test, source = _from_tfds(cfg.data[5:])
+    else:
+        root = Path(cfg.data).expanduser()
+        if not root.is_dir():
+            raise DataError(f"--data {cfg.data!r}: no such folder (and not 'tfds:NAME')")
+        if (root / "meta" / "classes.txt").is_file():
+            class_ids, class_names, train, test, source = _from_food101_folder(root)
+        else:
+            class_ids, class_names, train, test, source = _from_class_folders(root, cfg.seed)
+
+    keep = _select_classes(class_ids, cfg.classes, cfg.num_classes)
+    remap = np.full(len(class_ids), -1)
+    remap[keep] = np.arange(len(keep))
+    class_ids = [class_ids[i] for i in keep]
+    class_names = [class_names[i] for i in keep]
+    train = _relabel(train, remap)
+    test = _relabel(test, remap)
+
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.train_fraction < 1.0:
+        if not 0.0 < cfg.train_fraction <= 1.0:
+            raise DataError(f"train fraction must be in (0, 1], got {cfg.train_fraction}")
+        train = train.subset(_per_class_pick(train.labels, cfg.train_fraction, rng))
+    val = None
+    if cfg.val_fraction > 0:
+        val_pos = _per_class_pick(train.labels, cfg.val_fraction, rng)
+        val = train.subset(val_pos)
+        train = train.subset(np.setdiff1d(np.arange(len(train)), val_pos))
+
+    if train.paths is not None:  # files: find unreadable ones now rather than hours into training
+        train, bad_train = _drop_unreadable(train, "train")
+        test, bad_test = _drop_unreadable(test, "test")
+        bad_val: list = []
+        if val is not None:
+            val, bad_val = _drop_unreadable(val, "val")
+        source["skipped"] = bad_train + bad_val + bad_test
+    source.update(
+        classes=len(class_ids), train=len(train), val=len(val) if val is not None else 0, test=len(test)
+    )
+    if len(train) == 0 or len(test) == 0:
+        raise DataError(f"{cfg.data}: no usable training or test images after selection ({source})")
+    return FoodData(class_ids, class_names, train, val, test, source)
+
+
+def _from_food101_folder(root: Path):
+    """Food-101's own layout: images/<class>/<id>.jpg and meta/{classes,train,test,labels}.txt."""
+    meta = root / "meta"
+    class_ids = _read_lines(meta / "classes.txt")
+    labels_file = meta / "labels.txt"
+    class_names = _read_lines(labels_file) if labels_file.is_file() else [display_name(c) for c in class_ids]
+    if len(class_names) != len(class_ids):
+        raise DataError(f"{labels_file}: {len(class_names)} names for {len(class_ids)} classes")
+    index = {c: i for i, c in enumerate(class_ids)}
+
+    def split(name: str) -> Split:
+        ids = _read_lines(meta / f"{name}.txt")
+        try:
+            labels = np.array([index[i.split("/")[0]] for i in ids], dtype=np.int64)
+        except KeyError as e:
+            raise DataError(f"{meta / name}.txt names class {e} which is not in classes.txt") from None
+        return Split(ids, labels, [str(root / "images" / f"{i}.jpg") for i in ids])
+
+    source = {"kind": "food101-folder", "location": str(root.resolve())}
+    return class_ids, class_names, split("train"), split("test"), source
+
+
+def _from_class_folders(root: Path, seed: int):
+    """A plain folder of class sub-folders, split 75/25 per class with a fixed seed."""
+    class_ids = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_ids:
+        raise DataError(f"{root}: no class sub-folders (expected <root>/<class>/*.jpg or Food-101's meta/)")
+    train_ids, test_ids, train_paths, test_paths, train_y, test_y = [], [], [], [], [], []
+    rng = random.Random(seed)
+    for label, c in enumerate(class_ids):
+        files = sorted(
+            p for p in (root / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        rng.shuffle(files)
+        n_test = len(files) // 4
+        for part, (ids, paths, ys) in (
+            (files[n_test:], (train_ids, train_paths, train_y)),
+            (sorted(files[:n_test]), (test_ids, test_paths, test_y)),
+        ):
+            ids += [f"{c}/{p.stem}" for p in part]
+            paths += [str(p) for p in part]
+            ys += [label] * len(part)
+    source = {"kind": "class-folders", "location": str(root.resolve()), "split": f"75/25 per class, seed {seed}"}
+    train = Split(train_ids, np.array(train_y, np.int64), train_paths)
+    test = Split(test_ids, np.array(test_y, np.int64), test_paths)
+    return class_ids, [display_name(c) for c in class_ids], train, test, source
+
+
+def _from_tfds(name: str):
+    """A TFDS data set (Food-101's official split); images stay encoded and are decoded like files."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name)
+    try:
+        builder.download_and_prepare()
+    except Exception as e:  # network errors come in many types, from several libraries
+        raise DataError(f"could not download the TFDS data set {name!r}: {e}\n{TFDS_OFFLINE_HELP}") from e
+    class_ids = list(builder.info.features["label"].names)
+    decoders = {"image": tfds.decode.SkipDecoding()}
+
+    def split(which: str) -> Split:
+        ds = builder.as_dataset(split=which, shuffle_files=False, decoders=decoders)
+        labels = np.fromiter((int(y) for y in ds.map(lambda ex: ex["label"]).as_numpy_iterator()), np.int64)
+        ids = [f"{which}/{i:05d}" for i in range(len(labels))]
+        return Split(ids, labels, None, ds.map(lambda ex: ex["image"]))
+
+    source = {"kind": "tfds", "location": f"tfds:{name}", "version": str(builder.info.version)}
+    return class_ids, [display_name(c) for c in class_ids], split("train"), split("test"), source
+
+
+# ----------------------------------------------------------------------------------------- selection
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"missing {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _select_classes(class_ids: list[str], names: Sequence[str], first_n: int) -> list[int]:
+    if names:
+        unknown = [n for n in names if n not in class_ids]
+        if unknown:
+            raise DataError(f"unknown classes {unknown}; known: {', '.join(class_ids[:10])}, …")
+        return [class_ids.index(n) for n in names]
+    n = first_n or len(class_ids)
+    if not 1 <= n <= len(class_ids):
+        raise DataError(f"asked for {n} classes, the data has {len(class_ids)}")
+    return list(range(n))
+
+
+def _relabel(split: Split, remap: np.ndarray) -> Split:
+    kept = np.flatnonzero(remap[split.labels] >= 0)
+    out = split.subset(kept)
+    out.labels = remap[out.labels]
+    return out
+
+
+def _per_class_pick(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions of a random `fraction` of each class (at least one image per class)."""
+    picked = []
+    for c in np.unique(labels):
+        pos = np.flatnonzero(labels == c)
+        k = max(1, round(fraction * len(pos)))
+        picked.append(rng.choice(pos, size=min(k, len(pos)), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+# ------------------------------------------------------------------------------------------ scanning
+
+
+def check_image_file(path: str) -> str | None:
+    """None if TensorFlow's decoder will read the file, else why not. Reads the whole file, cheaply.
+
+    JPEGs are decoded at 1/8 scale (libjpeg's DCT scaling still parses every byte, so truncation shows).
+    """
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            if fmt not in {"JPEG", "PNG", "BMP", "GIF", "WEBP"}:
+                return f"unsupported format {fmt}"
+            im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+    except FileNotFoundError:
+        return "file not found"
+    except Exception as e:  # PIL raises many types for bad files
+        return f"unreadable ({type(e).__name__}: {e})"
+    return None
+
+
+def scan_images(paths: Sequence[str], desc: str = "checking images") -> list[tuple[str, str]]:
+    """(path, reason) for every file that cannot be decoded; a progress bar on long scans."""
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        reasons = list(
+            tqdm(pool.map(check_image_file, paths, chunksize=64), total=len(paths), desc=desc,
+                 leave=False, disable=len(paths) < 2000)
+        )
+    return [(p, r) for p, r in zip(paths, reasons) if r is not None]
+
+
+def _drop_unreadable(split: Split, name: str) -> tuple[Split, list[dict]]:
+    bad = scan_images(split.paths, f"checking {name} images")
+    for path, reason in bad:
+        log.warning("skipping %s image %s: %s", name, path, reason)
+    if not bad:
+        return split, []
+    bad_paths = {p for p, _ in bad}
+    keep = np.array([i for i, p in enumerate(split.paths) if p not in bad_paths], dtype=np.int64)
+    return split.subset(keep), [{"split": name, "path": p, "reason": r} for p, r in bad]
+
+
+# ------------------------------------------------------------------------------------------ pipeline
+
+
+def decode_and_resize(data: tf.Tensor, size: int) -> tf.Tensor:
+    """Encoded bytes -> size x size x 3 uint8. Grayscale, CMYK, alpha, palette and 16-bit all come out RGB."""
+    import tensorflow as tf
+
+    img = tf.io.decode_image(data, channels=3, expand_animations=False)
+    img.set_shape([None, None, 3])
+    return resize_uint8(img, size)
+
+
+def resize_uint8(img: tf.Tensor, size: int) -> tf.Tensor:
+    """The one resize used in training, evaluation and the app (square, antialiased, as in the reference)."""
+    import tensorflow as tf
+
+    out = tf.image.resize(img, (size, size), method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+
+def augmenter(seed: int):
+    """Flip, zoom (a random crop, rescaled) and a small rotation; off in the reference recipe."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomZoom((-0.25, 0.0), fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 2),
+        ],
+        name="augment",
+    )
+
+
+def cache_fits(n_images: int, size: int, budget_fraction: float = 0.3) -> bool:
+    """Whether n resized uint8 images fit in a fraction of the machine's memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return False
+    return n_images * size * size * 3 < budget_fraction * total
+
+
+def make_dataset(
+    split: Split,
+    num_classes: int,
+    cfg: TrainConfig,
+    *,
+    training: bool,
+    augment: bool = False,
+    with_labels: bool = True,
+) -> tf.data.Dataset:
+    """Batches of (float32 images in 0-255, one-hot labels). Only training data is shuffled."""
+    import tensorflow as tf
+
+    size = cfg.image_size
+    images = split.encoded().map(
+        lambda b: decode_and_resize(b, size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    ds = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(split.labels))  # bad files: see load_data
+    if cfg.cache == "memory" or (cfg.cache == "auto" and cache_fits(len(split), size)):
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(min(len(split), 10_000), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size, drop_remainder=False)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)), tf.data.AUTOTUNE)
+    if augment:
+        aug = augmenter(cfg.seed)
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if not with_labels:
+        ds = ds.map(lambda x, y: x)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,156 @@
+"""Backbone registry, the classifier (backbone -> pooling -> BN -> dropout -> softmax) and freezing rules.
+
+A model takes RGB pixels in 0-255: each backbone's input preprocessing is a layer inside the model, so a
+saved `.keras` file is all the app needs. A backbone's "blocks" are its repeated units (EfficientNet's MBConv
+blocks, MobileNet's depthwise-separable blocks, ...), found from layer names; stage 2 unfreezes whole ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+
+    from .config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How to build one `keras.applications` backbone and cut it into whole blocks."""
+
+    builder: str  # attribute of keras.applications
+    block_pattern: str  # regex whose first group names the block a layer belongs to
+    rescale: tuple[float, float] | None = None  # (scale, offset) for the input; None = done inside the backbone
+    kwargs: tuple = ()
+
+
+_EFFNET = r"^(stem|block\d+[a-z]|top)_"
+_EFFNET_V2 = r"^(stem|block\d+[a-z]|top)_"
+_MOBILENET = r"^(conv1|conv_(?:dw|pw|pad)_(\d+))"
+_MOBILENET_V2 = r"^(Conv1|bn_Conv1|Conv1_relu|expanded_conv|block_\d+|Conv_1|Conv_1_bn|out_relu)"
+
+BACKBONES: dict[str, Backbone] = {
+    **{f"efficientnetb{i}": Backbone(f"EfficientNetB{i}", _EFFNET) for i in range(8)},
+    **{f"efficientnetv2b{i}": Backbone(f"EfficientNetV2B{i}", _EFFNET_V2) for i in range(4)},
+    "mobilenet": Backbone("MobileNet", _MOBILENET, (1 / 127.5, -1.0), (("alpha", 0.75),)),
+    "mobilenetv2": Backbone("MobileNetV2", _MOBILENET_V2, (1 / 127.5, -1.0), (("alpha", 0.35),)),
+}
+# Names of blocks that are one unit although their layer names differ.
+_BLOCK_ALIASES = {"bn_Conv1": "Conv1", "Conv1_relu": "Conv1", "Conv_1_bn": "Conv_1", "out_relu": "Conv_1"}
+
+
+def block_of(backbone: str, layer_name: str) -> str | None:
+    """The block a backbone layer belongs to, or None for weightless plumbing (input, rescaling)."""
+    m = re.match(BACKBONES[backbone].block_pattern, layer_name)
+    if not m:
+        return None
+    if backbone == "mobilenet":
+        return "conv1" if m.group(1) == "conv1" else f"block_{m.group(2)}"
+    return _BLOCK_ALIASES.get(m.group(1), m.group(1))
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> keras.Model:
+    """Backbone with the configured weights + a new head; the backbone starts frozen (stage 1)."""
+    import keras
+
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {cfg.backbone!r}; choose from {', '.join(BACKBONES)}")
+    spec = BACKBONES[cfg.backbone]
+    weights = cfg.weights.lower() if cfg.weights.lower() in {"imagenet", "none"} else cfg.weights
+    if weights not in {"imagenet", "none"} and not Path(weights).is_file():
+        raise FileNotFoundError(f"--weights {cfg.weights}: no such file (use imagenet, none or a .weights.h5 path)")
+
+    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    x = inputs
+    if spec.rescale:
+        x = keras.layers.Rescaling(spec.rescale[0], offset=spec.rescale[1], name="preprocess")(x)
+    build = getattr(keras.applications, spec.builder)
+    try:
+        base = build(include_top=False, weights="imagenet" if weights == "imagenet" else None,
+                     input_tensor=x, **dict(spec.kwargs))
+    except Exception as e:
+        if weights == "imagenet" and _looks_offline(e):
+            raise RuntimeError(
+                f"could not download ImageNet weights for {spec.builder} (offline?): {e}\n"
+                "Pass a local weights file instead: --weights /path/to/backbone_notop.weights.h5"
+            ) from e
+        raise
+    if weights not in {"imagenet", "none"}:
+        _load_backbone_weights(base, weights, cfg, spec)
+    base.trainable = False
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
+    x = keras.layers.BatchNormalization(name="head_bn")(x)
+    x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
+    # float32 softmax: stable under mixed precision
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=f"{cfg.backbone}_food")
+
+
+def _load_backbone_weights(base: keras.Model, path: str, cfg: TrainConfig, spec: Backbone) -> None:
+    """Load a `model.save_weights` file of the bare backbone (include_top=False) into `base`."""
+    import keras
+
+    # `base` shares its input with our preprocessing layer; load into a twin of the same shape, then copy.
+    twin = getattr(keras.applications, spec.builder)(
+        include_top=False, weights=None, input_shape=(cfg.image_size, cfg.image_size, 3), **dict(spec.kwargs)
+    )
+    try:
+        twin.load_weights(path)
+    except Exception as e:
+        raise ValueError(f"--weights {path}: does not fit {spec.builder} {dict(spec.kwargs)}: {e}") from e
+    base.set_weights(twin.get_weights())
+    if spec.builder.startswith("EfficientNetB"):
+        # Keras adds a per-channel 1/sqrt(std) Rescaling after the input Normalization only when
+        # weights="imagenet"; fold it into the Normalization variance so a local ImageNet file sees the
+        # inputs it was trained on.
+        norm = next(layer for layer in base.layers if isinstance(layer, keras.layers.Normalization))
+        norm.adapt_variance.assign(norm.adapt_variance * keras.ops.convert_to_tensor([0.229, 0.224, 0.225]))
+        norm.finalize_state()
+
+
+def _looks_offline(e: Exception) -> bool:
+    text = f"{type(e).__name__} {e}".lower()
+    return any(w in text for w in ("url", "urlopen", "connection", "resolve", "network", "http", "fetch"))
+
+
+def backbone_layers(model: keras.Model, backbone: str) -> list:
+    """The backbone's layers that belong to a block, in model order."""
+    return [layer for layer in model.layers if block_of(backbone, layer.name) is not None]
+
+
+def backbone_blocks(model: keras.Model, backbone: str) -> list[str]:
+    """Block names from input to output."""
+    seen: dict[str, None] = {}
+    for layer in backbone_layers(model, backbone):
+        seen.setdefault(block_of(backbone, layer.name))
+    return list(seen)
+
+
+def freeze_backbone(model: keras.Model, backbone: str) -> None:
+    """Stage 1: only the head trains."""
+    for layer in backbone_layers(model, backbone):
+        layer.trainable = False
+
+
+def unfreeze_for_stage2(model: keras.Model, backbone: str, top_blocks: int = 0) -> list[str]:
+    """Stage 2: unfreeze the top N whole blocks (0 = all) and keep every BatchNormalization frozen.
+
+    A frozen BatchNormalization layer in Keras 3 also runs in inference mode, so its moving statistics,
+    learnt on ImageNet, are neither updated nor replaced by small-batch statistics. Returns the blocks
+    unfrozen.
+    """
+    import keras
+
+    blocks = backbone_blocks(model, backbone)
+    chosen = set(blocks if top_blocks <= 0 else blocks[-top_blocks:])
+    for layer in model.layers:
+        block = block_of(backbone, layer.name)
+        if block is not None:
+            layer.trainable = block in chosen
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return [b for b in blocks if b in chosen]

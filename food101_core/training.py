@@ -1,0 +1,239 @@
+"""Two-stage fine-tuning with Keras `fit` and callbacks; resumable, distributable, NaN-safe.
+
+Stage 1 trains the new head on a frozen backbone (optionally on pooled features computed once);
+stage 2 unfreezes whole blocks with every BatchNormalization frozen and a lower learning rate.
+Each stage keeps its best epoch (validation accuracy); `BackupAndRestore` lets the same command resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .config import TrainConfig
+from .data import FoodData, load_data, make_dataset
+from .model import build_model, freeze_backbone, unfreeze_for_stage2
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must act on (NaN loss, no usable checkpoint)."""
+
+
+def setup_engine(cfg: TrainConfig) -> tf.distribute.Strategy:
+    """Seeds, logical CPU devices, mixed precision and the distribution strategy, before any model exists."""
+    import keras
+    import tensorflow as tf
+
+    if cfg.cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cfg.cpu_devices)
+    gpus = tf.config.list_physical_devices("GPU")
+    keras.utils.set_random_seed(cfg.seed)
+    if _switch(cfg.mixed_precision, bool(gpus)):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if cfg.strategy == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpus else "CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if cfg.strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
+    if cfg.strategy != "default":
+        raise ValueError(f"unknown strategy {cfg.strategy!r} (default, mirrored, multiworker)")
+    return tf.distribute.get_strategy()
+
+
+def _switch(value: str, auto: bool) -> bool:
+    if value not in {"auto", "on", "off"}:
+        raise ValueError(f"expected auto, on or off, got {value!r}")
+    return auto if value == "auto" else value == "on"
+
+
+def is_chief() -> bool:
+    """True on the one worker that writes the bundle (always, without TF_CONFIG)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task") or {}
+    if not task:
+        return True
+    if "chief" in tf_config.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and task.get("index", 0) == 0
+
+
+def _compile(model: keras.Model, lr: float, label_smoothing: float, xla: bool) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                 keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+        jit_compile=xla,
+    )
+
+
+def _callbacks(work: Path, stage: int, history: pd.DataFrame) -> list:
+    """Resume, best-epoch checkpoint, per-epoch log and NaN guard for one stage."""
+    import keras
+
+    best = keras.callbacks.ModelCheckpoint(
+        str(work / f"stage{stage}.best.weights.h5"), monitor="val_accuracy", mode="max",
+        save_best_only=True, save_weights_only=True,
+    )
+    done = history[history["stage"] == stage]
+    if len(done) and (work / f"stage{stage}.best.weights.h5").exists():
+        best.best = float(done["val_accuracy"].max())  # a resumed run keeps the best it had before the crash
+    return [
+        keras.callbacks.BackupAndRestore(str(work / f"backup{stage}")),
+        best,
+        keras.callbacks.CSVLogger(str(work / f"history{stage}.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def _check_finite(fit_history: keras.callbacks.History, stage: int, work: Path) -> None:
+    losses = fit_history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise TrainingError(
+            f"stage {stage}: the loss became {losses[-1]} at epoch {fit_history.epoch[-1] + 1}; training stopped. "
+            f"The best finished epoch is kept in {work}/stage{stage}.best.weights.h5. "
+            "Lower the learning rate or turn mixed precision off (--mixed-precision off) and run again."
+        )
+
+
+def read_history(work: Path) -> pd.DataFrame:
+    """Both stages' per-epoch logs; a resumed epoch appears once (the last run of it)."""
+    frames = []
+    for stage in (1, 2):
+        path = work / f"history{stage}.csv"
+        if path.exists() and path.stat().st_size:
+            frames.append(pd.read_csv(path).assign(stage=stage))
+    if not frames:
+        return pd.DataFrame(columns=["epoch", "stage", "loss", "accuracy", "val_loss", "val_accuracy"])
+    df = pd.concat(frames, ignore_index=True)
+    return df.drop_duplicates(["stage", "epoch"], keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+def stage1_on_features(model: keras.Model, data: FoodData, cfg: TrainConfig, work: Path, xla: bool,
+                       extra: list) -> keras.callbacks.History:
+    """Stage 1 on pooled features computed once: the frozen backbone gives the same ones every epoch."""
+    import keras
+    import tensorflow as tf
+
+    features = keras.Model(model.input, model.get_layer("avg_pool").output, name="features")
+    head_in = keras.Input(features.output.shape[1:], name="pooled")
+    h = model.get_layer("head_bn")(head_in)
+    h = model.get_layer("head_dropout")(h)
+    head = keras.Model(head_in, model.get_layer("predictions")(h), name="head")  # shares the model's layers
+
+    def pooled(name: str, split) -> np.ndarray:
+        path = work / f"features_{name}.npy"
+        if not path.exists():  # saved, so a resumed run does not pay for them again
+            ds = make_dataset(split, data.num_classes, cfg, training=False, with_labels=False)
+            np.save(path, features.predict(ds, verbose=1).astype(np.float32))
+        return np.load(path)
+
+    n = data.num_classes
+    train = tf.data.Dataset.from_tensor_slices((pooled("train", data.train), tf.one_hot(data.train.labels, n)))
+    train = train.shuffle(len(data.train), seed=cfg.seed).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+    val_split = data.val if data.val is not None else data.test
+    val = tf.data.Dataset.from_tensor_slices((pooled("val", val_split), tf.one_hot(val_split.labels, n)))
+    _compile(head, cfg.stage1_lr, 0.0, xla)
+    hist = head.fit(train, validation_data=val.batch(cfg.batch_size), epochs=cfg.stage1_epochs,
+                    callbacks=_callbacks(work, 1, read_history(work)) + extra, verbose=2)
+    _check_finite(hist, 1, work)
+    head.load_weights(work / "stage1.best.weights.h5")  # the head's layers are the model's
+
+
+def train(cfg: TrainConfig, work: Path, data: FoodData | None = None,
+          extra_callbacks: list | None = None) -> tuple[dict[str, keras.Model], FoodData, dict]:
+    """Run both stages (resuming from `work`), return the best model of each stage, the data and timings."""
+    import keras
+
+    strategy = setup_engine(cfg)
+    xla = _switch(cfg.xla, bool(__import__("tensorflow").config.list_physical_devices("GPU")))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    data = data or load_data(cfg)
+    log.info("data: %s", {k: v for k, v in data.source.items() if k != "skipped"})
+    with strategy.scope():
+        model = build_model(cfg, data.num_classes)
+    val_split = data.val if data.val is not None else data.test
+    train_ds = make_dataset(data.train, data.num_classes, cfg, training=True, augment=cfg.augment)
+    val_ds = make_dataset(val_split, data.num_classes, cfg, training=False)
+    extra = list(extra_callbacks or [])
+    timings: dict[str, float] = {}
+
+    # ---- stage 1: frozen backbone, head only
+    done1 = work / "stage1.keras"
+    if done1.exists():
+        with strategy.scope():
+            model = load_model(done1)
+    else:
+        t0 = time.perf_counter()
+        with strategy.scope():
+            freeze_backbone(model, cfg.backbone)
+            if cfg.stage1_epochs > 0 and cfg.cache_features and not cfg.augment:
+                stage1_on_features(model, data, cfg, work, xla, extra)
+            elif cfg.stage1_epochs > 0:
+                _compile(model, cfg.stage1_lr, 0.0, xla)
+                hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.stage1_epochs,
+                                 callbacks=_callbacks(work, 1, read_history(work)) + extra)
+                _check_finite(hist, 1, work)
+                model.load_weights(work / "stage1.best.weights.h5")
+        timings["stage1_s"] = time.perf_counter() - t0
+        save_model(model, done1)
+    stage1 = load_model(done1)
+
+    # ---- stage 2: whole blocks unfrozen, BatchNormalization frozen, lower learning rate
+    done2 = work / "stage2.keras"
+    if not done2.exists():
+        t0 = time.perf_counter()
+        with strategy.scope():
+            blocks = unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
+            log.info("stage 2 unfreezes %d blocks: %s … %s", len(blocks), blocks[0], blocks[-1])
+            _compile(model, cfg.stage2_lr, cfg.label_smoothing, xla)
+            hist = model.fit(train_ds, validation_data=val_ds, initial_epoch=cfg.stage1_epochs,
+                             epochs=cfg.stage1_epochs + cfg.stage2_epochs,
+                             callbacks=_callbacks(work, 2, read_history(work)) + extra)
+        if cfg.stage2_epochs > 0:
+            _check_finite(hist, 2, work)
+            model.load_weights(work / "stage2.best.weights.h5")
+        timings["stage2_s"] = time.perf_counter() - t0
+        save_model(model, done2)
+    return {"stage1": stage1, "stage2": load_model(done2)}, data, timings
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save for inference: architecture and weights, without the optimizer's state (a third of the size)."""
+    import keras
+
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    clean = keras.Model.from_config(model.get_config())  # uncompiled (clone_model would copy the optimizer)
+    clean.set_weights(model.get_weights())
+    clean.save(tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a `.keras` file in safe mode: no code from the file runs."""
+    import keras
+
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def clear_work(work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)
