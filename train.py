@@ -44,8 +44,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         if isinstance(default, bool):
             ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP.get(f.name))
         elif isinstance(default, list):
-            ap.add_argument(flag, type=lambda s: [c.strip() for c in s.split(",") if c.strip()], default=default,
-                            help=HELP.get(f.name))
+            ap.add_argument(
+                flag,
+                type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
+                default=default,
+                help=HELP.get(f.name),
+            )
         else:
             ap.add_argument(flag, type=type(default), default=default, help=HELP.get(f.name, f"default {default}"))
     ap.add_argument("--force", action="store_true", help="train again even if the bundle exists")
@@ -86,8 +90,17 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         evals, thumbs = evaluate_models(models, data, cfg)
         timings["evaluate_s"] = time.perf_counter() - t0
-        write_bundle(dest, cfg=cfg, data=data, model_files={s: work / f"{s}.keras" for s in models},
-                     history=read_history(work), evals=evals, thumbs=thumbs, extra=timings, overwrite=args.force)
+        write_bundle(
+            dest,
+            cfg=cfg,
+            data=data,
+            model_files={s: work / f"{s}.keras" for s in models},
+            history=read_history(work),
+            evals=evals,
+            thumbs=thumbs,
+            extra=timings,
+            overwrite=args.force,
+        )
     except (DataError, TrainingError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -54,9 +54,15 @@ def library_versions() -> dict:
     import sklearn
     import tensorflow as tf
 
-    return {"python": platform.python_version(), "food101_core": __version__, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": np.__version__, "pandas": pd.__version__,
-            "scikit-learn": sklearn.__version__}
+    return {
+        "python": platform.python_version(),
+        "food101_core": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -67,9 +73,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_bundle(dest: Path, *, cfg: TrainConfig, data: FoodData, model_files: dict[str, Path],
-                 history: pd.DataFrame, evals: dict[str, Evaluation], thumbs: dict[int, bytes],
-                 extra: dict | None = None, overwrite: bool = False) -> Path:
+def write_bundle(
+    dest: Path,
+    *,
+    cfg: TrainConfig,
+    data: FoodData,
+    model_files: dict[str, Path],
+    history: pd.DataFrame,
+    evals: dict[str, Evaluation],
+    thumbs: dict[int, bytes],
+    extra: dict | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write into a hidden temporary folder beside `dest`, then rename it into place."""
     dest = Path(dest)
     if dest.exists() and not overwrite:
@@ -82,8 +97,9 @@ def write_bundle(dest: Path, *, cfg: TrainConfig, data: FoodData, model_files: d
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     classes = [{"id": i, "name": n} for i, n in zip(data.class_ids, data.class_names)]
     (tmp / "classes.json").write_text(json.dumps(classes, indent=1))
-    pd.DataFrame({"index": np.arange(len(data.test)), "id": data.test.ids,
-                  "label": data.test.labels}).to_csv(tmp / "test_set.csv", index=False)
+    pd.DataFrame({"index": np.arange(len(data.test)), "id": data.test.ids, "label": data.test.labels}).to_csv(
+        tmp / "test_set.csv", index=False
+    )
     history.to_csv(tmp / "history.csv", index=False)
     for stage, src in model_files.items():
         shutil.copyfile(src, tmp / "models" / f"{stage}.keras")
@@ -98,10 +114,18 @@ def write_bundle(dest: Path, *, cfg: TrainConfig, data: FoodData, model_files: d
     (tmp / "thumbs").mkdir()
     for i, jpeg in thumbs.items():
         (tmp / "thumbs" / f"{i}.jpg").write_bytes(jpeg)
-    files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-             for p in sorted(tmp.rglob("*")) if p.is_file()}
-    manifest = {"format": FORMAT, "version": VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "stages": list(evals), "files": files}
+    files = {
+        p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(tmp.rglob("*"))
+        if p.is_file()
+    }
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "stages": list(evals),
+        "files": files,
+    }
     (tmp / "bundle.json").write_text(json.dumps(manifest, indent=1))
     if dest.exists():
         old = dest.parent / f".{dest.name}.old-{os.getpid()}"
@@ -122,8 +146,10 @@ class Bundle:
         if self.manifest.get("format") != FORMAT:
             raise BundleError(f"{self.path}: bundle.json is not a {FORMAT} manifest")
         if self.manifest.get("version", 0) > VERSION:
-            raise BundleError(f"{self.path}: bundle format {self.manifest['version']} is newer than this code "
-                              f"reads ({VERSION}); update food101_core")
+            raise BundleError(
+                f"{self.path}: bundle format {self.manifest['version']} is newer than this code "
+                f"reads ({VERSION}); update food101_core"
+            )
         if verify:
             self.verify()
         self.config = _read_json(self.path, "config.json")
@@ -181,8 +207,9 @@ class Bundle:
                     raise BundleError(f"{self.path}: {rel} cannot be loaded safely: {e}") from e
                 out = model.output_shape[-1]
                 if out != self.num_classes:
-                    raise BundleError(f"{self.path}: {rel} predicts {out} classes, classes.json lists "
-                                      f"{self.num_classes}")
+                    raise BundleError(
+                        f"{self.path}: {rel} predicts {out} classes, classes.json lists {self.num_classes}"
+                    )
                 self._models[stage] = model
             return self._models[stage]
 
@@ -195,8 +222,10 @@ class Bundle:
                 except Exception as e:
                     raise BundleError(f"{self.path}: {d}probs.npz is unreadable: {e}") from e
                 if probs.shape != (len(self.test_ids), self.num_classes):
-                    raise BundleError(f"{self.path}: {d}probs.npz has shape {probs.shape}, expected "
-                                      f"{(len(self.test_ids), self.num_classes)}")
+                    raise BundleError(
+                        f"{self.path}: {d}probs.npz has shape {probs.shape}, expected "
+                        f"{(len(self.test_ids), self.num_classes)}"
+                    )
                 confusion = self._csv(d + "confusion.csv").iloc[:, 1:]  # first column: the true class ids
                 self._evals[stage] = Evaluation(
                     probs=probs,
@@ -256,7 +285,7 @@ def publish_bundle(path: Path, repo_id: str, private: bool = False, token: str |
     Bundle(path)  # refuse to publish a broken bundle
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(path), repo_id=repo_id, repo_type="model",
-                      commit_message="Upload Food-101 Explorer run bundle")
+    api.upload_folder(
+        folder_path=str(path), repo_id=repo_id, repo_type="model", commit_message="Upload Food-101 Explorer run bundle"
+    )
     return str(url)
-

@@ -138,9 +138,7 @@ def load_data(cfg: TrainConfig) -> FoodData:
         if val is not None:
             val, bad_val = _drop_unreadable(val, "val")
         source["skipped"] = bad_train + bad_val + bad_test
-    source.update(
-        classes=len(class_ids), train=len(train), val=len(val) if val is not None else 0, test=len(test)
-    )
+    source.update(classes=len(class_ids), train=len(train), val=len(val) if val is not None else 0, test=len(test))
     if len(train) == 0 or len(test) == 0:
         raise DataError(f"{cfg.data}: no usable training or test images after selection ({source})")
     return FoodData(class_ids, class_names, train, val, test, source)
@@ -280,8 +278,13 @@ def scan_images(paths: Sequence[str], desc: str = "checking images") -> list[tup
     """(path, reason) for every file that cannot be decoded; a progress bar on long scans."""
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
         reasons = list(
-            tqdm(pool.map(check_image_file, paths, chunksize=64), total=len(paths), desc=desc,
-                 leave=False, disable=len(paths) < 2000)
+            tqdm(
+                pool.map(check_image_file, paths, chunksize=64),
+                total=len(paths),
+                desc=desc,
+                leave=False,
+                disable=len(paths) < 2000,
+            )
         )
     return [(p, r) for p, r in zip(paths, reasons) if r is not None]
 

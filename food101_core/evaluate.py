@@ -49,8 +49,16 @@ def evaluate_probs(probs: np.ndarray, labels: np.ndarray, ids: list[str], class_
     conf = probs[np.arange(n), pred]
     correct = pred == labels
     names = np.array(class_ids)
-    predictions = pd.DataFrame({"index": np.arange(n), "id": ids, "true": names[labels], "pred": names[pred],
-                                "confidence": conf.astype(np.float32), "correct": correct})
+    predictions = pd.DataFrame(
+        {
+            "index": np.arange(n),
+            "id": ids,
+            "true": names[labels],
+            "pred": names[pred],
+            "confidence": conf.astype(np.float32),
+            "correct": correct,
+        }
+    )
     for k in range(top5.shape[1]):
         predictions[f"top{k + 1}"] = names[top5[:, k]]
         predictions[f"p{k + 1}"] = probs[np.arange(n), top5[:, k]].astype(np.float32)
@@ -83,8 +91,9 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, n_bins: int = CALIB
         mean_conf = float(confidence[m].mean()) if count else None
         if count:
             ece += count / len(confidence) * abs(acc - mean_conf)
-        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count,
-                     "accuracy": acc, "confidence": mean_conf})
+        bins.append(
+            {"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count, "accuracy": acc, "confidence": mean_conf}
+        )
     return float(ece), bins
 
 
@@ -145,8 +154,9 @@ def make_thumbnails(split: Split, indices: list[int]) -> dict[int, bytes]:
     return out
 
 
-def evaluate_models(models: dict[str, keras.Model], data, cfg: TrainConfig) -> tuple[dict[str, Evaluation],
-                                                                                      dict[int, bytes]]:
+def evaluate_models(
+    models: dict[str, keras.Model], data, cfg: TrainConfig
+) -> tuple[dict[str, Evaluation], dict[int, bytes]]:
     """Evaluate every stage's model on the test split and make the thumbnails the app needs."""
     evals = {}
     for stage, model in models.items():
@@ -176,14 +186,24 @@ def main(argv: list[str] | None = None) -> int:
             cfg.data = args.data
         data = load_data(cfg)
         if data.test.ids != bundle.test_ids:
-            raise DataError(f"{cfg.data}: its test split is not the one this bundle was evaluated on "
-                            f"({len(data.test.ids)} vs {len(bundle.test_ids)} images, or other ids)")
+            raise DataError(
+                f"{cfg.data}: its test split is not the one this bundle was evaluated on "
+                f"({len(data.test.ids)} vs {len(bundle.test_ids)} images, or other ids)"
+            )
         models = {stage: bundle.model(stage) for stage in bundle.stages}
         evals, thumbs = evaluate_models(models, data, cfg)
         dest = Path(args.out) if args.out else bundle.path
-        write_bundle(dest, cfg=cfg, data=data, model_files={s: bundle.path / f"models/{s}.keras" for s in models},
-                     history=bundle.history, evals=evals, thumbs=thumbs, extra=bundle.config.get("timings", {}),
-                     overwrite=True)
+        write_bundle(
+            dest,
+            cfg=cfg,
+            data=data,
+            model_files={s: bundle.path / f"models/{s}.keras" for s in models},
+            history=bundle.history,
+            evals=evals,
+            thumbs=thumbs,
+            extra=bundle.config.get("timings", {}),
+            overwrite=True,
+        )
     except (BundleError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ class Backbone:
     block_pattern: str  # regex whose first group names the block a layer belongs to
     rescale: tuple[float, float] | None = None  # (scale, offset) for the input; None = done inside the backbone
     kwargs: tuple = ()
+    stage2_lr: float = 1e-4  # the reference's 1e-4 suits EfficientNet; MobileNet's weights need a gentler 1e-5
 
 
 _EFFNET = r"^(stem|block\d+[a-z]|top)_"
@@ -36,8 +37,8 @@ _MOBILENET_V2 = r"^(Conv1|bn_Conv1|Conv1_relu|expanded_conv|block_\d+|Conv_1|Con
 BACKBONES: dict[str, Backbone] = {
     **{f"efficientnetb{i}": Backbone(f"EfficientNetB{i}", _EFFNET) for i in range(8)},
     **{f"efficientnetv2b{i}": Backbone(f"EfficientNetV2B{i}", _EFFNET_V2) for i in range(4)},
-    "mobilenet": Backbone("MobileNet", _MOBILENET, (1 / 127.5, -1.0), (("alpha", 0.75),)),
-    "mobilenetv2": Backbone("MobileNetV2", _MOBILENET_V2, (1 / 127.5, -1.0), (("alpha", 0.35),)),
+    "mobilenet": Backbone("MobileNet", _MOBILENET, (1 / 127.5, -1.0), (("alpha", 0.75),), 1e-5),
+    "mobilenetv2": Backbone("MobileNetV2", _MOBILENET_V2, (1 / 127.5, -1.0), (("alpha", 0.35),), 1e-5),
 }
 # Names of blocks that are one unit although their layer names differ.
 _BLOCK_ALIASES = {"bn_Conv1": "Conv1", "Conv1_relu": "Conv1", "Conv_1_bn": "Conv_1", "out_relu": "Conv_1"}
@@ -70,8 +71,12 @@ def build_model(cfg: TrainConfig, num_classes: int) -> keras.Model:
         x = keras.layers.Rescaling(spec.rescale[0], offset=spec.rescale[1], name="preprocess")(x)
     build = getattr(keras.applications, spec.builder)
     try:
-        base = build(include_top=False, weights="imagenet" if weights == "imagenet" else None,
-                     input_tensor=x, **dict(spec.kwargs))
+        base = build(
+            include_top=False,
+            weights="imagenet" if weights == "imagenet" else None,
+            input_tensor=x,
+            **dict(spec.kwargs),
+        )
     except Exception as e:
         if weights == "imagenet" and _looks_offline(e):
             raise RuntimeError(

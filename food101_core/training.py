@@ -21,7 +21,7 @@ import pandas as pd
 
 from .config import TrainConfig
 from .data import FoodData, load_data, make_dataset
-from .model import build_model, freeze_backbone, unfreeze_for_stage2
+from .model import BACKBONES, build_model, freeze_backbone, unfreeze_for_stage2
 
 if TYPE_CHECKING:
     import keras
@@ -79,8 +79,10 @@ def _compile(model: keras.Model, lr: float, label_smoothing: float, xla: bool) -
     model.compile(
         optimizer=keras.optimizers.Adam(lr),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                 keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(5, name="top5"),
+        ],
         jit_compile=xla,
     )
 
@@ -90,8 +92,11 @@ def _callbacks(work: Path, stage: int, history: pd.DataFrame) -> list:
     import keras
 
     best = keras.callbacks.ModelCheckpoint(
-        str(work / f"stage{stage}.best.weights.h5"), monitor="val_accuracy", mode="max",
-        save_best_only=True, save_weights_only=True,
+        str(work / f"stage{stage}.best.weights.h5"),
+        monitor="val_accuracy",
+        mode="max",
+        save_best_only=True,
+        save_weights_only=True,
     )
     done = history[history["stage"] == stage]
     if len(done) and (work / f"stage{stage}.best.weights.h5").exists():
@@ -127,8 +132,9 @@ def read_history(work: Path) -> pd.DataFrame:
     return df.drop_duplicates(["stage", "epoch"], keep="last").sort_values("epoch").reset_index(drop=True)
 
 
-def stage1_on_features(model: keras.Model, data: FoodData, cfg: TrainConfig, work: Path, xla: bool,
-                       extra: list) -> keras.callbacks.History:
+def stage1_on_features(
+    model: keras.Model, data: FoodData, cfg: TrainConfig, work: Path, xla: bool, extra: list
+) -> keras.callbacks.History:
     """Stage 1 on pooled features computed once: the frozen backbone gives the same ones every epoch."""
     import keras
     import tensorflow as tf
@@ -152,22 +158,28 @@ def stage1_on_features(model: keras.Model, data: FoodData, cfg: TrainConfig, wor
     val_split = data.val if data.val is not None else data.test
     val = tf.data.Dataset.from_tensor_slices((pooled("val", val_split), tf.one_hot(val_split.labels, n)))
     _compile(head, cfg.stage1_lr, 0.0, xla)
-    hist = head.fit(train, validation_data=val.batch(cfg.batch_size), epochs=cfg.stage1_epochs,
-                    callbacks=_callbacks(work, 1, read_history(work)) + extra, verbose=2)
+    hist = head.fit(
+        train,
+        validation_data=val.batch(cfg.batch_size),
+        epochs=cfg.stage1_epochs,
+        callbacks=_callbacks(work, 1, read_history(work)) + extra,
+        verbose=2,
+    )
     _check_finite(hist, 1, work)
     head.load_weights(work / "stage1.best.weights.h5")  # the head's layers are the model's
 
 
-def train(cfg: TrainConfig, work: Path, data: FoodData | None = None,
-          extra_callbacks: list | None = None) -> tuple[dict[str, keras.Model], FoodData, dict]:
+def train(
+    cfg: TrainConfig, work: Path, data: FoodData | None = None, extra_callbacks: list | None = None
+) -> tuple[dict[str, keras.Model], FoodData, dict]:
     """Run both stages (resuming from `work`), return the best model of each stage, the data and timings."""
-    import keras
 
     strategy = setup_engine(cfg)
     xla = _switch(cfg.xla, bool(__import__("tensorflow").config.list_physical_devices("GPU")))
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     data = data or load_data(cfg)
+    log.info("%s with %d replicas", type(strategy).__name__, strategy.num_replicas_in_sync)
     log.info("data: %s", {k: v for k, v in data.source.items() if k != "skipped"})
     with strategy.scope():
         model = build_model(cfg, data.num_classes)
@@ -179,10 +191,7 @@ def train(cfg: TrainConfig, work: Path, data: FoodData | None = None,
 
     # ---- stage 1: frozen backbone, head only
     done1 = work / "stage1.keras"
-    if done1.exists():
-        with strategy.scope():
-            model = load_model(done1)
-    else:
+    if not done1.exists():
         t0 = time.perf_counter()
         with strategy.scope():
             freeze_backbone(model, cfg.backbone)
@@ -190,13 +199,19 @@ def train(cfg: TrainConfig, work: Path, data: FoodData | None = None,
                 stage1_on_features(model, data, cfg, work, xla, extra)
             elif cfg.stage1_epochs > 0:
                 _compile(model, cfg.stage1_lr, 0.0, xla)
-                hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.stage1_epochs,
-                                 callbacks=_callbacks(work, 1, read_history(work)) + extra)
+                hist = model.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=cfg.stage1_epochs,
+                    callbacks=_callbacks(work, 1, read_history(work)) + extra,
+                )
                 _check_finite(hist, 1, work)
                 model.load_weights(work / "stage1.best.weights.h5")
         timings["stage1_s"] = time.perf_counter() - t0
         save_model(model, done1)
     stage1 = load_model(done1)
+    with strategy.scope():  # a fresh object: Keras keeps a resumed fit's start epoch on the model it restored
+        model = load_model(done1)
 
     # ---- stage 2: whole blocks unfrozen, BatchNormalization frozen, lower learning rate
     done2 = work / "stage2.keras"
@@ -205,10 +220,14 @@ def train(cfg: TrainConfig, work: Path, data: FoodData | None = None,
         with strategy.scope():
             blocks = unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
             log.info("stage 2 unfreezes %d blocks: %s … %s", len(blocks), blocks[0], blocks[-1])
-            _compile(model, cfg.stage2_lr, cfg.label_smoothing, xla)
-            hist = model.fit(train_ds, validation_data=val_ds, initial_epoch=cfg.stage1_epochs,
-                             epochs=cfg.stage1_epochs + cfg.stage2_epochs,
-                             callbacks=_callbacks(work, 2, read_history(work)) + extra)
+            _compile(model, cfg.stage2_lr or BACKBONES[cfg.backbone].stage2_lr, cfg.label_smoothing, xla)
+            hist = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                initial_epoch=cfg.stage1_epochs,
+                epochs=cfg.stage1_epochs + cfg.stage2_epochs,
+                callbacks=_callbacks(work, 2, read_history(work)) + extra,
+            )
         if cfg.stage2_epochs > 0:
             _check_finite(hist, 2, work)
             model.load_weights(work / "stage2.best.weights.h5")

@@ -1,0 +1,182 @@
+"""The run bundle: complete, round-trips, atomic, and refuses broken parts by name."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_CLASSES, make_food101_layout
+
+from food101_core import bundle as fbundle
+from food101_core.bundle import BundleError, find_newest_bundle, load_bundle, write_bundle
+from food101_core.config import TrainConfig
+from food101_core.data import load_data, make_dataset
+
+
+def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
+    b = load_bundle(tiny_bundle)
+    assert b.class_ids == TINY_CLASSES and b.class_names[0] == "Red soup"
+    assert b.stages == ["stage1", "stage2"]
+    cfg = b.config["train"]
+    assert cfg["backbone"] == "mobilenetv2" and cfg["seed"] == 42 and cfg["image_size"] == 32
+    assert b.config["data"]["kind"] == "food101-folder" and b.config["data"]["test"] == 18
+    assert {"tensorflow", "keras", "numpy"} <= set(b.config["versions"])
+    assert set(b.history["stage"]) == {1, 2} and len(b.history) == 4
+    for stage in b.stages:
+        ev = b.evaluation(stage)
+        assert ev.probs.shape == (18, 3) and len(ev.predictions) == 18
+        assert ev.confusion.shape == (3, 3) and ev.confusion.sum() == 18
+        assert 0 <= ev.metrics["top1"] <= 1 and len(ev.metrics["reliability"]) == 15
+    wrong = set(np.flatnonzero(~b.evaluation("stage2").predictions["correct"].to_numpy()))
+    for i in wrong:
+        assert b.thumb(i) is not None, f"no thumbnail for mistake {i}"
+    from PIL import Image
+
+    for p in (tiny_bundle / "thumbs").iterdir():
+        assert max(Image.open(p).size) <= 128
+
+
+def test_reloaded_models_predict_what_the_bundle_recorded(tiny_bundle):
+    """The bundle's .keras files, loaded in safe mode, reproduce the stored probabilities on the test images."""
+    b = load_bundle(tiny_bundle)
+    cfg = TrainConfig.from_dict(b.config["train"])
+    data = load_data(cfg)
+    assert data.test.ids == b.test_ids
+    x = np.concatenate([xb for xb in make_dataset(data.test, 3, cfg, training=False, with_labels=False)])
+    for stage in b.stages:
+        probs = b.model(stage).predict(x, verbose=0)
+        np.testing.assert_allclose(probs, b.evaluation(stage).probs, atol=2e-3)  # stored as float16
+        assert (probs.argmax(1) == b.evaluation(stage).probs.argmax(1)).all()
+
+
+def test_re_evaluation_reproduces_the_metrics(tiny_bundle, tmp_path):
+    from food101_core.evaluate import main
+
+    out = tmp_path / "re"
+    assert main([str(tiny_bundle), "--out", str(out)]) == 0
+    a, b = load_bundle(tiny_bundle), load_bundle(out)
+    for stage in a.stages:
+        assert a.evaluation(stage).metrics["top1"] == b.evaluation(stage).metrics["top1"]
+        np.testing.assert_array_equal(a.evaluation(stage).confusion, b.evaluation(stage).confusion)
+
+
+def test_interrupted_write_leaves_no_bundle(bundle_copy, tmp_path, monkeypatch):
+    b = load_bundle(bundle_copy)
+    cfg = TrainConfig.from_dict(b.config["train"])
+    data = load_data(cfg)
+    evals = {s: b.evaluation(s) for s in b.stages}
+    runs = tmp_path / "runs"
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(fbundle.np, "savez_compressed", die)  # dies halfway, after the models were copied
+    with pytest.raises(KeyboardInterrupt):
+        write_bundle(
+            runs / "r",
+            cfg=cfg,
+            data=data,
+            model_files={s: bundle_copy / f"models/{s}.keras" for s in b.stages},
+            history=b.history,
+            evals=evals,
+            thumbs={},
+        )
+    assert not (runs / "r").exists()
+    assert find_newest_bundle(runs) is None  # the partial folder is hidden and never picked up
+    monkeypatch.undo()
+    write_bundle(
+        runs / "r",
+        cfg=cfg,
+        data=data,
+        model_files={s: bundle_copy / f"models/{s}.keras" for s in b.stages},
+        history=b.history,
+        evals=evals,
+        thumbs={},
+    )
+    assert find_newest_bundle(runs) == runs / "r"
+    load_bundle(runs / "r")
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda p: (p / "models" / "stage2.keras").unlink(), "missing models/stage2.keras"),
+        (lambda p: (p / "stage1" / "predictions.csv").write_text("index\n0\n"), "stage1/predictions.csv is corrupt"),
+        (lambda p: (p / "bundle.json").unlink(), "missing bundle.json"),
+        (lambda p: (p / "classes.json").write_text("[{"), "classes.json is corrupt"),
+    ],
+)
+def test_broken_bundle_names_the_broken_part(bundle_copy, damage, named):
+    damage(bundle_copy)
+    with pytest.raises(BundleError, match=named):
+        load_bundle(bundle_copy)
+
+
+def test_model_that_does_not_match_its_classes_is_refused(bundle_copy):
+    classes = json.loads((bundle_copy / "classes.json").read_text())
+    (bundle_copy / "classes.json").write_text(json.dumps([*classes, {"id": "extra", "name": "Extra"}]))
+    b = load_bundle(bundle_copy, verify=False)  # the checksum would catch it first; test the deeper check
+    with pytest.raises(BundleError, match=r"predicts 3 classes, classes\.json lists 4"):
+        b.model("stage2")
+
+
+def test_hub_id_offline_fails_clearly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BundleError, match="could not download the bundle 'someone/food101-run'"):
+        load_bundle("someone/food101-run")
+    with pytest.raises(BundleError, match="not a Hugging Face Hub repo id"):
+        load_bundle("/no/such/folder")
+
+
+def test_train_cli_skips_a_finished_bundle_and_fails_early_on_bad_output(tiny_bundle, tmp_path, capsys):
+    import train
+
+    args = ["--data", "unused", "--out", str(tiny_bundle.parent), "--name", "tiny"]
+    assert train.main(args) == 0
+    assert "already trained" in capsys.readouterr().out
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit, match="cannot write to --out"):
+        train.main(["--data", "unused", "--out", str(blocker / "runs")])
+
+
+def test_class_folder_run_writes_ids_the_app_can_use(tmp_path):
+    """A bundle's test_set.csv and predictions agree on ids and order."""
+    src = make_food101_layout(tmp_path / "food", n_train=4, n_test=2)
+    shutil.rmtree(src / "meta")
+    import train
+
+    assert (
+        train.main(
+            [
+                "--data",
+                str(src / "images"),
+                "--backbone",
+                "mobilenetv2",
+                "--weights",
+                "none",
+                "--image-size",
+                "32",
+                "--stage1-epochs",
+                "1",
+                "--stage2-epochs",
+                "1",
+                "--val-fraction",
+                "0",
+                "--batch-size",
+                "4",
+                "--out",
+                str(tmp_path / "runs"),
+                "--name",
+                "folders",
+            ]
+        )
+        == 0
+    )
+    b = load_bundle(tmp_path / "runs" / "folders")
+    test = pd.read_csv(tmp_path / "runs" / "folders" / "test_set.csv")
+    assert b.evaluation("stage2").predictions["id"].tolist() == test["id"].tolist()
+    assert b.config["data"]["kind"] == "class-folders" and len(test) == 3  # 6 per class, 25% held out

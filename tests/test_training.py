@@ -1,0 +1,126 @@
+"""Two-stage training: what stage 2 may and may not change, resuming, NaN, feature caching, tf.distribute."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import ROOT, tiny_config
+
+from food101_core.model import backbone_blocks, block_of
+from food101_core.training import TrainingError, read_history, train
+
+
+def _weights_by_layer(model) -> dict[str, list[np.ndarray]]:
+    return {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
+
+
+def test_stage2_trains_unfrozen_blocks_and_never_touches_batchnorm(tiny_food101, tmp_path):
+    cfg = tiny_config(tiny_food101, tmp_path, unfreeze_blocks=3)
+    models, _, _ = train(cfg, tmp_path / "work")
+    before, after = _weights_by_layer(models["stage1"]), _weights_by_layer(models["stage2"])
+    opened = backbone_blocks(models["stage2"], "mobilenetv2")[-3:]
+    bn = [layer.name for layer in models["stage2"].layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert "head_bn" in bn and len(bn) > 30
+    for name in bn:  # gamma, beta and the moving statistics are exactly those of stage 1
+        for w0, w1 in zip(before[name], after[name]):
+            np.testing.assert_array_equal(w0, w1, err_msg=name)
+    for name, ws in after.items():
+        if name in bn:
+            continue
+        changed = any(not np.array_equal(w0, w1) for w0, w1 in zip(before[name], ws))
+        block = block_of("mobilenetv2", name)
+        if block in opened or name == "predictions":
+            assert changed, f"{name} (block {block}) should have trained in stage 2"
+        elif block is not None:
+            assert not changed, f"{name} (block {block}) should have stayed frozen"
+    hist = read_history(tmp_path / "work")
+    assert hist["epoch"].tolist() == [0, 1, 2, 3] and hist["stage"].tolist() == [1, 1, 2, 2]
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Kills training at the end of a chosen epoch, as a crash or a pre-empted machine would."""
+
+    def __init__(self, at_epoch: int):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt(f"simulated interruption after epoch {epoch}")
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_interrupted_run_resumes_from_last_finished_epoch(tiny_food101, tmp_path, cached):
+    work = tmp_path / "work"
+    cfg = tiny_config(tiny_food101, tmp_path, cache_features=cached)  # 2 + 2 epochs
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, work, extra_callbacks=[Interrupt(0)])  # dies in stage 1 after its first epoch
+    assert read_history(work)["epoch"].tolist() == [0]
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, work, extra_callbacks=[Interrupt(2)])  # resumes stage 1, dies in stage 2's first epoch
+    assert (work / "stage1.keras").exists() and not (work / "stage2.keras").exists()
+    models, _, _ = train(cfg, work)
+    hist = read_history(work)
+    assert hist["epoch"].tolist() == [0, 1, 2, 3]  # every epoch once: nothing redone from scratch
+    assert hist["stage"].tolist() == [1, 1, 2, 2]
+    best2 = hist[hist.stage == 2]["val_accuracy"].max()
+    assert models["stage2"] is not None and best2 > 0
+
+
+def test_nan_loss_stops_with_a_message(tiny_food101, tmp_path):
+    cfg = tiny_config(tiny_food101, tmp_path, stage1_lr=float("nan"), cache_features=False, stage1_epochs=3)
+    with pytest.raises(TrainingError, match="loss became nan"):
+        train(cfg, tmp_path / "work")
+
+
+def test_feature_cached_stage1_learns_like_the_full_one(tiny_food101, tmp_path):
+    """Same recipe, stage 1 on cached features vs. through the backbone: both separate the classes."""
+    accs = {}
+    for cached in (True, False):
+        cfg = tiny_config(
+            tiny_food101,
+            tmp_path,
+            stage1_epochs=6,
+            stage2_epochs=0,
+            cache_features=cached,
+            name=f"c{cached}",
+            stage1_lr=3e-2,
+        )
+        train(cfg, tmp_path / f"work{cached}")
+        hist = read_history(tmp_path / f"work{cached}")
+        accs[cached] = hist["val_accuracy"].max()
+        assert (tmp_path / f"work{cached}" / "features_train.npy").exists() == cached
+    assert accs[True] >= 0.8 and accs[False] >= 0.8, accs
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_food101, tmp_path):
+    """tf.distribute's MirroredStrategy, with the CPU split in two, runs both stages (in a fresh process,
+    since logical devices must be set before TensorFlow starts)."""
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
+import logging
+import tensorflow as tf
+from conftest import tiny_config
+logging.basicConfig(level=logging.INFO)
+from food101_core.training import train
+cfg = tiny_config({str(tiny_food101)!r}, {str(tmp_path)!r}, strategy="mirrored", cpu_devices=2, stage1_epochs=1,
+                  stage2_epochs=1)
+models, data, _ = train(cfg, __import__("pathlib").Path({str(tmp_path / "work")!r}))
+print(json.dumps({{"cpus": len(tf.config.list_logical_devices("CPU")),
+                   "out": models["stage2"].output_shape[-1]}}))
+"""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["cpus"] == 2 and result["out"] == 3
+    assert "MirroredStrategy with 2 replicas" in out.stderr
+    hist = read_history(tmp_path / "work")
+    assert hist["stage"].tolist() == [1, 2]
