@@ -1,0 +1,61 @@
+"""Food-101 Explorer's Gradio app: live prediction and visual error analysis over one run bundle.
+
+    python app.py [--run PATH_OR_HUB_REPO_ID]
+
+Which bundle: --run, else $FOOD101_RUN, else the newest bundle under runs/, else the demo bundle in assets/.
+Binds to 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise (a Hugging Face Space sets 0.0.0.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEMO_BUNDLE = ROOT / "assets" / "demo-bundle"
+MAX_UPLOAD = "20mb"
+
+
+def choose_run(arg: str | None) -> str | None:
+    from food101_core.bundle import find_newest_bundle
+
+    if arg or os.environ.get("FOOD101_RUN"):
+        return arg or os.environ["FOOD101_RUN"]
+    newest = find_newest_bundle(ROOT / "runs")
+    if newest:
+        return str(newest)
+    return str(DEMO_BUNDLE) if (DEMO_BUNDLE / "bundle.json").is_file() else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", help="bundle folder or Hugging Face Hub model repo id (default: see above)")
+    ap.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
+    ap.add_argument("--concurrency", type=int, default=2, help="predictions at once (2 suits a 2-core Space)")
+    args = ap.parse_args(argv)
+
+    import gradio as gr
+
+    from food101_core.app_ui import PLOTLY_JS, build_app, no_run_app
+    from food101_core.bundle import BundleError, load_bundle
+
+    gr.set_static_paths([PLOTLY_JS])
+    ref, allowed = choose_run(args.run), []
+    if ref is None:
+        demo = no_run_app("There is nothing under runs/ and no demo bundle in assets/.")
+    else:
+        try:
+            bundle = load_bundle(ref)
+            demo, allowed = build_app(bundle), [str(bundle.path)]
+            print(f"serving bundle {bundle.path}", file=sys.stderr)
+        except BundleError as e:
+            print(f"error: {e}", file=sys.stderr)
+            demo = no_run_app(f"`{ref}`: {e}")
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    demo.launch(server_port=args.port, max_file_size=MAX_UPLOAD, allowed_paths=allowed, show_error=True)
+
+
+if __name__ == "__main__":
+    main()

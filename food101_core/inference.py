@@ -1,0 +1,161 @@
+"""Prediction on one uploaded photo: careful image reading, the model's forward pass, Grad-CAM.
+
+Every photo goes through `read_image`, which either returns an upright RGB picture or raises `ImageError`
+with a message a person can act on. The model is preprocessed exactly as in training (`data.resize_uint8`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from .bundle import Bundle
+
+MAX_PIXELS = 40_000_000  # a 40-megapixel photo is fine; a "decompression bomb" is refused before decoding
+MIN_SIDE = 16
+MAX_ASPECT = 20.0
+LOW_CONFIDENCE = 0.5
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a photo; the message says why."""
+
+
+def read_image(src: str | os.PathLike | bytes, decode_hint: int | None = None) -> Image.Image:
+    """An upright RGB image from a file path or bytes, or ImageError.
+
+    Handles grayscale, palette, CMYK, 16-bit and float images, transparency (composited on white),
+    animations (first frame) and EXIF orientation. `decode_hint` lets JPEGs decode at a reduced scale
+    that is still at least that many pixels on the short side (much faster for huge photos).
+    """
+    try:
+        im = Image.open(io.BytesIO(src) if isinstance(src, bytes) else Path(src))
+    except UnidentifiedImageError:
+        raise ImageError(
+            "This file is not an image, or not in a format this app reads (JPEG, PNG, WebP, GIF, BMP, TIFF)."
+        ) from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise ImageError("No image was received.") from None
+    except Exception as e:
+        raise ImageError(f"This image cannot be opened ({type(e).__name__}).") from None
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(
+            f"This image is too large: {w}×{h} pixels (the limit is {MAX_PIXELS // 1_000_000} "
+            "megapixels). Please upload a smaller photo."
+        )
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"This image is too small: {w}×{h} pixels (at least {MIN_SIDE} px on each side).")
+    if max(w, h) / min(w, h) > MAX_ASPECT:
+        raise ImageError(
+            f"This image is a {w}×{h} strip, not a photo of a dish (aspect ratio over {MAX_ASPECT:.0f}:1)."
+        )
+    try:
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)  # animated GIF/WebP/PNG: the first frame
+        if decode_hint and im.format == "JPEG":
+            scale = max(1, min(w, h) // decode_hint)
+            im.draft("RGB", (w // scale, h // scale))
+        im.load()
+        im = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError:
+        raise ImageError("This image is too large to decode safely.") from None
+    except Exception as e:  # truncated or corrupt data: PIL raises OSError, SyntaxError, ValueError, ...
+        raise ImageError(f"This image is damaged or incomplete and cannot be decoded ({type(e).__name__}).") from None
+    return to_rgb(im)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB; transparency becomes a white background."""
+    if im.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") else max(float(a.max()), 1.0)
+        im = Image.fromarray(np.clip(a / hi * 255.0, 0, 255).astype(np.uint8))
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in {"RGBA", "LA", "PA"}:
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, im).convert("RGB")
+    return im.convert("RGB")
+
+
+@dataclass
+class Prediction:
+    top: list[tuple[str, str, float]]  # (class id, display name, probability), best first
+    seconds: float
+    probs: np.ndarray
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.top[0][2] < LOW_CONFIDENCE
+
+
+class Predictor:
+    """One stage's model of a bundle, loaded once and shared by all requests (calls are thread-safe)."""
+
+    def __init__(self, bundle: Bundle, stage: str = "stage2"):
+        import tensorflow as tf
+
+        self.bundle = bundle
+        self.model = bundle.model(stage)
+        self.size = bundle.image_size
+        spec = tf.TensorSpec([None, self.size, self.size, 3], tf.float32)
+        self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
+        self._forward(tf.zeros([1, self.size, self.size, 3]))  # trace now, not during the first request
+        self._cam_model = None
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """A 1 x size x size x 3 float32 batch, resized exactly as in training."""
+        from .data import resize_uint8
+
+        return resize_uint8(np.asarray(image), self.size).numpy()[None].astype(np.float32)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        return self._forward(batch).numpy()
+
+    def predict(self, image: Image.Image, k: int = 5) -> Prediction:
+        t0 = time.perf_counter()
+        probs = self.forward(self.preprocess(image))[0]
+        seconds = time.perf_counter() - t0
+        order = np.argsort(-probs)[:k]
+        b = self.bundle
+        return Prediction([(b.class_ids[i], b.class_names[i], float(probs[i])) for i in order], seconds, probs)
+
+    def gradcam(self, image: Image.Image, class_index: int) -> np.ndarray:
+        """Grad-CAM (Selvaraju et al. 2017) on the backbone's last feature map: size x size heat in [0, 1]."""
+        import keras
+        import tensorflow as tf
+
+        if self._cam_model is None:
+            feature_map = self.model.get_layer("avg_pool").input
+            self._cam_model = keras.Model(self.model.inputs, [feature_map, self.model.output])
+        x = tf.convert_to_tensor(self.preprocess(image))
+        with tf.GradientTape() as tape:
+            fmap, probs = self._cam_model(x, training=False)
+            score = probs[:, class_index]
+        grads = tape.gradient(score, fmap)
+        weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(fmap, tf.float32), axis=-1))[0].numpy()
+        if cam.max() > 0:
+            cam = cam / cam.max()
+        heat = Image.fromarray((cam * 255).astype(np.uint8)).resize((self.size, self.size), Image.BILINEAR)
+        return np.asarray(heat, np.float32) / 255.0
+
+
+def overlay_heatmap(image: Image.Image, heat: np.ndarray, alpha: float = 0.55) -> Image.Image:
+    """The photo with the heat map on top: transparent where cold, yellow to red where the model looked."""
+    h = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR), np.float32)
+    h = h[..., None] / 255.0
+    colour = np.concatenate([np.ones_like(h), 1.0 - 0.85 * h, np.zeros_like(h)], axis=-1) * 255.0  # yellow→red
+    base = np.asarray(image, np.float32)
+    out = base * (1 - alpha * h) + colour * (alpha * h)
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))

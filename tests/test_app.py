@@ -1,0 +1,234 @@
+"""The app as people use it: gradio_client against a running `python app.py`, and a real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from PIL import Image
+
+from food101_core.bundle import load_bundle
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(args: list[str], env: dict | None = None, timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), *args, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app exited: {proc.stdout.read()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise TimeoutError(f"app did not answer on {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def app(tiny_bundle):
+    proc, url = start_app(["--run", str(tiny_bundle)])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app, verbose=False)
+
+
+def predict(client, path: Path, cam: bool = False, stage: str = "stage2"):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(path)), cam, stage, api_name="/predict")
+
+
+def typed_array(v) -> np.ndarray:
+    """Plotly's JSON sends numbers as base64 typed arrays ({"dtype", "bdata", "shape"})."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        return a.reshape([int(n) for n in str(v["shape"]).split(",")]) if "shape" in v else a
+    return np.asarray(v, float)
+
+
+def probs_of(label: dict, names: list[str]) -> np.ndarray:
+    by_name = {c["label"]: c["confidence"] for c in label["confidences"]}
+    return np.array([by_name.get(n, np.nan) for n in names])
+
+
+def test_predictions_equal_the_evaluation_pipeline(client, tiny_bundle):
+    """The app (PIL decode, one photo) and the evaluation (tf.data, batches) agree on the test photos."""
+    b = load_bundle(tiny_bundle)
+    root = Path(b.config["data"]["location"])
+    stored = b.evaluation("stage2").probs
+    for i in (0, 7, 17):
+        label, verdict, cam = predict(client, root / "images" / f"{b.test_ids[i]}.jpg")
+        got = probs_of(label, b.class_names)
+        assert np.nanmax(np.abs(got - stored[i])) < 0.02, (got, stored[i])
+        assert label["label"] == b.class_names[int(stored[i].argmax())]
+        assert "predicted in" in verdict and cam is None
+
+
+def _bytes(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def bad_inputs() -> dict[str, tuple[bytes, str | None]]:
+    """name -> (file bytes, expected message; None = must predict)."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    jpeg = _bytes(photo, "JPEG")
+    frames = [photo, photo.transpose(Image.FLIP_LEFT_RIGHT)]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return {
+        "text.txt": (b"just some text, not a photo", "not an image"),
+        "empty.jpg": (b"", "not an image"),
+        "fake.pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not an image"),
+        "program.exe": (b"MZ\x90\x00" + bytes(200), "not an image"),
+        "truncated.jpg": (jpeg[: len(jpeg) // 3], "damaged"),
+        "tiny.png": (_bytes(Image.new("RGB", (4, 4), "red"), "PNG"), "too small"),
+        "bomb.png": (_bytes(Image.new("1", (12000, 12000)), "PNG", optimize=True), "too large"),
+        "strip.png": (_bytes(Image.new("RGB", (2000, 20), "white"), "PNG"), "strip"),
+        "animated.gif": (gif.getvalue(), None),
+        "cmyk.jpg": (_bytes(photo.convert("CMYK"), "JPEG"), None),
+        "gray.jpg": (_bytes(photo.convert("L"), "JPEG"), None),
+        "alpha.png": (_bytes(photo.convert("RGBA"), "PNG"), None),
+        "palette.png": (_bytes(photo.convert("P"), "PNG"), None),
+        "sixteen.png": (_bytes(Image.fromarray(rng.integers(0, 65535, (60, 80), dtype=np.uint16)), "PNG"), None),
+        "rotated.jpg": (_bytes(photo, "JPEG", exif=exif), None),
+    }
+
+
+def test_bad_inputs_get_a_message_and_the_app_keeps_serving(client, tiny_bundle, tmp_path):
+    b = load_bundle(tiny_bundle)
+    good = Path(b.config["data"]["location"]) / "images" / f"{b.test_ids[0]}.jpg"
+    expected_good = predict(client, good)[0]
+    for name, (data, message) in bad_inputs().items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        t0 = time.perf_counter()
+        label, verdict, _ = predict(client, path)
+        assert time.perf_counter() - t0 < 30, f"{name} took too long"
+        if message:
+            assert not label and message in verdict.lower(), (name, verdict)
+        else:
+            assert label and "predicted in" in verdict, (name, verdict)
+        assert predict(client, good)[0] == expected_good, f"the app broke after {name}"
+
+
+def test_exif_rotation_is_applied(client, tmp_path):
+    rng = np.random.default_rng(5)
+    photo = Image.fromarray(rng.integers(0, 255, (40, 90, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90° clockwise
+    photo.save(tmp_path / "tagged.jpg", exif=exif, quality=95)
+    Image.open(tmp_path / "tagged.jpg").transpose(Image.ROTATE_270).save(tmp_path / "upright.png")
+    a = predict(client, tmp_path / "tagged.jpg")[0]
+    b = predict(client, tmp_path / "upright.png")[0]
+    assert a["label"] == b["label"]
+    assert np.allclose(*(sorted(c["confidence"] for c in x["confidences"]) for x in (a, b)), atol=1e-3)
+
+
+def test_gradcam_overlay_has_the_photos_size(client, tiny_bundle):
+    b = load_bundle(tiny_bundle)
+    photo = Path(b.config["data"]["location"]) / "images" / f"{b.test_ids[3]}.jpg"
+    _, _, cam = predict(client, photo, cam=True)
+    overlay = Image.open(cam)
+    assert overlay.size == Image.open(photo).size
+    assert not np.array_equal(np.asarray(overlay.convert("RGB")), np.asarray(Image.open(photo).convert("RGB")))
+
+
+def test_analysis_endpoints_match_the_bundle(client, tiny_bundle):
+    b = load_bundle(tiny_bundle)
+    ev = b.evaluation("stage2")
+    result = client.predict("stage2", False, False, "alphabetical", api_name="/confusion")
+    heat = result["figure"]["data"][0]
+    order = [b.class_names.index(n) for n in heat["y"]]
+    np.testing.assert_array_equal(typed_array(heat["z"]), ev.confusion[np.ix_(order, order)])
+    assert list(heat["y"]) == sorted(b.class_names, key=str.lower)
+    for row in result["pairs"]:
+        t, p = b.class_names.index(row["true"]), b.class_names.index(row["predicted"])
+        assert row["images"] == ev.confusion[t, p] and t != p
+        title, gallery = client.predict("stage2", row["true"], row["predicted"], api_name="/pair")
+        assert f"{row['images']} mistaken test image" in title and len(gallery) == row["images"]
+    per_class = {r["class"]: r for r in client.predict("stage2", api_name="/per_class")}
+    for name, f1 in zip(b.class_names, ev.per_class["f1"]):
+        assert abs(per_class[name]["f1"] - f1) < 1e-4
+    mistakes = client.predict("stage2", None, None, 0.0, api_name="/mistakes")
+    wrong = ev.predictions[~ev.predictions["correct"]]
+    assert sorted(m["index"] for m in mistakes) == sorted(wrong["index"])
+    assert all(a["confidence"] >= b_["confidence"] for a, b_ in zip(mistakes, mistakes[1:]))
+    if mistakes:
+        name = mistakes[0]["true_name"]
+        only = client.predict("stage2", name, None, 0.0, api_name="/mistakes")
+        assert only and all(m["true_name"] == name for m in only)
+    metrics = client.predict("stage1", api_name="/metrics")
+    assert metrics["top1"] == b.evaluation("stage1").metrics["top1"]
+    training = client.predict(api_name="/training")["data"]
+    assert {t["name"] for t in training} == {"train", "validation"}
+    assert max(typed_array(t["x"]).max() for t in training) == len(b.history)
+
+
+def test_broken_or_missing_run_shows_what_to_do(bundle_copy, tmp_path):
+    (bundle_copy / "stage2" / "metrics.json").write_text("{}")
+    proc, url = start_app([], env={"FOOD101_RUN": str(bundle_copy)})
+    try:
+        config = urllib.request.urlopen(url + "config", timeout=10).read().decode()
+        assert "No run bundle could be loaded" in config and "stage2/metrics.json is corrupt" in config
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.browser
+def test_in_a_real_browser(app, tiny_bundle, tmp_path):
+    from browser import chromium_path, exercise_app
+
+    if not chromium_path():
+        pytest.skip("Debian's chromium is not installed (tests/run.sh installs it)")
+    b = load_bundle(tiny_bundle)
+    photo = Path(b.config["data"]["location"]) / "images" / f"{b.test_ids[5]}.jpg"
+    seen = exercise_app(app, tmp_path / "shots", photo)
+    assert any(name in seen["top5"] for name in b.class_names)
+    true_name, pred_name = seen["cell"]
+    cm = b.evaluation("stage2").confusion
+    n = cm[b.class_names.index(true_name), b.class_names.index(pred_name)]
+    assert f"{n} mistaken" in seen["cell_title"] and seen["cell_images"] >= 1
+    assert seen["mistakes_filtered"] != seen["mistakes_all"]
+    assert seen["page_errors"] == []
+    for shot in ("predict", "confusion", "per_class", "mistakes", "training", "calibration"):
+        assert (tmp_path / "shots" / f"{shot}.png").stat().st_size > 10_000
