@@ -44,7 +44,6 @@ draw();
 watch('value', draw);
 """
 
-
 class UploadedImage(gr.Image):
     """`gr.Image` that hands the raw upload to `read_image`, so a bad file gets our clear message
     instead of failing inside Gradio's own decoding."""

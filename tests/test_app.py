@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import os
 import socket
 import subprocess
@@ -191,7 +192,7 @@ def test_analysis_endpoints_match_the_bundle(client, tiny_bundle):
     mistakes = client.predict("stage2", None, None, 0.0, api_name="/mistakes")
     wrong = ev.predictions[~ev.predictions["correct"]]
     assert sorted(m["index"] for m in mistakes) == sorted(wrong["index"])
-    assert all(a["confidence"] >= b_["confidence"] for a, b_ in zip(mistakes, mistakes[1:]))
+    assert all(a["confidence"] >= b_["confidence"] for a, b_ in itertools.pairwise(mistakes))
     if mistakes:
         name = mistakes[0]["true_name"]
         only = client.predict("stage2", name, None, 0.0, api_name="/mistakes")
