@@ -28,7 +28,7 @@ HELP = {
     "val_fraction": "fraction of training images held out to pick each stage's best epoch (0 = use test)",
     "weights": "imagenet, none, or a local .weights.h5 file of the bare backbone (include_top=False)",
     "unfreeze_blocks": "stage 2 unfreezes the top N whole blocks of the backbone (0 = all)",
-    "cache_features": "stage 1 on pooled features computed once (only without augmentation)",
+    "cache_features": "stage 1 on pooled features computed once, un-augmented (--no-cache-features to augment it)",
     "strategy": "default, mirrored (all local GPUs) or multiworker (TF_CONFIG)",
     "cpu_devices": "split the CPU into N logical devices (to try tf.distribute without GPUs)",
     "name": "bundle folder name under --out (default: backbone-data-recipehash)",

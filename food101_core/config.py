@@ -27,13 +27,13 @@ class TrainConfig:
     # stage 1: backbone frozen, head only
     stage1_epochs: int = 15
     stage1_lr: float = 1e-3
-    cache_features: bool = True  # train the stage-1 head on pooled features computed once (no augmentation only)
+    cache_features: bool = True  # stage-1 head on pooled features computed once (un-augmented, even with augment)
     # stage 2: whole blocks unfrozen, every BatchNormalization frozen
     stage2_epochs: int = 10
     stage2_lr: float = 0.0  # 0 = the backbone's default: 1e-4 for EfficientNet (the reference), 1e-5 for MobileNet
     unfreeze_blocks: int = 0  # top N blocks of the backbone; 0 = all
     label_smoothing: float = 0.0  # stage 2 only
-    augment: bool = False  # random flip, crop/zoom and rotation on training images
+    augment: bool = False  # random flip, crop/zoom and rotation on images that pass through the backbone
     tta_flip: bool = False  # average the predictions of the image and its mirror at evaluation
     # engine
     batch_size: int = 32
