@@ -7,7 +7,9 @@ a locally served plotly.js inside `gr.HTML`), Per-class metrics, Mistakes, Train
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -75,6 +77,7 @@ def original_image_path(b: Bundle, index: int) -> Path | None:
 def build_app(b: Bundle) -> gr.Blocks:
     """The whole UI over one bundle. The stage-2 model is loaded now, once, and shared by every request."""
     predictors = {"stage2": Predictor(b, "stage2")}
+    csv_dir = Path(tempfile.mkdtemp(prefix="food101-explorer-"))
 
     def predictor(stage: str) -> Predictor:
         if stage not in predictors:
@@ -124,8 +127,10 @@ def build_app(b: Bundle) -> gr.Blocks:
 
     def per_class(stage: str) -> tuple[pd.DataFrame, go.Figure, str]:
         df = analysis.per_class_table(b, stage)
-        csv = Path(tempfile.mkdtemp(prefix="food101-")) / f"per_class_{stage}.csv"
-        df.to_csv(csv, index=False)
+        csv = csv_dir / f"per_class_{stage}.csv"
+        tmp = csv.with_suffix(f".{threading.get_ident()}.tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, csv)  # concurrent requests never serve a half-written file
         return df, analysis.f1_figure(b, stage), str(csv)
 
     def mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float) -> tuple[list, list, str]:

@@ -289,3 +289,36 @@ def publish_bundle(path: Path, repo_id: str, private: bool = False, token: str |
         folder_path=str(path), repo_id=repo_id, repo_type="model", commit_message="Upload Food-101 Explorer run bundle"
     )
     return str(url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m food101_core.bundle check RUN` verifies a bundle; `publish RUN OWNER/NAME` uploads it."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m food101_core.bundle", description=main.__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="verify every file of a bundle").add_argument("run")
+    pub = sub.add_parser("publish", help="upload a bundle to a Hugging Face Hub model repo (needs HF_TOKEN)")
+    pub.add_argument("run")
+    pub.add_argument("repo_id")
+    pub.add_argument("--private", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "check":
+            b = load_bundle(args.run)
+            m = b.evaluation(b.stages[-1]).metrics
+            print(f"{b.path}: complete; {b.num_classes} classes, {len(b.test_ids)} test images, top-1 {m['top1']:.2%}")
+        else:
+            print(publish_bundle(Path(args.run), args.repo_id, private=args.private))
+    except BundleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # network and authentication errors from the Hub client
+        print(f"error: could not publish to the Hub: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

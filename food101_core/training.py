@@ -197,8 +197,10 @@ def train(
             freeze_backbone(model, cfg.backbone)
             if cfg.stage1_epochs > 0 and cfg.cache_features:
                 if cfg.augment:
-                    log.info("stage 1 trains on cached, un-augmented features; augmentation starts in stage 2 "
-                             "(--no-cache-features augments stage 1 too, at the cost of a backbone pass per epoch)")
+                    log.info(
+                        "stage 1 trains on cached, un-augmented features; augmentation starts in stage 2 "
+                        "(--no-cache-features augments stage 1 too, at the cost of a backbone pass per epoch)"
+                    )
                 stage1_on_features(model, data, cfg, work, xla, extra)
             elif cfg.stage1_epochs > 0:
                 _compile(model, cfg.stage1_lr, 0.0, xla)

@@ -7,8 +7,10 @@ Used by tests/test_app.py, and to refresh the README's screenshots:
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 CHROMIUM_ARGS = [
@@ -24,6 +26,18 @@ CHROMIUM_ARGS = [
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _count(page) -> int | None:
+    """The number of mistakes the Mistakes tab says it has, once it is not busy."""
+    m = re.search(r"(\d+) mistakes?", page.locator("#mistake-count").inner_text())
+    return int(m.group(1)) if m and "processing" not in page.locator("#mistake-count").inner_text() else None
+
+
+def _images_loaded(page, selector: str) -> None:
+    page.wait_for_function(
+        f"Array.from(document.querySelectorAll('{selector} img')).every(i => i.complete && i.naturalWidth > 0)"
+    )
 
 
 def _tab(page, name: str) -> None:
@@ -81,6 +95,7 @@ def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000) -> 
         seen["cell"] = (true_name, pred_name)
         seen["cell_title"] = page.locator("#pair-title").inner_text()
         seen["cell_images"] = page.locator("#pair-gallery img").count()
+        _images_loaded(page, "#pair-gallery")
         page.screenshot(path=str(out / "confusion.png"), full_page=True)
 
         # Per-class metrics
@@ -91,15 +106,18 @@ def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000) -> 
         # Mistakes: filter by true class, then select one
         _tab(page, "Mistakes")
         expect(page.locator("#mistake-count")).to_contain_text("mistake")
-        seen["mistakes_all"] = page.locator("#mistake-count").inner_text()
+        seen["mistakes_all"] = _count(page)
         page.locator("#f-true input").click()
         page.locator("#f-true input").fill(true_name)
         page.get_by_role("option", name=true_name, exact=True).click()
-        expect(page.locator("#mistake-count")).not_to_have_text(seen["mistakes_all"])
-        seen["mistakes_filtered"] = page.locator("#mistake-count").inner_text()
+        deadline = time.time() + timeout_ms / 1000
+        while _count(page) == seen["mistakes_all"] and time.time() < deadline:
+            page.wait_for_timeout(200)
+        seen["mistakes_filtered"] = _count(page)
         page.locator("#mistakes-gallery img").first.click()
         expect(page.get_by_text("predicted as")).to_be_visible()
         seen["captions"] = page.locator("#mistakes-gallery").inner_text()
+        _images_loaded(page, "#mistakes-gallery")
         page.screenshot(path=str(out / "mistakes.png"), full_page=True)
 
         _tab(page, "Training")
