@@ -44,6 +44,10 @@ def read_image(src: str | os.PathLike | bytes, decode_hint: int | None = None) -
         ) from None
     except (FileNotFoundError, IsADirectoryError):
         raise ImageError("No image was received.") from None
+    except Image.DecompressionBombError:
+        raise ImageError(
+            f"This image is too large (over {MAX_PIXELS // 1_000_000} megapixels). Please upload a smaller photo."
+        ) from None
     except Exception as e:
         raise ImageError(f"This image cannot be opened ({type(e).__name__}).") from None
     w, h = im.size
