@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         try:
             bundle = load_bundle(ref)
-            demo, allowed = build_app(bundle), [str(bundle.path)]
+            is_demo = bundle.path.resolve() == DEMO_BUNDLE.resolve()
+            demo, allowed = build_app(bundle, demo=is_demo), [str(bundle.path)]
             print(f"serving bundle {bundle.path}", file=sys.stderr)
         except BundleError as e:
             print(f"error: {e}", file=sys.stderr)

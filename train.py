@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -58,14 +59,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     return cfg, args
 
 
-def check_writable(folder: Path) -> None:
-    """Fail now, not after hours of training, if the bundle cannot be written."""
+MIN_FREE_BYTES = 2 * 1024**3  # checkpoints, cached features and the bundle of a full Food-101 run fit in this
+
+
+def check_writable(folder: Path, min_free: int = MIN_FREE_BYTES) -> None:
+    """Fail now, not after hours of training, if the bundle cannot be written or the disk is nearly full."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as e:
         sys.exit(f"error: cannot write to --out {folder}: {e}")
+    free = shutil.disk_usage(folder).free
+    if free < min_free:
+        sys.exit(
+            f"error: only {free / 1024**3:.2f} GiB free under --out {folder}; a run needs about "
+            f"{min_free / 1024**3:.0f} GiB for checkpoints, cached features and the bundle"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

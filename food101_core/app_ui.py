@@ -74,7 +74,15 @@ def original_image_path(b: Bundle, index: int) -> Path | None:
     return None
 
 
-def build_app(b: Bundle) -> gr.Blocks:
+DEMO_NOTE = (
+    "> **Demo model.** This is the small model shipped with the repository so that the app works offline: "
+    "{backbone} with ImageNet weights, fine-tuned on a CPU on *food101-mini*, the first 10 Food-101 classes "
+    "({classes}). The full recipe is EfficientNetB0 on all 101 classes: `python train.py` on a machine with "
+    "internet (ideally a GPU). `assets/README.md` has the exact command that made this model."
+)
+
+
+def build_app(b: Bundle, demo: bool = False) -> gr.Blocks:
     """The whole UI over one bundle. The stage-2 model is loaded now, once, and shared by every request."""
     predictors = {"stage2": Predictor(b, "stage2")}
     csv_dir = Path(tempfile.mkdtemp(prefix="food101-explorer-"))
@@ -180,6 +188,11 @@ def build_app(b: Bundle) -> gr.Blocks:
         gr.Markdown(
             "# Food-101 Explorer\nWhat does the model see in your lunch, and where does it go wrong?", elem_id="title"
         )
+        if demo:
+            gr.Markdown(
+                DEMO_NOTE.format(backbone=b.config["train"]["backbone"], classes=", ".join(b.class_names)),
+                elem_id="demo-note",
+            )
         gr.Markdown(analysis.summary_markdown(b), elem_id="summary")
         stage = gr.Radio(
             [(STAGE_LABELS[s], s) for s in reversed(b.stages)], value=b.stages[-1], label="Model", elem_id="stage"

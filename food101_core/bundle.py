@@ -90,8 +90,9 @@ def write_bundle(
     if dest.exists() and not overwrite:
         raise BundleError(f"{dest} exists already")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.partial-*"):  # left by a write that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "models").mkdir(parents=True)
     config = {"train": cfg.to_dict(), "data": data.source, "versions": library_versions(), "timings": extra or {}}
     (tmp / "config.json").write_text(json.dumps(config, indent=2))

@@ -159,3 +159,22 @@ def unfreeze_for_stage2(model: keras.Model, backbone: str, top_blocks: int = 0) 
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     return [b for b in blocks if b in chosen]
+
+
+def calibrate_batchnorm(model: keras.Model, images) -> None:
+    """Set every BatchNormalization layer's moving statistics from one batch of images.
+
+    Random weights (`--weights none`) have no ImageNet statistics: frozen BatchNorm layers would then normalise
+    with mean 0 and variance 1, and activations vanish through the depth of the network. One forward pass in
+    training mode with momentum 0 gives each layer the statistics of its real inputs (a data-dependent
+    initialisation), after which freezing BatchNorm is as meaningful as with pretrained weights.
+    """
+    import keras
+
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [(layer.trainable, layer.momentum) for layer in bns]
+    for layer in bns:
+        layer.trainable, layer.momentum = True, 0.0
+    model(images, training=True)
+    for layer, (trainable, momentum) in zip(bns, saved):
+        layer.trainable, layer.momentum = trainable, momentum

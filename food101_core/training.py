@@ -21,7 +21,7 @@ import pandas as pd
 
 from .config import TrainConfig
 from .data import FoodData, load_data, make_dataset
-from .model import BACKBONES, build_model, freeze_backbone, unfreeze_for_stage2
+from .model import BACKBONES, build_model, calibrate_batchnorm, freeze_backbone, unfreeze_for_stage2
 
 if TYPE_CHECKING:
     import keras
@@ -185,6 +185,9 @@ def train(
         model = build_model(cfg, data.num_classes)
     val_split = data.val if data.val is not None else data.test
     train_ds = make_dataset(data.train, data.num_classes, cfg, training=True, augment=cfg.augment)
+    if cfg.weights.lower() == "none":
+        log.info("random weights: BatchNorm statistics set from a batch of training images")
+        calibrate_batchnorm(model, next(iter(train_ds.unbatch().batch(256)))[0])
     val_ds = make_dataset(val_split, data.num_classes, cfg, training=False)
     extra = list(extra_callbacks or [])
     timings: dict[str, float] = {}

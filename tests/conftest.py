@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -52,27 +58,34 @@ def tiny_food101(tmp_path: Path) -> Path:
     return make_food101_layout(tmp_path / "food")
 
 
+TINY_RECIPE = dict(
+    backbone="mobilenetv2",
+    weights="none",
+    image_size=32,
+    batch_size=8,
+    stage1_epochs=2,
+    stage2_epochs=2,
+    stage1_lr=1e-2,
+    stage2_lr=1e-3,
+    val_fraction=0.0,
+    thumbs_correct_per_class=2,
+)
+
+
 def tiny_config(data: Path, out: Path, **overrides):
     """A recipe that trains in seconds: MobileNetV2 0.35 from scratch on 32 px images."""
     from food101_core.config import TrainConfig
 
-    settings = dict(
-        data=str(data),
-        backbone="mobilenetv2",
-        weights="none",
-        image_size=32,
-        batch_size=8,
-        stage1_epochs=2,
-        stage2_epochs=2,
-        stage1_lr=1e-2,
-        stage2_lr=1e-3,
-        val_fraction=0.0,
-        out=str(out),
-        name="tiny",
-        thumbs_correct_per_class=2,
-    )
-    settings.update(overrides)
-    return TrainConfig(**settings)
+    return TrainConfig(**{**TINY_RECIPE, "data": str(data), "out": str(out), "name": "tiny", **overrides})
+
+
+def tiny_args(data: Path, out: Path, name: str = "tiny", **overrides) -> list[str]:
+    """The same tiny recipe as train.py's flags."""
+    args = []
+    for key, value in {**TINY_RECIPE, **overrides, "data": data, "out": out, "name": name}.items():
+        flag = "--" + key.replace("_", "-")
+        args += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+    return args
 
 
 @pytest.fixture(scope="session")
@@ -82,34 +95,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
     base = tmp_path_factory.mktemp("bundle")
     data = make_food101_layout(base / "food")
-    args = [
-        "--data",
-        str(data),
-        "--backbone",
-        "mobilenetv2",
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--stage1-epochs",
-        "2",
-        "--stage2-epochs",
-        "2",
-        "--stage1-lr",
-        "0.01",
-        "--stage2-lr",
-        "0.001",
-        "--val-fraction",
-        "0",
-        "--out",
-        str(base / "runs"),
-        "--name",
-        "tiny",
-        "--thumbs-correct-per-class",
-        "2",
-    ]
+    args = tiny_args(data, base / "runs")
     assert train.main(args) == 0
     return base / "runs" / "tiny"
 
@@ -120,3 +106,56 @@ def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "copy"
     shutil.copytree(tiny_bundle, dest)
     return dest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(args: list[str], env: dict | None = None, timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    log = tempfile.NamedTemporaryFile("w+", prefix="food101-app-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), *args, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app exited: {Path(log.name).read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise TimeoutError(f"app did not answer on {url} within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def app_process(tiny_bundle):
+    """`python app.py` on the tiny bundle, started once for all the app tests."""
+    proc, url = start_app(["--run", str(tiny_bundle)])
+    yield proc, url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def app(app_process) -> str:
+    return app_process[1]
+
+
+@pytest.fixture(scope="session")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app, verbose=False)

@@ -5,66 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import itertools
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import start_app
 from PIL import Image
 
 from food101_core.bundle import load_bundle
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(args: list[str], env: dict | None = None, timeout: float = 180) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), *args, "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited: {proc.stdout.read()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise TimeoutError(f"app did not answer on {url} within {timeout} s")
-
-
-@pytest.fixture(scope="module")
-def app(tiny_bundle):
-    proc, url = start_app(["--run", str(tiny_bundle)])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    from gradio_client import Client
-
-    return Client(app, verbose=False)
 
 
 def predict(client, path: Path, cam: bool = False, stage: str = "stage2"):

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_CLASSES, make_food101_layout
+from conftest import TINY_CLASSES, make_food101_layout, tiny_args
 
 from food101_core import bundle as fbundle
 from food101_core.bundle import BundleError, find_newest_bundle, load_bundle, write_bundle
@@ -151,28 +151,7 @@ def test_class_folder_run_writes_ids_the_app_can_use(tmp_path):
 
     assert (
         train.main(
-            [
-                "--data",
-                str(src / "images"),
-                "--backbone",
-                "mobilenetv2",
-                "--weights",
-                "none",
-                "--image-size",
-                "32",
-                "--stage1-epochs",
-                "1",
-                "--stage2-epochs",
-                "1",
-                "--val-fraction",
-                "0",
-                "--batch-size",
-                "4",
-                "--out",
-                str(tmp_path / "runs"),
-                "--name",
-                "folders",
-            ]
+            tiny_args(src / "images", tmp_path / "runs", "folders", batch_size=4, stage1_epochs=1, stage2_epochs=1)
         )
         == 0
     )
