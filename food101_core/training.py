@@ -173,9 +173,10 @@ def train(
     cfg: TrainConfig, work: Path, data: FoodData | None = None, extra_callbacks: list | None = None
 ) -> tuple[dict[str, keras.Model], FoodData, dict]:
     """Run both stages (resuming from `work`), return the best model of each stage, the data and timings."""
+    import tensorflow as tf
 
     strategy = setup_engine(cfg)
-    xla = _switch(cfg.xla, bool(__import__("tensorflow").config.list_physical_devices("GPU")))
+    xla = _switch(cfg.xla, bool(tf.config.list_physical_devices("GPU")))
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     data = data or load_data(cfg)
@@ -185,9 +186,6 @@ def train(
         model = build_model(cfg, data.num_classes)
     val_split = data.val if data.val is not None else data.test
     train_ds = make_dataset(data.train, data.num_classes, cfg, training=True, augment=cfg.augment)
-    if cfg.weights.lower() == "none":
-        log.info("random weights: BatchNorm statistics set from a batch of training images")
-        calibrate_batchnorm(model, next(iter(train_ds.unbatch().batch(256)))[0])
     val_ds = make_dataset(val_split, data.num_classes, cfg, training=False)
     extra = list(extra_callbacks or [])
     timings: dict[str, float] = {}
@@ -196,6 +194,9 @@ def train(
     done1 = work / "stage1.keras"
     if not done1.exists():
         t0 = time.perf_counter()
+        if cfg.weights.lower() == "none":
+            log.info("random weights: BatchNorm statistics set from a batch of training images")
+            calibrate_batchnorm(model, next(iter(train_ds.unbatch().batch(256)))[0])
         with strategy.scope():
             freeze_backbone(model, cfg.backbone)
             if cfg.stage1_epochs > 0 and cfg.cache_features:

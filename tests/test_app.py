@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import os
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import start_app
+from conftest import ROOT, start_app
 from PIL import Image
 
 from food101_core.bundle import load_bundle
@@ -185,3 +186,28 @@ def test_in_a_real_browser(app, tiny_bundle, tmp_path):
     assert seen["page_errors"] == []
     for shot in ("predict", "confusion", "per_class", "mistakes", "training", "calibration"):
         assert (tmp_path / "shots" / f"{shot}.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not (ROOT / "assets" / "demo-bundle" / "bundle.json").is_file(), reason="no demo bundle")
+def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
+    """No --run, no FOOD101_RUN, no runs/: the app opens the shipped demo model and labels it as such."""
+    from gradio_client import Client, handle_file
+
+    from food101_core.bundle import find_newest_bundle
+
+    if find_newest_bundle(ROOT / "runs"):
+        pytest.skip("runs/ has a bundle here, which the app would open first")
+    env = {k: v for k, v in os.environ.items() if k != "FOOD101_RUN"}
+    proc, url = start_app([], env={**env, "HF_HUB_OFFLINE": "1"})
+    try:
+        config = urllib.request.urlopen(url + "config", timeout=10).read().decode()
+        assert "Demo model" in config and "EfficientNetB0 on all 101 classes" in config
+        b = load_bundle(ROOT / "assets" / "demo-bundle")
+        thumb = next((b.path / "thumbs").iterdir())
+        label, verdict, _ = Client(url, verbose=False).predict(
+            handle_file(str(thumb)), False, "stage2", api_name="/predict"
+        )
+        assert label["label"] in b.class_names and "predicted in" in verdict
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
