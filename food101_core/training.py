@@ -196,7 +196,7 @@ def train(
         t0 = time.perf_counter()
         if cfg.weights.lower() == "none":
             log.info("random weights: BatchNorm statistics set from a batch of training images")
-            calibrate_batchnorm(model, next(iter(train_ds.unbatch().batch(256)))[0])
+            calibrate_batchnorm(model, next(iter(train_ds))[0])  # one batch: an eager pass is memory-hungry
         with strategy.scope():
             freeze_backbone(model, cfg.backbone)
             if cfg.stage1_epochs > 0 and cfg.cache_features:
