@@ -69,34 +69,23 @@ def test_interrupted_write_leaves_no_bundle(bundle_copy, tmp_path, monkeypatch):
     data = load_data(cfg)
     evals = {s: b.evaluation(s) for s in b.stages}
     runs = tmp_path / "runs"
+    models = {s: bundle_copy / f"models/{s}.keras" for s in b.stages}
+
+    def write():
+        write_bundle(runs / "r", cfg=cfg, data=data, model_files=models, history=b.history, evals=evals, thumbs={})
 
     def die(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing")
 
     monkeypatch.setattr(fbundle.np, "savez_compressed", die)  # dies halfway, after the models were copied
     with pytest.raises(KeyboardInterrupt):
-        write_bundle(
-            runs / "r",
-            cfg=cfg,
-            data=data,
-            model_files={s: bundle_copy / f"models/{s}.keras" for s in b.stages},
-            history=b.history,
-            evals=evals,
-            thumbs={},
-        )
+        write()
     assert not (runs / "r").exists()
     assert find_newest_bundle(runs) is None  # the partial folder is hidden and never picked up
     monkeypatch.undo()
-    write_bundle(
-        runs / "r",
-        cfg=cfg,
-        data=data,
-        model_files={s: bundle_copy / f"models/{s}.keras" for s in b.stages},
-        history=b.history,
-        evals=evals,
-        thumbs={},
-    )
+    write()  # the next write clears the stale partial folder and succeeds
     assert find_newest_bundle(runs) == runs / "r"
+    assert not list(runs.glob(".r.partial-*"))
     load_bundle(runs / "r")
 
 
