@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .bundle import Bundle
+from .evaluate import most_confident_mistakes
 
 REFERENCE = {"two-stage EfficientNetB0 (reference)": 0.8066, "DeepFood (Liu et al. 2016)": 0.774}
 
@@ -154,13 +155,12 @@ def mistakes_table(
     """The most confident mistakes, filtered; index refers to the test image."""
     ids = dict(zip(b.class_names, b.class_ids))
     names = dict(zip(b.class_ids, b.class_names))
-    p = b.evaluation(stage).predictions
-    m = p[~p["correct"] & (p["confidence"] >= min_confidence)]
+    m = most_confident_mistakes(b.evaluation(stage).predictions)
+    m = m[m["confidence"] >= min_confidence]
     if true_name:
         m = m[m["true"] == ids.get(true_name)]
     if pred_name:
         m = m[m["pred"] == ids.get(pred_name)]
-    m = m.sort_values("confidence", ascending=False, kind="stable")
     return m.assign(true_name=m["true"].map(names), pred_name=m["pred"].map(names))
 
 
