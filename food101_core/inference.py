@@ -123,9 +123,8 @@ class Predictor:
             lambda img: self.model(tf.cast(resize_uint8(img, self.size), tf.float32)[None], training=False)[0],
             input_signature=[image],
         )
-        warm = np.zeros((self.size + 1, self.size + 2, 3), np.uint8)  # trace now, not during the first request
-        self._predict_image(warm)
-        self._forward(self.preprocess(Image.fromarray(warm)))
+        # Trace the prediction graph now, not during the first request; the others trace on first use.
+        self._predict_image(np.zeros((self.size + 1, self.size + 2, 3), np.uint8))
         self._cam_model = None
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
