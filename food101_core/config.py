@@ -42,14 +42,15 @@ class TrainConfig:
     xla: str = "auto"  # "auto" (on with a GPU), "on", "off"
     strategy: str = "default"  # "default", "mirrored", "multiworker" (TF_CONFIG)
     cpu_devices: int = 0  # split the CPU into N logical devices (to exercise tf.distribute without GPUs)
+    deterministic: bool = False  # TensorFlow's op determinism: bit-identical reruns, somewhat slower
     # output
     out: str = "runs"
     name: str = ""  # bundle folder name; empty = derived from the recipe, so a re-run finds its own checkpoints
     thumbs_correct_per_class: int = 3
 
     def recipe_hash(self) -> str:
-        """Short hash of the settings that change the result (not where it is written)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in {"out", "name"}}
+        """Short hash of the settings that change the result (not where it is written, nor the last-bit rounding)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in {"out", "name", "deterministic"}}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
     def run_name(self) -> str:

@@ -44,6 +44,8 @@ def setup_engine(cfg: TrainConfig) -> tf.distribute.Strategy:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cfg.cpu_devices)
     gpus = tf.config.list_physical_devices("GPU")
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:  # multi-threaded sums otherwise differ in the last bits from run to run
+        tf.config.experimental.enable_op_determinism()
     if _switch(cfg.mixed_precision, bool(gpus)):
         keras.mixed_precision.set_global_policy("mixed_float16")
     if cfg.strategy == "mirrored":
