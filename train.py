@@ -33,6 +33,15 @@ HELP = {
     "strategy": "default, mirrored (all local GPUs) or multiworker (TF_CONFIG)",
     "cpu_devices": "split the CPU into N logical devices (to try tf.distribute without GPUs)",
     "name": "bundle folder name under --out (default: backbone-data-recipehash)",
+    "stage2_schedule": "constant (the reference) or cosine (one-epoch warm-up to --stage2-lr, then decay to 0)",
+    "deterministic": "TensorFlow op determinism: bit-identical reruns on one machine, somewhat slower",
+}
+CHOICES = {
+    "cache": ["auto", "memory", "none"],
+    "stage2_schedule": ["constant", "cosine"],
+    "mixed_precision": ["auto", "on", "off"],
+    "xla": ["auto", "on", "off"],
+    "strategy": ["default", "mirrored", "multiworker"],
 }
 
 
@@ -52,7 +61,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                 help=HELP.get(f.name),
             )
         else:
-            ap.add_argument(flag, type=type(default), default=default, help=HELP.get(f.name, f"default {default}"))
+            ap.add_argument(
+                flag,
+                type=type(default),
+                default=default,
+                choices=CHOICES.get(f.name),
+                help=HELP.get(f.name, f"default {default}"),
+            )
     ap.add_argument("--force", action="store_true", help="train again even if the bundle exists")
     args = ap.parse_args(argv)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})

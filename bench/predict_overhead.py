@@ -27,7 +27,11 @@ def main() -> None:
 
         names = [f"c{i}" for i in range(10)]  # the parts of a Bundle that Predictor reads
         bundle = SimpleNamespace(
-            image_size=cfg.image_size, class_ids=names, class_names=names, model=lambda stage, m=model: m
+            image_size=cfg.image_size,
+            tta_flip=False,
+            class_ids=names,
+            class_names=names,
+            model=lambda stage, m=model: m,
         )
         predictor = Predictor(bundle)
         ready = predictor.preprocess(read_image(photos[0]))

@@ -35,7 +35,7 @@ def main() -> None:
         model.fit(mem.take(2), epochs=1, verbose=0)  # trace once
         first = timed(lambda: model.fit(ds, epochs=1, verbose=0), 1)[0]
         cached, memory = [], []
-        for _ in range(3):
+        for _ in range(5):  # interleaved, so that both see the same machine (its speed drifts between runs)
             cached += timed(lambda: model.fit(ds, epochs=1, verbose=0), 1)
             memory += timed(lambda: model.fit(mem, epochs=1, verbose=0), 1)
         c, m = n / median(cached), n / median(memory)

@@ -178,6 +178,11 @@ class Bundle:
     def image_size(self) -> int:
         return int(self.config["train"]["image_size"])
 
+    @property
+    def tta_flip(self) -> bool:
+        """Whether the evaluation averaged each photo with its mirror image (the app then does the same)."""
+        return bool(self.config["train"].get("tta_flip", False))
+
     def verify(self) -> None:
         """Every file the manifest lists is there, with its size and hash."""
         for rel, meta in self.manifest.get("files", {}).items():

@@ -31,6 +31,7 @@ class TrainConfig:
     # stage 2: whole blocks unfrozen, every BatchNormalization frozen
     stage2_epochs: int = 10
     stage2_lr: float = 0.0  # 0 = the backbone's default: 1e-4 for EfficientNet (the reference), 1e-5 for MobileNet
+    stage2_schedule: str = "constant"  # "constant" (the reference) or "cosine": a one-epoch warm-up, then decay to 0
     unfreeze_blocks: int = 0  # top N blocks of the backbone; 0 = all
     label_smoothing: float = 0.0  # stage 2 only
     augment: bool = False  # random flip, crop/zoom and rotation on images that pass through the backbone

@@ -163,3 +163,31 @@ def test_overlay_keeps_size_and_marks_the_hot_region():
     base = np.asarray(PHOTO, float)
     assert out.shape == base.shape
     assert np.abs(out[:40, :60] - base[:40, :60]).mean() > 20 and np.abs(out[80:, 100:] - base[80:, 100:]).max() == 0
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_predictor_averages_the_mirror_image_when_the_evaluation_did(tta):
+    """A bundle evaluated with --tta-flip is served the same way, so the app's answers match its metrics."""
+    from types import SimpleNamespace
+
+    import keras
+
+    from food101_core.inference import Predictor
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(  # any image model will do; this one is far from mirror-symmetric
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4, "softmax", kernel_initializer=keras.initializers.RandomNormal(stddev=0.1)),
+        ]
+    )
+    names = list("abcd")
+    bundle = SimpleNamespace(image_size=32, tta_flip=tta, class_ids=names, class_names=names, model=lambda s: model)
+    predictor = Predictor(bundle)
+    x = predictor.preprocess(PHOTO)
+    plain, mirrored = predictor.forward(x)[0], predictor.forward(x[:, :, ::-1])[0]
+    assert np.abs(plain - mirrored).max() > 1e-4  # the photo is not symmetric, so the two views differ
+    expected = (plain + mirrored) / 2 if tta else plain
+    np.testing.assert_allclose(predictor.predict(PHOTO).probs, expected, atol=1e-6)

@@ -74,6 +74,53 @@ def test_interrupted_run_resumes_from_last_finished_epoch(tiny_food101, tmp_path
     assert models["stage2"] is not None and best2 > 0
 
 
+class LearningRates(keras.callbacks.Callback):
+    """The optimizer's learning rate at every training step, by epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_epoch: dict[int, list[float]] = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.by_epoch[epoch] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.by_epoch[self.epoch].append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def test_cosine_stage2_warms_up_then_decays_and_resumes_where_it_stopped(tiny_food101, tmp_path):
+    cfg = tiny_config(
+        tiny_food101, tmp_path, stage1_epochs=1, stage2_epochs=3, stage2_schedule="cosine", stage2_lr=2e-3
+    )
+    whole = LearningRates()
+    train(cfg, tmp_path / "whole", extra_callbacks=[whole])
+    warm, *rest = (whole.by_epoch[e] for e in (1, 2, 3))  # stage 2 is epochs 1-3
+    assert warm[0] == 0 and np.all(np.diff(warm) > 0)  # linear warm-up over the first epoch…
+    decay = np.concatenate(rest)
+    assert decay[0] == pytest.approx(2e-3, rel=1e-5)  # …to the peak…
+    assert np.all(np.diff(decay) < 0) and decay[-1] < 0.05 * 2e-3  # …then down towards 0
+    assert np.allclose(whole.by_epoch[0], 1e-2)  # stage 1 stays constant
+
+    resumed = LearningRates()
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", extra_callbacks=[Interrupt(2)])  # dies after stage 2's second epoch
+    train(cfg, tmp_path / "resumed", extra_callbacks=[resumed])
+    assert list(resumed.by_epoch) == [3]  # only the unfinished epoch runs again…
+    np.testing.assert_allclose(resumed.by_epoch[3], whole.by_epoch[3], rtol=1e-6)  # …at the rates it would have had
+
+
+def test_unknown_schedule_is_refused(tiny_food101, tmp_path, capsys):
+    import train as train_cli
+
+    with pytest.raises(SystemExit):
+        train_cli.parse_args(["--stage2-schedule", "linear"])
+    assert "invalid choice: 'linear'" in capsys.readouterr().err
+    cfg = tiny_config(tiny_food101, tmp_path, stage2_schedule="linear", stage1_epochs=0)  # the Python API too
+    with pytest.raises(ValueError, match="unknown stage-2 schedule 'linear'"):
+        train(cfg, tmp_path / "work")
+
+
 def test_nan_loss_stops_with_a_message(tiny_food101, tmp_path):
     cfg = tiny_config(tiny_food101, tmp_path, stage1_lr=float("nan"), cache_features=False, stage1_epochs=3)
     with pytest.raises(TrainingError, match="loss became nan"):
