@@ -34,6 +34,17 @@ def _count(page) -> int | None:
     return int(m.group(1)) if m and "processing" not in page.locator("#mistake-count").inner_text() else None
 
 
+def _settled_count(page, timeout_ms: int, other_than: int | None = None) -> int | None:
+    """The mistake count once the tab is idle and (for a filter) has changed; the last reading at the deadline."""
+    deadline = time.time() + timeout_ms / 1000
+    while time.time() < deadline:
+        count = _count(page)
+        if count is not None and count != other_than:
+            return count
+        page.wait_for_timeout(200)
+    return _count(page)
+
+
 def _images_loaded(page, selector: str) -> None:
     page.wait_for_function(
         f"Array.from(document.querySelectorAll('{selector} img')).every(i => i.complete && i.naturalWidth > 0)"
@@ -106,14 +117,11 @@ def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000) -> 
         # Mistakes: filter by true class, then select one
         _tab(page, "Mistakes")
         expect(page.locator("#mistake-count")).to_contain_text("mistake")
-        seen["mistakes_all"] = _count(page)
+        seen["mistakes_all"] = _settled_count(page, timeout_ms)
         page.locator("#f-true input").click()
         page.locator("#f-true input").fill(true_name)
         page.get_by_role("option", name=true_name, exact=True).click()
-        deadline = time.time() + timeout_ms / 1000
-        while _count(page) == seen["mistakes_all"] and time.time() < deadline:
-            page.wait_for_timeout(200)
-        seen["mistakes_filtered"] = _count(page)
+        seen["mistakes_filtered"] = _settled_count(page, timeout_ms, other_than=seen["mistakes_all"])
         page.locator("#mistakes-gallery img").first.click()
         expect(page.get_by_text("predicted as")).to_be_visible()
         seen["captions"] = page.locator("#mistakes-gallery").inner_text()
