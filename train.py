@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from food101_core.config import TrainConfig
+from food101_core.config import CHOICES, TrainConfig
 
 HELP = {
     "data": "tfds:food101 (download), a Food-101-layout folder (images/ + meta/), or a folder of class folders",
@@ -35,13 +35,6 @@ HELP = {
     "name": "bundle folder name under --out (default: backbone-data-recipehash)",
     "stage2_schedule": "constant (the reference) or cosine (one-epoch warm-up to --stage2-lr, then decay to 0)",
     "deterministic": "TensorFlow op determinism: bit-identical reruns on one machine, somewhat slower",
-}
-CHOICES = {
-    "cache": ["auto", "memory", "none"],
-    "stage2_schedule": ["constant", "cosine"],
-    "mixed_precision": ["auto", "on", "off"],
-    "xla": ["auto", "on", "off"],
-    "strategy": ["default", "mirrored", "multiworker"],
 }
 
 

@@ -7,6 +7,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+# The values a text setting may take: train.py's flag choices and the checks in training.py read this one table.
+CHOICES = {
+    "cache": ["auto", "memory", "none"],
+    "stage2_schedule": ["constant", "cosine"],
+    "mixed_precision": ["auto", "on", "off"],
+    "xla": ["auto", "on", "off"],
+    "strategy": ["default", "mirrored", "multiworker"],
+}
+
 
 @dataclass
 class TrainConfig:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .config import TrainConfig
+from .config import CHOICES, TrainConfig
 from .data import FoodData, load_data, make_dataset
 from .model import BACKBONES, build_model, calibrate_batchnorm, freeze_backbone, unfreeze_for_stage2
 
@@ -54,12 +54,12 @@ def setup_engine(cfg: TrainConfig) -> tf.distribute.Strategy:
     if cfg.strategy == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
     if cfg.strategy != "default":
-        raise ValueError(f"unknown strategy {cfg.strategy!r} (default, mirrored, multiworker)")
+        raise ValueError(f"unknown strategy {cfg.strategy!r} ({', '.join(CHOICES['strategy'])})")
     return tf.distribute.get_strategy()
 
 
 def _switch(value: str, auto: bool) -> bool:
-    if value not in {"auto", "on", "off"}:
+    if value not in CHOICES["xla"]:  # the same three for --xla and --mixed-precision
         raise ValueError(f"expected auto, on or off, got {value!r}")
     return auto if value == "auto" else value == "on"
 
@@ -89,7 +89,7 @@ def stage2_learning_rate(
     if cfg.stage2_schedule == "constant":
         return lr
     if cfg.stage2_schedule != "cosine":
-        raise ValueError(f"unknown stage-2 schedule {cfg.stage2_schedule!r} (constant, cosine)")
+        raise ValueError(f"unknown stage-2 schedule {cfg.stage2_schedule!r} ({', '.join(CHOICES['stage2_schedule'])})")
     total = max(1, cfg.stage2_epochs * steps_per_epoch)
     warmup = min(steps_per_epoch, total - 1)
     return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, alpha=0.0, warmup_target=lr, warmup_steps=warmup)
