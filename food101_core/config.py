@@ -43,6 +43,7 @@ class TrainConfig:
     stage2_schedule: str = "constant"  # "constant" (the reference) or "cosine": a one-epoch warm-up, then decay to 0
     unfreeze_blocks: int = 0  # top N blocks of the backbone; 0 = all
     label_smoothing: float = 0.0  # stage 2 only
+    ema_momentum: float = 0.0  # > 0: validate, keep and ship the moving average of the weights (e.g. 0.998); 0 = off
     augment: bool = False  # random flip, crop/zoom and rotation on images that pass through the backbone
     tta_flip: bool = False  # average the predictions of the image and its mirror at evaluation
     # engine

@@ -95,11 +95,11 @@ def stage2_learning_rate(
     return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, alpha=0.0, warmup_target=lr, warmup_steps=warmup)
 
 
-def _compile(model: keras.Model, lr, label_smoothing: float, xla: bool) -> None:
+def _compile(model: keras.Model, lr, label_smoothing: float, xla: bool, ema_momentum: float = 0.0) -> None:
     import keras
 
     model.compile(
-        optimizer=keras.optimizers.Adam(lr),
+        optimizer=keras.optimizers.Adam(lr, use_ema=ema_momentum > 0, ema_momentum=ema_momentum or 0.99),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=[
             keras.metrics.CategoricalAccuracy(name="accuracy"),
@@ -109,8 +109,12 @@ def _compile(model: keras.Model, lr, label_smoothing: float, xla: bool) -> None:
     )
 
 
-def _callbacks(work: Path, stage: int, history: pd.DataFrame) -> list:
-    """Resume, best-epoch checkpoint, per-epoch log and NaN guard for one stage."""
+def _callbacks(work: Path, stage: int, history: pd.DataFrame, ema: bool = False) -> list:
+    """Resume, best-epoch checkpoint, per-epoch log and NaN guard for one stage.
+
+    With `ema`, validation and the best-epoch checkpoint see the moving average of the weights; the backup, saved
+    before the swap, keeps the raw weights and the average apart, so a resumed run goes on with both.
+    """
     import keras
 
     best = keras.callbacks.ModelCheckpoint(
@@ -125,6 +129,7 @@ def _callbacks(work: Path, stage: int, history: pd.DataFrame) -> list:
         best.best = float(done["val_accuracy"].max())  # a resumed run keeps the best it had before the crash
     return [
         keras.callbacks.BackupAndRestore(str(work / f"backup{stage}")),
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []),
         best,
         keras.callbacks.CSVLogger(str(work / f"history{stage}.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
@@ -179,12 +184,12 @@ def stage1_on_features(
     train = train.shuffle(len(data.train), seed=cfg.seed).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
     val_split = data.val if data.val is not None else data.test
     val = tf.data.Dataset.from_tensor_slices((pooled("val", val_split), tf.one_hot(val_split.labels, n)))
-    _compile(head, cfg.stage1_lr, 0.0, xla)
+    _compile(head, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum)
     hist = head.fit(
         train,
         validation_data=val.batch(cfg.batch_size),
         epochs=cfg.stage1_epochs,
-        callbacks=_callbacks(work, 1, read_history(work)) + extra,
+        callbacks=_callbacks(work, 1, read_history(work), cfg.ema_momentum > 0) + extra,
         verbose=2,
     )
     _check_finite(hist, 1, work)
@@ -229,12 +234,12 @@ def train(
                     )
                 stage1_on_features(model, data, cfg, work, xla, extra)
             elif cfg.stage1_epochs > 0:
-                _compile(model, cfg.stage1_lr, 0.0, xla)
+                _compile(model, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum)
                 hist = model.fit(
                     train_ds,
                     validation_data=val_ds,
                     epochs=cfg.stage1_epochs,
-                    callbacks=_callbacks(work, 1, read_history(work)) + extra,
+                    callbacks=_callbacks(work, 1, read_history(work), cfg.ema_momentum > 0) + extra,
                 )
                 _check_finite(hist, 1, work)
                 model.load_weights(work / "stage1.best.weights.h5")
@@ -252,13 +257,13 @@ def train(
             blocks = unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
             log.info("stage 2 unfreezes %d blocks: %s … %s", len(blocks), blocks[0], blocks[-1])
             steps = math.ceil(len(data.train) / cfg.batch_size)
-            _compile(model, stage2_learning_rate(cfg, steps), cfg.label_smoothing, xla)
+            _compile(model, stage2_learning_rate(cfg, steps), cfg.label_smoothing, xla, cfg.ema_momentum)
             hist = model.fit(
                 train_ds,
                 validation_data=val_ds,
                 initial_epoch=cfg.stage1_epochs,
                 epochs=cfg.stage1_epochs + cfg.stage2_epochs,
-                callbacks=_callbacks(work, 2, read_history(work)) + extra,
+                callbacks=_callbacks(work, 2, read_history(work), cfg.ema_momentum > 0) + extra,
             )
         if cfg.stage2_epochs > 0:
             _check_finite(hist, 2, work)

@@ -110,6 +110,47 @@ def test_cosine_stage2_warms_up_then_decays_and_resumes_where_it_stopped(tiny_fo
     np.testing.assert_allclose(resumed.by_epoch[3], whole.by_epoch[3], rtol=1e-6)  # …at the rates it would have had
 
 
+class RawWeights(keras.callbacks.Callback):
+    """The trainable weights after every stage-2 training step, by variable path: what the optimizer produced."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps: list[dict[str, np.ndarray]] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch >= 1:  # stage 2 (stage 1 is epoch 0 here)
+            self.steps.append({w.path: w.numpy().copy() for w in self.model.trainable_weights})
+
+
+def test_ema_keeps_the_moving_average_of_stage2_weights_across_a_resume(tiny_food101, tmp_path):
+    work = tmp_path / "work"
+    cfg = tiny_config(tiny_food101, tmp_path, stage1_epochs=1, stage2_epochs=2, ema_momentum=0.8)
+    first, second = RawWeights(), RawWeights()
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, work, extra_callbacks=[first, Interrupt(1)])  # dies after stage 2's first epoch
+    models, _, _ = train(cfg, work, extra_callbacks=[second])
+    steps = first.steps + second.steps  # one uninterrupted sequence of raw weights (5 steps an epoch)
+    assert len(steps) == 10
+
+    # Keras's EMA, computed here independently: the first step copies, then avg = m * avg + (1 - m) * w
+    ema, by_epoch = dict(steps[0]), []
+    for i, w in enumerate(steps[1:], start=2):
+        ema = {k: 0.8 * ema[k] + 0.2 * w[k] for k in ema}
+        if i in (5, 10):
+            by_epoch.append(ema)
+    hist = read_history(work)
+    val = hist[hist.stage == 2]["val_accuracy"].tolist()
+    best = by_epoch[int(np.argmax(val))]  # the checkpoint keeps the first best epoch
+    shipped = {w.path: w.numpy() for w in models["stage2"].weights}
+    for path, expected in best.items():
+        np.testing.assert_allclose(shipped[path], expected, rtol=1e-4, atol=1e-6, err_msg=path)
+    raw = steps[4 if int(np.argmax(val)) == 0 else 9]
+    assert any(not np.allclose(shipped[p], raw[p], atol=1e-6) for p in raw)  # the average, not the raw weights
+
+
 def test_unknown_schedule_is_refused(tiny_food101, tmp_path, capsys):
     import train as train_cli
 
