@@ -356,9 +356,14 @@ def make_dataset(
     *,
     training: bool,
     augment: bool = False,
+    mixup: float = 0.0,
     with_labels: bool = True,
 ) -> tf.data.Dataset:
-    """Batches of (float32 images in 0-255, one-hot labels). Only training data is shuffled."""
+    """Batches of (float32 images in 0-255, one-hot labels). Only training data is shuffled.
+
+    `mixup` > 0 blends each image and its label with another of the batch (Beta(mixup, mixup) weights): soft
+    targets that keep a small dataset from being memorised.
+    """
     import tensorflow as tf
 
     size = cfg.image_size
@@ -375,6 +380,11 @@ def make_dataset(
     if augment:
         aug = augmenter(cfg.seed)
         ds = ds.map(lambda x, y: (aug(x, training=True), y))  # sequential: the random state is used in order
+    if mixup > 0:
+        import keras
+
+        mix = keras.layers.MixUp(alpha=mixup, seed=cfg.seed + 3)
+        ds = ds.map(lambda x, y: tuple(mix({"images": x, "labels": y}, training=True).values()))
     if not with_labels:
         ds = ds.map(lambda x, y: x)
     return ds.prefetch(tf.data.AUTOTUNE)

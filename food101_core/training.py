@@ -212,7 +212,7 @@ def train(
     with strategy.scope():
         model = build_model(cfg, data.num_classes)
     val_split = data.val if data.val is not None else data.test
-    train_ds = make_dataset(data.train, data.num_classes, cfg, training=True, augment=cfg.augment)
+    train_ds = make_dataset(data.train, data.num_classes, cfg, training=True, augment=cfg.augment, mixup=cfg.mixup)
     val_ds = make_dataset(val_split, data.num_classes, cfg, training=False)
     extra = list(extra_callbacks or [])
     timings: dict[str, float] = {}

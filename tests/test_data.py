@@ -155,6 +155,26 @@ def test_augmentation_changes_images_but_not_shapes(tiny_food101, tmp_path):
     assert aug.shape == plain.shape and not np.allclose(aug, plain)
 
 
+def test_mixup_blends_each_image_and_its_label_with_the_same_weight(tiny_food101, tmp_path):
+    cfg = tiny_config(tiny_food101, tmp_path, batch_size=36)
+    d = load_data(cfg)
+    x, y = (t.numpy() for t in next(iter(make_dataset(d.train, 3, cfg, training=False))))
+    mx, my = (t.numpy() for t in next(iter(make_dataset(d.train, 3, cfg, training=False, mixup=0.4))))
+    assert np.allclose(my.sum(1), 1) and (my.max(1) < 0.999).sum() > 5  # soft labels, still distributions
+    flat, mflat = x.reshape(len(x), -1), mx.reshape(len(mx), -1)
+    for i in range(len(x)):  # find the partner and weight that explain the image, then check the label agrees
+        best = None
+        for j in range(len(x)):
+            diff = flat[i] - flat[j]
+            w = 1.0 if not diff.any() else float(np.clip((mflat[i] - flat[j]) @ diff / (diff @ diff), 0, 1))
+            err = np.abs(w * flat[i] + (1 - w) * flat[j] - mflat[i]).max()
+            if best is None or err < best[0]:
+                best = (err, w, j)
+        err, w, j = best
+        assert err < 0.05, f"image {i} is not a blend of two images of the batch"
+        np.testing.assert_allclose(my[i], w * y[i] + (1 - w) * y[j], atol=1e-3)
+
+
 def test_cache_decision_uses_memory_size():
     assert fdata.cache_fits(1000, 224)
     assert not fdata.cache_fits(10**9, 224)
