@@ -238,6 +238,21 @@ def reliability_figure(b: Bundle, stage: str) -> go.Figure:
     return fig
 
 
+def recipe_extras(cfg: dict) -> list[str]:
+    """The optional parts of a run's recipe, as words (older bundles lack some keys: they were off)."""
+    extras = [f"stage-2 learning rate {cfg['stage2_lr']:g}"] if cfg.get("stage2_lr") else []
+    if cfg.get("unfreeze_blocks"):
+        extras.append(f"top {cfg['unfreeze_blocks']} blocks unfrozen")
+    if cfg.get("stage2_schedule", "constant") != "constant":
+        extras.append(f"{cfg['stage2_schedule']} schedule")
+    extras += ["augmentation"] if cfg.get("augment") else []
+    extras += [f"label smoothing {cfg['label_smoothing']:g}"] if cfg.get("label_smoothing") else []
+    extras += [f"mixup {cfg['mixup']:g}"] if cfg.get("mixup") else []
+    extras += [f"weight EMA {cfg['ema_momentum']:g}"] if cfg.get("ema_momentum") else []
+    extras += ["test-time flip"] if cfg.get("tta_flip") else []
+    return extras
+
+
 def summary_markdown(b: Bundle) -> str:
     cfg, data = b.config["train"], b.config.get("data", {})
     rows = []
@@ -261,10 +276,11 @@ def summary_markdown(b: Bundle) -> str:
             "on a machine with internet and a GPU.*"
         )
     )
+    recipe = ", ".join([f"{cfg['image_size']} px", *recipe_extras(cfg)])
     return (
         f"**Backbone** {cfg['backbone']} ({weights} weights) · **data** {data.get('kind', '?')}, {scope} · "
         f"{data.get('train', '?')} training / {data.get('test', len(b.test_ids))} test images · "
         f"**recipe** {cfg['stage1_epochs']} epochs head-only + {cfg['stage2_epochs']} epochs fine-tuning "
-        f"(BatchNorm frozen), {cfg['image_size']} px\n\n"
+        f"(BatchNorm frozen), {recipe}\n\n"
         "| model | top-1 | top-5 | macro F1 | ECE |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n" + refs + note
     )

@@ -193,6 +193,7 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
     """No --run, no FOOD101_RUN, no runs/: the app opens the shipped demo model and labels it as such."""
     from gradio_client import Client, handle_file
 
+    from food101_core.analysis import recipe_extras
     from food101_core.bundle import find_newest_bundle
 
     if find_newest_bundle(ROOT / "runs"):
@@ -203,6 +204,8 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
         config = urllib.request.urlopen(url + "config", timeout=10).read().decode()
         assert "Demo model" in config and "EfficientNetB0 on all 101 classes" in config
         b = load_bundle(ROOT / "assets" / "demo-bundle")
+        extras = recipe_extras(b.config["train"])  # how it was trained, as the page states it
+        assert "augmentation" in extras and all(part in config for part in extras)
         thumb = next((b.path / "thumbs").iterdir())
         label, verdict, _ = Client(url, verbose=False).predict(
             handle_file(str(thumb)), False, "stage2", api_name="/predict"
