@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_CLASSES, make_food101_layout, tiny_args
+from conftest import MINI, ROOT, TINY_CLASSES, make_food101_layout, needs_mini, tiny_args
 
 from food101_core import bundle as fbundle
 from food101_core.bundle import BundleError, find_newest_bundle, load_bundle, write_bundle
@@ -148,3 +148,29 @@ def test_class_folder_run_writes_ids_the_app_can_use(tmp_path):
     test = pd.read_csv(tmp_path / "runs" / "folders" / "test_set.csv")
     assert b.evaluation("stage2").predictions["id"].tolist() == test["id"].tolist()
     assert b.config["data"]["kind"] == "class-folders" and len(test) == 3  # 6 per class, 25% held out
+
+
+@needs_mini
+@pytest.mark.skipif(not (ROOT / "assets" / "demo-bundle" / "bundle.json").is_file(), reason="no demo bundle")
+def test_demo_bundle_numbers_are_its_models_answers_on_the_real_photos():
+    """The shipped metrics come from the shipped predictions, and those from the shipped model on the real photos."""
+    from sklearn.metrics import accuracy_score
+
+    from food101_core.inference import Predictor, read_image
+
+    b = load_bundle(ROOT / "assets" / "demo-bundle")
+    ev = b.evaluation("stage2")
+    true = [i.split("/")[0] for i in b.test_ids]  # the label is the photo's folder in Food-101's layout
+    rows = ev.predictions
+    pred_ids = rows["pred"].tolist()
+    assert ev.metrics["top1"] == pytest.approx(accuracy_score(true, pred_ids), abs=1e-4)
+    top5 = rows[[f"top{k}" for k in range(1, 6)]].to_numpy()
+    in_top5 = [t in row for t, row in zip(true, top5)]
+    assert ev.metrics["top5"] == pytest.approx(np.mean(in_top5), abs=1e-4)
+    # probs.npz is float16: the stored prediction has the highest stored probability, ties included
+    picked = ev.probs[np.arange(len(rows)), [b.class_ids.index(i) for i in pred_ids]]
+    np.testing.assert_array_equal(picked, ev.probs.max(1))
+    predictor = Predictor(b)  # the app's path: PIL decode, the training resize, photo and mirror averaged
+    for i in range(0, len(b.test_ids), 125):  # ten photos, one of each class
+        probs = predictor.predict(read_image(MINI / "images" / f"{b.test_ids[i]}.jpg")).probs
+        np.testing.assert_allclose(probs, ev.probs[i], atol=0.02, err_msg=b.test_ids[i])
