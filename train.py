@@ -34,7 +34,10 @@ HELP = {
     "cpu_devices": "split the CPU into N logical devices (to try tf.distribute without GPUs)",
     "name": "bundle folder name under --out (default: backbone-data-recipehash)",
     "stage2_schedule": "constant (the reference) or cosine (one-epoch warm-up to --stage2-lr, then decay to 0)",
-    "mixup": "stage 2 blends pairs of training images and their labels; Beta(a, a) weights, e.g. 0.2 (0 = off)",
+    "mixup": (
+        "blend pairs of training images and their labels, like --augment (stage 2, or both with "
+        "--no-cache-features); Beta(a, a) weights, e.g. 0.2 (0 = off)"
+    ),
     "ema_momentum": "validate, keep and ship the exponential moving average of the weights (e.g. 0.998; 0 = off)",
     "deterministic": "TensorFlow op determinism: bit-identical reruns on one machine, somewhat slower",
 }

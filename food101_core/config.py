@@ -45,7 +45,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # stage 2 only
     ema_momentum: float = 0.0  # > 0: validate, keep and ship the moving average of the weights (e.g. 0.998); 0 = off
     augment: bool = False  # random flip, crop/zoom and rotation on images that pass through the backbone
-    mixup: float = 0.0  # stage 2: blend image pairs and their labels, Beta(mixup, mixup) weights (e.g. 0.2); 0 = off
+    mixup: float = 0.0  # blend pairs of images through the backbone and their labels, Beta(a, a) weights; 0 = off
     tta_flip: bool = False  # average the predictions of the image and its mirror at evaluation
     # engine
     batch_size: int = 32
