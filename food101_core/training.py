@@ -99,7 +99,7 @@ def _compile(model: keras.Model, lr, label_smoothing: float, xla: bool, ema_mome
     import keras
 
     model.compile(
-        optimizer=keras.optimizers.Adam(lr, use_ema=ema_momentum > 0, ema_momentum=ema_momentum or 0.99),
+        optimizer=keras.optimizers.Adam(lr, use_ema=ema_momentum > 0, ema_momentum=ema_momentum),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=[
             keras.metrics.CategoricalAccuracy(name="accuracy"),
