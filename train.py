@@ -27,6 +27,10 @@ HELP = {
     "num_classes": "keep only the first N classes (0 = all)",
     "train_fraction": "fraction of each class's training images to use",
     "val_fraction": "fraction of training images held out to pick each stage's best epoch (0 = use test)",
+    "keep_epoch": (
+        "best (by validation accuracy) or last: for a final fit on all training images (--val-fraction 0) "
+        "with epoch counts chosen earlier on validation"
+    ),
     "weights": "imagenet, none, or a local .weights.h5 file of the bare backbone (include_top=False)",
     "unfreeze_blocks": "stage 2 unfreezes the top N whole blocks of the backbone (0 = all)",
     "cache_features": "stage 1 on pooled features computed once, un-augmented (--no-cache-features to augment it)",

@@ -175,9 +175,11 @@ def training_figure(b: Bundle) -> go.Figure:
     from plotly.subplots import make_subplots
 
     h = b.history
+    # what Keras validated on each epoch: held-out training images, or (--val-fraction 0) the test split
+    held_out = "validation" if b.config["train"].get("val_fraction", 0.05) > 0 else "test split"
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for col, metric in ((1, "loss"), (2, "accuracy")):
-        for key, dash, label in ((metric, "solid", "train"), (f"val_{metric}", "dot", "validation")):
+        for key, dash, label in ((metric, "solid", "train"), (f"val_{metric}", "dot", held_out)):
             if key in h:
                 fig.add_trace(
                     go.Scatter(
@@ -250,6 +252,7 @@ def recipe_extras(cfg: dict) -> list[str]:
     extras += [f"mixup {cfg['mixup']:g}"] if cfg.get("mixup") else []
     extras += [f"weight EMA {cfg['ema_momentum']:g}"] if cfg.get("ema_momentum") else []
     extras += ["test-time flip"] if cfg.get("tta_flip") else []
+    extras += ["last epoch of each stage kept"] if cfg.get("keep_epoch", "best") == "last" else []
     return extras
 
 

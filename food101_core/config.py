@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 CHOICES = {
     "cache": ["auto", "memory", "none"],
     "stage2_schedule": ["constant", "cosine"],
+    "keep_epoch": ["best", "last"],
     "mixed_precision": ["auto", "on", "off"],
     "xla": ["auto", "on", "off"],
     "strategy": ["default", "mirrored", "multiworker"],
@@ -27,6 +28,7 @@ class TrainConfig:
     num_classes: int = 0  # keep only the first N classes (0 = all)
     train_fraction: float = 1.0  # fraction of the training images of each class
     val_fraction: float = 0.05  # held out of train, per class, to pick the best epoch; 0 = monitor the test split
+    keep_epoch: str = "best"  # "best" (by validation accuracy) or "last": a final fit on all of train, epochs fixed
     image_size: int = 224
     cache: str = "auto"  # "auto" (in memory if it fits), "memory", "none"
     # model

@@ -2,7 +2,9 @@
 
 Stage 1 trains the new head on a frozen backbone (optionally on pooled features computed once);
 stage 2 unfreezes whole blocks with every BatchNormalization frozen and a lower learning rate.
-Each stage keeps its best epoch (validation accuracy); `BackupAndRestore` lets the same command resume.
+Each stage keeps its best epoch by validation accuracy, or its last (`keep_epoch="last"`: a final fit on all the
+training images for a number of epochs chosen earlier on validation); `BackupAndRestore` lets the same command
+resume.
 """
 
 from __future__ import annotations
@@ -109,28 +111,30 @@ def _compile(model: keras.Model, lr, label_smoothing: float, xla: bool, ema_mome
     )
 
 
-def _callbacks(work: Path, stage: int, history: pd.DataFrame, ema: bool = False) -> list:
-    """Resume, best-epoch checkpoint, per-epoch log and NaN guard for one stage.
+def _callbacks(work: Path, stage: int, history: pd.DataFrame, cfg: TrainConfig) -> list:
+    """Resume, kept-epoch checkpoint, per-epoch log and NaN guard for one stage.
 
-    With `ema`, validation and the best-epoch checkpoint see the moving average of the weights; the backup, saved
+    With weight EMA, validation and the checkpoint see the moving average of the weights; the backup, saved
     before the swap, keeps the raw weights and the average apart, so a resumed run goes on with both.
     """
     import keras
 
-    best = keras.callbacks.ModelCheckpoint(
-        str(work / f"stage{stage}.best.weights.h5"),
+    if cfg.keep_epoch not in CHOICES["keep_epoch"]:
+        raise ValueError(f"unknown keep_epoch {cfg.keep_epoch!r} ({', '.join(CHOICES['keep_epoch'])})")
+    kept = keras.callbacks.ModelCheckpoint(
+        str(work / f"stage{stage}.kept.weights.h5"),
         monitor="val_accuracy",
         mode="max",
-        save_best_only=True,
+        save_best_only=cfg.keep_epoch == "best",  # "last": overwritten every epoch
         save_weights_only=True,
     )
     done = history[history["stage"] == stage]
-    if len(done) and (work / f"stage{stage}.best.weights.h5").exists():
-        best.best = float(done["val_accuracy"].max())  # a resumed run keeps the best it had before the crash
+    if len(done) and (work / f"stage{stage}.kept.weights.h5").exists():
+        kept.best = float(done["val_accuracy"].max())  # a resumed run keeps the best it had before the crash
     return [
         keras.callbacks.BackupAndRestore(str(work / f"backup{stage}")),
-        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []),
-        best,
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum > 0 else []),
+        kept,
         keras.callbacks.CSVLogger(str(work / f"history{stage}.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -141,7 +145,7 @@ def _check_finite(fit_history: keras.callbacks.History, stage: int, work: Path) 
     if losses and not math.isfinite(losses[-1]):
         raise TrainingError(
             f"stage {stage}: the loss became {losses[-1]} at epoch {fit_history.epoch[-1] + 1}; training stopped. "
-            f"The best finished epoch is kept in {work}/stage{stage}.best.weights.h5. "
+            f"Finished epochs are kept in {work} (the same command resumes from the last one). "
             "Lower the learning rate or turn mixed precision off (--mixed-precision off) and run again."
         )
 
@@ -189,11 +193,11 @@ def stage1_on_features(
         train,
         validation_data=val.batch(cfg.batch_size),
         epochs=cfg.stage1_epochs,
-        callbacks=_callbacks(work, 1, read_history(work), cfg.ema_momentum > 0) + extra,
+        callbacks=_callbacks(work, 1, read_history(work), cfg) + extra,
         verbose=2,
     )
     _check_finite(hist, 1, work)
-    head.load_weights(work / "stage1.best.weights.h5")  # the head's layers are the model's
+    head.load_weights(work / "stage1.kept.weights.h5")  # the head's layers are the model's
 
 
 def train(
@@ -239,10 +243,10 @@ def train(
                     train_ds,
                     validation_data=val_ds,
                     epochs=cfg.stage1_epochs,
-                    callbacks=_callbacks(work, 1, read_history(work), cfg.ema_momentum > 0) + extra,
+                    callbacks=_callbacks(work, 1, read_history(work), cfg) + extra,
                 )
                 _check_finite(hist, 1, work)
-                model.load_weights(work / "stage1.best.weights.h5")
+                model.load_weights(work / "stage1.kept.weights.h5")
         timings["stage1_s"] = time.perf_counter() - t0
         save_model(model, done1)
     stage1 = load_model(done1)
@@ -263,11 +267,11 @@ def train(
                 validation_data=val_ds,
                 initial_epoch=cfg.stage1_epochs,
                 epochs=cfg.stage1_epochs + cfg.stage2_epochs,
-                callbacks=_callbacks(work, 2, read_history(work), cfg.ema_momentum > 0) + extra,
+                callbacks=_callbacks(work, 2, read_history(work), cfg) + extra,
             )
         if cfg.stage2_epochs > 0:
             _check_finite(hist, 2, work)
-            model.load_weights(work / "stage2.best.weights.h5")
+            model.load_weights(work / "stage2.kept.weights.h5")
         timings["stage2_s"] = time.perf_counter() - t0
         save_model(model, done2)
     return {"stage1": stage1, "stage2": load_model(done2)}, data, timings

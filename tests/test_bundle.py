@@ -39,6 +39,17 @@ def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
         assert max(Image.open(p).size) <= 128
 
 
+def test_training_curves_name_what_was_validated_on(tiny_bundle):
+    from food101_core.analysis import training_figure
+
+    b = load_bundle(tiny_bundle)  # trained with --val-fraction 0: Keras validated on the test split
+    curves = {(t.name, t.xaxis): list(t.y) for t in training_figure(b).data}
+    assert curves[("test split", "x2")] == b.history["val_accuracy"].tolist()
+    assert curves[("train", "x")] == b.history["loss"].tolist()
+    b.config["train"]["val_fraction"] = 0.1
+    assert {t.name for t in training_figure(b).data} == {"train", "validation"}
+
+
 def test_reloaded_models_predict_what_the_bundle_recorded(tiny_bundle):
     """The bundle's .keras files, loaded in safe mode, reproduce the stored probabilities on the test images."""
     b = load_bundle(tiny_bundle)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_config
 
+from food101_core.analysis import recipe_extras
 from food101_core.data import make_dataset
 from food101_core.model import backbone_blocks, block_of
 from food101_core.training import TrainingError, read_history, train
@@ -145,6 +146,32 @@ def test_ema_keeps_the_moving_average_of_stage2_weights_across_a_resume(tiny_foo
         np.testing.assert_allclose(shipped[path], expected, rtol=1e-4, atol=1e-6, err_msg=path)
     raw = steps[4 if int(np.argmax(val)) == 0 else 9]
     assert any(not np.allclose(shipped[p], raw[p], atol=1e-6) for p in raw)  # the average, not the raw weights
+
+
+class EpochWeights(keras.callbacks.Callback):
+    """The weights at the end of every epoch, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs: list[list[np.ndarray]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append([w.numpy().copy() for w in self.model.weights])
+
+
+def test_keep_last_ships_each_stage_s_last_epoch_even_when_validation_peaked_earlier(tiny_food101, tmp_path):
+    work = tmp_path / "work"
+    cfg = tiny_config(tiny_food101, tmp_path, stage1_epochs=0, stage2_epochs=2, keep_epoch="last", deterministic=True)
+    seen = EpochWeights()
+    models, _, _ = train(cfg, work, extra_callbacks=[seen])
+    val = read_history(work).query("stage == 2")["val_accuracy"].tolist()
+    # The premise that makes this a test: "best" would keep an earlier epoch (a tie keeps the first).
+    assert val[-1] <= max(val[:-1]), val
+    shipped = [w.numpy() for w in models["stage2"].weights]
+    for got, want in zip(shipped, seen.epochs[-1]):
+        np.testing.assert_array_equal(got, want)
+    assert any(not np.array_equal(got, first) for got, first in zip(shipped, seen.epochs[0]))
+    assert "last epoch of each stage kept" in recipe_extras(cfg.to_dict())
 
 
 def test_unknown_schedule_is_refused(tiny_food101, tmp_path, capsys):
