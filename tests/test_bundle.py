@@ -184,4 +184,4 @@ def test_demo_bundle_numbers_are_its_models_answers_on_the_real_photos():
     predictor = Predictor(b)  # the app's path: PIL decode, the training resize, photo and mirror averaged
     for i in range(0, len(b.test_ids), 125):  # ten photos, one of each class
         probs = predictor.predict(read_image(MINI / "images" / f"{b.test_ids[i]}.jpg")).probs
-        np.testing.assert_allclose(probs, ev.probs[i], atol=0.02, err_msg=b.test_ids[i])
+        np.testing.assert_allclose(probs, ev.probs[i], atol=1e-3, err_msg=b.test_ids[i])  # float16 storage
