@@ -6,8 +6,6 @@ forward pass on a ready tensor. Target: overhead <= 15 %.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 from common import BACKBONES, MINI, config, interleaved, median
 
@@ -24,16 +22,8 @@ def main() -> None:
     for backbone in BACKBONES:
         cfg = config(backbone)
         model = build_model(cfg, 10)
-
-        names = [f"c{i}" for i in range(10)]  # the parts of a Bundle that Predictor reads
-        bundle = SimpleNamespace(
-            image_size=cfg.image_size,
-            tta_flip=False,
-            class_ids=names,
-            class_names=names,
-            model=lambda stage, m=model: m,
-        )
-        predictor = Predictor(bundle)
+        names = [f"c{i}" for i in range(10)]
+        predictor = Predictor(model, names, names)
         ready = predictor.preprocess(read_image(photos[0]))
         it = iter(photos * 100)
 

@@ -84,12 +84,12 @@ DEMO_NOTE = (
 
 def build_app(b: Bundle, demo: bool = False) -> gr.Blocks:
     """The whole UI over one bundle. The stage-2 model is loaded now, once, and shared by every request."""
-    predictors = {"stage2": Predictor(b, "stage2")}
+    predictors = {"stage2": Predictor.from_bundle(b, "stage2")}
     csv_dir = Path(tempfile.mkdtemp(prefix="food101-explorer-"))
 
     def predictor(stage: str) -> Predictor:
         if stage not in predictors:
-            predictors[stage] = Predictor(b, stage)
+            predictors[stage] = Predictor.from_bundle(b, stage)
         return predictors[stage]
 
     # ------------------------------------------------------------------ events (one function each)

@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 if TYPE_CHECKING:
+    import keras
+
     from .bundle import Bundle
 
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo is fine; a "decompression bomb" is refused before decoding
@@ -104,21 +106,25 @@ class Prediction:
 
 
 class Predictor:
-    """One stage's model of a bundle, loaded once and shared by all requests (calls are thread-safe)."""
+    """A model that answers photos, loaded once and shared by all requests (calls are thread-safe).
 
-    def __init__(self, bundle: Bundle, stage: str = "stage2"):
+    Built from a bundle's stage (`from_bundle`) in the app; from any square-input Keras image model in benchmarks
+    and tests.
+    """
+
+    def __init__(self, model: keras.Model, class_ids: list[str], class_names: list[str], tta_flip: bool = False):
         import tensorflow as tf
 
         from .data import resize_uint8
 
-        self.bundle = bundle
-        self.model = bundle.model(stage)
-        self.size = bundle.image_size
+        self.model = model
+        self.class_ids, self.class_names = class_ids, class_names
+        self.size = int(model.input_shape[1])
         batch = tf.TensorSpec([None, self.size, self.size, 3], tf.float32)
         image = tf.TensorSpec([None, None, 3], tf.uint8)  # any photo size: one trace
         self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[batch])
         self._resize = tf.function(lambda img: resize_uint8(img, self.size), input_signature=[image])
-        self.tta_flip = bundle.tta_flip
+        self.tta_flip = tta_flip
 
         def predict_image(img: tf.Tensor) -> tf.Tensor:
             x = tf.cast(resize_uint8(img, self.size), tf.float32)[None]
@@ -132,6 +138,11 @@ class Predictor:
         self._predict_image(np.zeros((self.size + 1, self.size + 2, 3), np.uint8))
         self._cam_model = None
 
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, stage: str = "stage2") -> Predictor:
+        """The bundle's model of one stage, served as its evaluation ran (`tta_flip`)."""
+        return cls(bundle.model(stage), bundle.class_ids, bundle.class_names, bundle.tta_flip)
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """A 1 x size x size x 3 float32 batch, resized exactly as in training."""
         return self._resize(np.asarray(image)).numpy()[None].astype(np.float32)
@@ -144,8 +155,8 @@ class Predictor:
         probs = self._predict_image(np.asarray(image)).numpy()
         seconds = time.perf_counter() - t0
         order = np.argsort(-probs)[:k]
-        b = self.bundle
-        return Prediction([(b.class_ids[i], b.class_names[i], float(probs[i])) for i in order], seconds, probs)
+        top = [(self.class_ids[i], self.class_names[i], float(probs[i])) for i in order]
+        return Prediction(top, seconds, probs)
 
     def gradcam(self, image: Image.Image, class_index: int) -> np.ndarray:
         """Grad-CAM (Selvaraju et al. 2017) on the backbone's last feature map: size x size heat in [0, 1]."""

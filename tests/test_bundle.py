@@ -181,7 +181,7 @@ def test_demo_bundle_numbers_are_its_models_answers_on_the_real_photos():
     # probs.npz is float16: the stored prediction has the highest stored probability, ties included
     picked = ev.probs[np.arange(len(rows)), [b.class_ids.index(i) for i in pred_ids]]
     np.testing.assert_array_equal(picked, ev.probs.max(1))
-    predictor = Predictor(b)  # the app's path: PIL decode, the training resize, photo and mirror averaged
+    predictor = Predictor.from_bundle(b)  # the app's path: PIL decode, the training resize, photo and mirror averaged
     for i in range(0, len(b.test_ids), 125):  # ten photos, one of each class
         probs = predictor.predict(read_image(MINI / "images" / f"{b.test_ids[i]}.jpg")).probs
         np.testing.assert_allclose(probs, ev.probs[i], atol=1e-3, err_msg=b.test_ids[i])  # float16 storage

@@ -168,8 +168,6 @@ def test_overlay_keeps_size_and_marks_the_hot_region():
 @pytest.mark.parametrize("tta", [False, True])
 def test_predictor_averages_the_mirror_image_when_the_evaluation_did(tta):
     """A bundle evaluated with --tta-flip is served the same way, so the app's answers match its metrics."""
-    from types import SimpleNamespace
-
     import keras
 
     from food101_core.inference import Predictor
@@ -183,9 +181,7 @@ def test_predictor_averages_the_mirror_image_when_the_evaluation_did(tta):
             keras.layers.Dense(4, "softmax", kernel_initializer=keras.initializers.RandomNormal(stddev=0.1)),
         ]
     )
-    names = list("abcd")
-    bundle = SimpleNamespace(image_size=32, tta_flip=tta, class_ids=names, class_names=names, model=lambda s: model)
-    predictor = Predictor(bundle)
+    predictor = Predictor(model, list("abcd"), list("ABCD"), tta_flip=tta)
     x = predictor.preprocess(PHOTO)
     plain, mirrored = predictor.forward(x)[0], predictor.forward(x[:, :, ::-1])[0]
     assert np.abs(plain - mirrored).max() > 1e-4  # the photo is not symmetric, so the two views differ
