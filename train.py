@@ -108,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     from food101_core.bundle import write_bundle
     from food101_core.data import DataError
     from food101_core.evaluate import evaluate_models
-    from food101_core.training import TrainingError, clear_work, is_chief, read_history, train
+    from food101_core.training import TrainingError, clear_work, is_chief, read_history, stale_recipe, train
 
+    if args.force and stale_recipe(cfg, work):
+        print(f"--force: discarding the unfinished run of another recipe in {work}")
+        clear_work(work)
     try:
         models, data, timings = train(cfg, work)
         if not is_chief():

@@ -62,10 +62,17 @@ class TrainConfig:
     name: str = ""  # bundle folder name; empty = derived from the recipe, so a re-run finds its own checkpoints
     thumbs_correct_per_class: int = 3
 
+    def recipe(self) -> dict:
+        """The settings that change the result: not where it is written, the memory cache, the last-bit rounding."""
+        return {k: v for k, v in self.to_dict().items() if k not in {"out", "name", "cache", "deterministic"}}
+
     def recipe_hash(self) -> str:
-        """Short hash of the settings that change the result (not where it is written, nor the last-bit rounding)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in {"out", "name", "deterministic"}}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+        return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()[:8]
+
+    def recipe_changes(self, other: TrainConfig) -> dict[str, tuple]:
+        """{setting: (other's value, this one's)} for each recipe setting in which the two differ."""
+        mine, theirs = self.recipe(), other.recipe()
+        return {k: (theirs[k], v) for k, v in mine.items() if theirs[k] != v}
 
     def run_name(self) -> str:
         if self.name:

@@ -206,6 +206,13 @@ def train(
     """Run both stages (resuming from `work`), return the best model of each stage, the data and timings."""
     import tensorflow as tf
 
+    changes = stale_recipe(cfg, work)
+    if changes:
+        raise TrainingError(
+            f"{work} holds an unfinished run of another recipe ("
+            + ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in changes.items())
+            + "); resuming would mix the two. Run with --force to discard it and start over, or choose another --name."
+        )
     strategy = setup_engine(cfg)
     xla = _switch(cfg.xla, bool(tf.config.list_physical_devices("GPU")))
     work.mkdir(parents=True, exist_ok=True)
@@ -275,6 +282,18 @@ def train(
         timings["stage2_s"] = time.perf_counter() - t0
         save_model(model, done2)
     return {"stage1": stage1, "stage2": load_model(done2)}, data, timings
+
+
+def stale_recipe(cfg: TrainConfig, work: Path) -> dict[str, tuple]:
+    """How the checkpoints under `work` were made differently from `cfg` (empty: the same recipe, or none there).
+
+    A run named with --name, interrupted, then started again with other settings would otherwise resume the old
+    checkpoints under the new recipe. Settings a saved config lacks (an older version) count as their defaults.
+    """
+    path = work / "config.json"
+    if not path.exists():
+        return {}
+    return cfg.recipe_changes(TrainConfig.from_dict(json.loads(path.read_text())))
 
 
 def save_model(model: keras.Model, path: Path) -> None:

@@ -10,9 +10,10 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, tiny_config
+from conftest import ROOT, tiny_args, tiny_config
 
 from food101_core.analysis import recipe_extras
+from food101_core.bundle import load_bundle
 from food101_core.data import make_dataset
 from food101_core.model import backbone_blocks, block_of
 from food101_core.training import TrainingError, read_history, train
@@ -172,6 +173,28 @@ def test_keep_last_ships_each_stage_s_last_epoch_even_when_validation_peaked_ear
         np.testing.assert_array_equal(got, want)
     assert any(not np.array_equal(got, first) for got, first in zip(shipped, seen.epochs[0]))
     assert "last epoch of each stage kept" in recipe_extras(cfg.to_dict())
+
+
+def test_a_changed_recipe_never_resumes_the_old_checkpoints(tiny_food101, tmp_path, capsys):
+    import dataclasses
+
+    import train as train_cli
+
+    cfg = tiny_config(tiny_food101, tmp_path, stage1_epochs=1, stage2_epochs=2)
+    work = tmp_path / ".work" / "tiny"  # where train.py keeps the checkpoints of --name tiny
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, work, extra_callbacks=[Interrupt(1)])  # dies in stage 2, stage 1 finished
+    changed = dataclasses.replace(cfg, image_size=40, stage2_lr=5e-4, cache="none")  # cache: not the recipe
+    with pytest.raises(TrainingError, match=r"another recipe \(image_size: 32 there, 40 now, stage2_lr: 0.001"):
+        train(changed, work)
+
+    args = ["--image-size", "40", "--stage2-lr", "5e-4", "--stage1-epochs", "1"]
+    assert train_cli.main([*tiny_args(tiny_food101, tmp_path), *args]) == 2  # refused, said why
+    assert "holds an unfinished run of another recipe" in capsys.readouterr().err
+    assert train_cli.main([*tiny_args(tiny_food101, tmp_path), *args, "--force"]) == 0
+    b = load_bundle(tmp_path / "tiny")
+    assert b.model("stage1").input_shape == (None, 40, 40, 3)  # stage 1 trained anew, not the old one resumed
+    assert b.config["train"]["stage2_lr"] == 5e-4
 
 
 def test_unknown_schedule_is_refused(tiny_food101, tmp_path, capsys):
