@@ -180,15 +180,15 @@ def test_a_changed_recipe_never_resumes_the_old_checkpoints(tiny_food101, tmp_pa
 
     import train as train_cli
 
-    cfg = tiny_config(tiny_food101, tmp_path, stage1_epochs=1, stage2_epochs=2)
+    cfg = tiny_config(tiny_food101, tmp_path, stage1_epochs=1, stage2_epochs=1)
     work = tmp_path / ".work" / "tiny"  # where train.py keeps the checkpoints of --name tiny
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, work, extra_callbacks=[Interrupt(1)])  # dies in stage 2, stage 1 finished
+        train(cfg, work, extra_callbacks=[Interrupt(1)])  # dies at stage 2's end, before saving it
     changed = dataclasses.replace(cfg, image_size=40, stage2_lr=5e-4, cache="none")  # cache: not the recipe
     with pytest.raises(TrainingError, match=r"another recipe \(image_size: 32 there, 40 now, stage2_lr: 0.001"):
         train(changed, work)
 
-    args = ["--image-size", "40", "--stage2-lr", "5e-4", "--stage1-epochs", "1"]
+    args = ["--image-size", "40", "--stage2-lr", "5e-4", "--stage1-epochs", "1", "--stage2-epochs", "1"]
     assert train_cli.main([*tiny_args(tiny_food101, tmp_path), *args]) == 2  # refused, said why
     assert "holds an unfinished run of another recipe" in capsys.readouterr().err
     assert train_cli.main([*tiny_args(tiny_food101, tmp_path), *args, "--force"]) == 0
