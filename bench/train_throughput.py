@@ -3,12 +3,19 @@ the same batches already in memory. Target: >= 90 %. Epoch 1 of the pipeline dec
 read the cache, which is the steady state of a run.
 
     python bench/train_throughput.py
+
+Each epoch is timed from Keras's `on_epoch_begin` to `on_epoch_end`, not as a whole `fit` call: tearing down an
+autotuned tf.data iterator at the end of `fit` sometimes waits for tf.data's autotuner (about 4.5 s here, ending
+10.2 s after the call began), once per call and so once per stage in a real run, and never with autotuning off.
+Timing one-epoch `fit` calls made this machine look as if it ran at two speeds.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
-from common import BACKBONES, config, median, timed
+from common import BACKBONES, config, median
 
 
 def main() -> None:
@@ -18,6 +25,24 @@ def main() -> None:
     from food101_core.data import load_data, make_dataset
     from food101_core.model import build_model, unfreeze_for_stage2
     from food101_core.training import _compile
+
+    class EpochTime(keras.callbacks.Callback):
+        """Seconds of each epoch, from its first step to its last."""
+
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.t0)
+
+    def epoch_seconds(model: keras.Model, dataset) -> float:
+        timer = EpochTime()
+        model.fit(dataset, epochs=1, verbose=0, callbacks=[timer])
+        return timer.seconds[0]
 
     print("| backbone | pipeline, 1st epoch (img/s) | pipeline, cached (img/s) | in memory (img/s) | cached / memory |")
     print("| --- | --- | --- | --- | --- |")
@@ -33,11 +58,11 @@ def main() -> None:
         y = tf.one_hot(data.train.labels, data.num_classes).numpy()
         mem = tf.data.Dataset.from_tensor_slices((x, y)).batch(cfg.batch_size).prefetch(2)
         model.fit(mem.take(2), epochs=1, verbose=0)  # trace once
-        first = timed(lambda: model.fit(ds, epochs=1, verbose=0), 1)[0]
+        first = epoch_seconds(model, ds)
         cached, memory = [], []
-        for _ in range(6):  # interleaved pairs: this machine's speed drifts between runs, and a pair shares it
-            cached += timed(lambda: model.fit(ds, epochs=1, verbose=0), 1)
-            memory += timed(lambda: model.fit(mem, epochs=1, verbose=0), 1)
+        for _ in range(6):  # interleaved pairs, so that both see the same machine
+            cached.append(epoch_seconds(model, ds))
+            memory.append(epoch_seconds(model, mem))
         c, m = n / median(cached), n / median(memory)
         paired = median([tm / tc for tc, tm in zip(cached, memory)])
         best = min(memory) / min(cached)  # each at its fastest epoch
