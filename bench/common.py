@@ -54,3 +54,28 @@ def interleaved(a, b, rounds: int) -> tuple[list[float], list[float]]:
         ta += timed(a, 1)
         tb += timed(b, 1)
     return ta, tb
+
+
+def loop_timer():
+    """A Keras callback that times each epoch (fit) or prediction loop (predict) from its first step to its last.
+
+    What `fit` and `predict` do after the loop is left out: returning sometimes waits about 4.5 s for tf.data's
+    autotuner, once per call, which timing whole calls mistakes for a slow machine (README, Benchmarks).
+    """
+    import keras
+
+    class LoopTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def _begin(self, *args):
+            self.t0 = time.perf_counter()
+
+        def _end(self, *args):
+            self.seconds.append(time.perf_counter() - self.t0)
+
+        on_epoch_begin = on_predict_begin = _begin
+        on_epoch_end = on_predict_end = _end
+
+    return LoopTimer()

@@ -12,10 +12,8 @@ Timing one-epoch `fit` calls made this machine look as if it ran at two speeds.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-from common import BACKBONES, config, median
+from common import BACKBONES, config, loop_timer, median
 
 
 def main() -> None:
@@ -26,21 +24,8 @@ def main() -> None:
     from food101_core.model import build_model, unfreeze_for_stage2
     from food101_core.training import _compile
 
-    class EpochTime(keras.callbacks.Callback):
-        """Seconds of each epoch, from its first step to its last."""
-
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.t0)
-
     def epoch_seconds(model: keras.Model, dataset) -> float:
-        timer = EpochTime()
+        timer = loop_timer()
         model.fit(dataset, epochs=1, verbose=0, callbacks=[timer])
         return timer.seconds[0]
 
