@@ -145,8 +145,8 @@ def _check_finite(fit_history: keras.callbacks.History, stage: int, work: Path) 
     if losses and not math.isfinite(losses[-1]):
         raise TrainingError(
             f"stage {stage}: the loss became {losses[-1]} at epoch {fit_history.epoch[-1] + 1}; training stopped. "
-            f"Finished epochs are kept in {work} (the same command resumes from the last one). "
-            "Lower the learning rate or turn mixed precision off (--mixed-precision off) and run again."
+            "Lower the learning rate or turn mixed precision off (--mixed-precision off) and run again with --force: "
+            f"the checkpoints in {work} end in the diverged weights."
         )
 
 
@@ -291,7 +291,7 @@ def stale_recipe(cfg: TrainConfig, work: Path) -> dict[str, tuple]:
     checkpoints under the new recipe. Settings a saved config lacks (an older version) count as their defaults.
     """
     path = work / "config.json"
-    if not path.exists():
+    if not path.exists() or all(p.name == "config.json" for p in work.iterdir()):  # no checkpoint yet
         return {}
     return cfg.recipe_changes(TrainConfig.from_dict(json.loads(path.read_text())))
 
