@@ -56,8 +56,8 @@ def interleaved(a, b, rounds: int) -> tuple[list[float], list[float]]:
     return ta, tb
 
 
-def loop_timer():
-    """A Keras callback that times each epoch (fit) or prediction loop (predict) from its first step to its last.
+def loop_seconds(run, inputs, **kwargs) -> float:
+    """Seconds of the one loop of `run` (`model.fit` for one epoch, or `model.predict`), from first step to last.
 
     What `fit` and `predict` do after the loop is left out: returning sometimes waits about 4.5 s for tf.data's
     autotuner, once per call, which timing whole calls mistakes for a slow machine (README, Benchmarks).
@@ -65,17 +65,15 @@ def loop_timer():
     import keras
 
     class LoopTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
         def _begin(self, *args):
             self.t0 = time.perf_counter()
 
         def _end(self, *args):
-            self.seconds.append(time.perf_counter() - self.t0)
+            self.seconds = time.perf_counter() - self.t0
 
         on_epoch_begin = on_predict_begin = _begin
         on_epoch_end = on_predict_end = _end
 
-    return LoopTimer()
+    timer = LoopTimer()
+    run(inputs, verbose=0, callbacks=[timer], **kwargs)
+    return timer.seconds

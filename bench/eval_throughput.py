@@ -3,7 +3,7 @@ resize, batch, prefetch) against the bare model on the same images already in me
 
     python bench/eval_throughput.py
 
-Each prediction loop is timed from its first batch to its last (`common.loop_timer`).
+Each prediction loop is timed from its first batch to its last (`common.loop_seconds`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from common import BACKBONES, config, loop_timer, median
+from common import BACKBONES, config, loop_seconds, median
 
 
 def main() -> None:
@@ -26,28 +26,30 @@ def main() -> None:
         cfg = config(backbone, cache="none")  # evaluation reads every photo once: nothing to cache
         data = load_data(cfg)
         model = build_model(cfg, data.num_classes)
-        x = np.concatenate(list(make_dataset(data.test, 10, cfg, training=False, with_labels=False)))
+
+        def batches():  # the pipeline: read, decode, resize, batch, prefetch
+            return make_dataset(data.test, data.num_classes, cfg, training=False, with_labels=False)
+
+        x = np.concatenate(list(batches()))
         n = len(x)
 
-        def seconds(inputs, **batching) -> float:
-            timer = loop_timer()
-            model.predict(inputs, verbose=0, callbacks=[timer], **batching)
-            return timer.seconds[0]
-
         def pipeline() -> float:  # what evaluate.predict runs for one view
-            return seconds(make_dataset(data.test, data.num_classes, cfg, training=False, with_labels=False))
+            return loop_seconds(model.predict, batches())
 
-        def decoding() -> float:  # the pipeline with no model: read, decode, resize, batch
+        def memory() -> float:
+            return loop_seconds(model.predict, x, batch_size=cfg.batch_size)
+
+        def decoding() -> float:  # the pipeline with no model
             t0 = time.perf_counter()
-            for _ in make_dataset(data.test, data.num_classes, cfg, training=False, with_labels=False):
+            for _ in batches():
                 pass
             return time.perf_counter() - t0
 
-        pipeline(), seconds(x, batch_size=cfg.batch_size)  # warm up (tracing)
+        pipeline(), memory()  # warm up (tracing)
         ta, tb, td = [], [], []
         for _ in range(3):  # interleaved, so that all see the same machine
             ta.append(pipeline())
-            tb.append(seconds(x, batch_size=cfg.batch_size))
+            tb.append(memory())
             td.append(decoding())
         a, b = n / median(ta), n / median(tb)
         # With both cores busy in the model, decoding cannot overlap it: its time adds to the model's.

@@ -13,7 +13,7 @@ Timing one-epoch `fit` calls made this machine look as if it ran at two speeds.
 from __future__ import annotations
 
 import numpy as np
-from common import BACKBONES, config, loop_timer, median
+from common import BACKBONES, config, loop_seconds, median
 
 
 def main() -> None:
@@ -23,11 +23,6 @@ def main() -> None:
     from food101_core.data import load_data, make_dataset
     from food101_core.model import build_model, unfreeze_for_stage2
     from food101_core.training import _compile
-
-    def epoch_seconds(model: keras.Model, dataset) -> float:
-        timer = loop_timer()
-        model.fit(dataset, epochs=1, verbose=0, callbacks=[timer])
-        return timer.seconds[0]
 
     print("| backbone | pipeline, 1st epoch (img/s) | pipeline, cached (img/s) | in memory (img/s) | cached / memory |")
     print("| --- | --- | --- | --- | --- |")
@@ -43,11 +38,11 @@ def main() -> None:
         y = tf.one_hot(data.train.labels, data.num_classes).numpy()
         mem = tf.data.Dataset.from_tensor_slices((x, y)).batch(cfg.batch_size).prefetch(2)
         model.fit(mem.take(2), epochs=1, verbose=0)  # trace once
-        first = epoch_seconds(model, ds)
+        first = loop_seconds(model.fit, ds, epochs=1)
         cached, memory = [], []
         for _ in range(6):  # interleaved pairs, so that both see the same machine
-            cached.append(epoch_seconds(model, ds))
-            memory.append(epoch_seconds(model, mem))
+            cached.append(loop_seconds(model.fit, ds, epochs=1))
+            memory.append(loop_seconds(model.fit, mem, epochs=1))
         c, m = n / median(cached), n / median(memory)
         paired = median([tm / tc for tc, tm in zip(cached, memory)])
         best = min(memory) / min(cached)  # each at its fastest epoch
