@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     ap.add_argument("--force", action="store_true", help="train again even if the bundle exists")
     args = ap.parse_args(argv)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    if found := cfg.problems():  # exits 2 with the usage line, like a bad choice
+        ap.error("; ".join(f"--{k.replace('_', '-')} {getattr(cfg, k)}: {why}" for k, why in found.items()))
     return cfg, args
 
 

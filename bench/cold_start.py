@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import MINI, ROOT
+from common import DEMO_BUNDLE, MINI, ROOT
 
 
 def size_mb(path: Path) -> float:
@@ -80,7 +80,7 @@ def cold_start(bundle: Path, photo: Path) -> float:
 
 
 def main() -> None:
-    bundles = [Path(a) for a in sys.argv[1:]] or [ROOT / "assets" / "demo-bundle", efficientnet_bundle()]
+    bundles = [Path(a) for a in sys.argv[1:]] or [DEMO_BUNDLE, efficientnet_bundle()]
     photo = next((MINI / "images").glob("*/*.jpg"))
     print("| bundle | cold start to first prediction | size on disk |")
     print("| --- | --- | --- |")

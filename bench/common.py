@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 MINI = ROOT.parent / "shared" / "data" / "food101-mini"
+DEMO_BUNDLE = ROOT / "assets" / "demo-bundle"
 MOBILENET_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_075_imagenet_notop.weights.h5"
 # EfficientNetB0 with random weights (speed does not depend on them); the demo's MobileNet with its real ones.
 BACKBONES = {"efficientnetb0": "none", "mobilenet": str(MOBILENET_WEIGHTS) if MOBILENET_WEIGHTS.exists() else "none"}

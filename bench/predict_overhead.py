@@ -7,38 +7,49 @@ forward pass on a ready tensor. Target: overhead <= 15 %.
 from __future__ import annotations
 
 import numpy as np
-from common import BACKBONES, MINI, config, interleaved, median
+from common import BACKBONES, DEMO_BUNDLE, MINI, config, interleaved, median
+
+
+def overhead(label: str, predictor, photos: list) -> None:
+    """The app's predict (read, decode, resize, mirror if the bundle has it, model) against the bare forward pass
+    of the same batch (one photo, or photo and mirror) ready in memory; medians of interleaved runs."""
+    from food101_core.inference import read_image
+
+    ready = predictor.preprocess(read_image(photos[0]))
+    if predictor.tta_flip:
+        ready = np.concatenate([ready, ready[:, :, ::-1, :]])
+    it = iter(photos * 100)
+
+    def app():
+        predictor.predict(read_image(next(it), decode_hint=2 * predictor.size))
+
+    def bare():
+        predictor.forward(ready)
+
+    interleaved(app, bare, 5)  # warm up
+    ta, tb = interleaved(app, bare, 40)
+    a, b = median(ta) * 1000, median(tb) * 1000
+    print(f"| {label} | {a:.1f} | {b:.1f} | {100 * (a / b - 1):+.1f} % |")
 
 
 def main() -> None:
     import keras
 
-    from food101_core.inference import Predictor, read_image
+    from food101_core.bundle import load_bundle
+    from food101_core.inference import Predictor
     from food101_core.model import build_model
 
     photos = sorted((MINI / "images").glob("*/*.jpg"))[:50]
-    print("| backbone | app predict (ms) | bare forward (ms) | overhead |")
+    print("| model | app predict (ms) | bare forward (ms) | overhead |")
     print("| --- | --- | --- | --- |")
     for backbone in BACKBONES:
         cfg = config(backbone)
-        model = build_model(cfg, 10)
         names = [f"c{i}" for i in range(10)]
-        predictor = Predictor(model, names, names)
-        ready = predictor.preprocess(read_image(photos[0]))
-        it = iter(photos * 100)
-
-        def app():
-            predictor.predict(read_image(next(it), decode_hint=2 * cfg.image_size))
-
-        def bare():
-            predictor.forward(ready)
-
-        interleaved(app, bare, 5)  # warm up
-        ta, tb = interleaved(app, bare, 40)
-        a, b = median(ta) * 1000, median(tb) * 1000
-        print(f"| {backbone} | {a:.1f} | {b:.1f} | {100 * (a / b - 1):+.1f} % |")
+        overhead(f"{backbone}, {cfg.image_size} px", Predictor(build_model(cfg, 10), names, names), photos)
         keras.backend.clear_session()
-    print("(medians of 40 interleaved runs; photos: food101-mini test JPEGs, 256 px)")
+    demo = Predictor.from_bundle(load_bundle(DEMO_BUNDLE))  # as the app serves it: its size, and the mirror
+    overhead(f"the demo bundle as served ({demo.size} px, photo and mirror)", demo, photos)
+    print("(medians of 40 interleaved runs; photos: food101-mini JPEGs, longer side 256 px)")
 
 
 if __name__ == "__main__":

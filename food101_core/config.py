@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-# The values a text setting may take: train.py's flag choices and the checks in training.py read this one table.
+# The values a text setting may take: train.py's flag choices and `TrainConfig.problems` read this one table.
 CHOICES = {
     "cache": ["auto", "memory", "none"],
     "stage2_schedule": ["constant", "cosine"],
@@ -61,6 +61,47 @@ class TrainConfig:
     out: str = "runs"
     name: str = ""  # bundle folder name; empty = derived from the recipe, so a re-run finds its own checkpoints
     thumbs_correct_per_class: int = 3
+
+    def problems(self) -> dict[str, str]:
+        """{setting: what is wrong with it} for every setting that cannot work, before any data is read.
+
+        One check up front instead of one where each setting is used: on full Food-101 a typo in a late setting
+        would otherwise surface after the data had been listed and stage 1 trained. NaN passes (the NaN guard's job).
+        """
+        from .model import BACKBONES  # a plain table: importing it loads neither Keras nor TensorFlow
+
+        found = {k: f"not one of {', '.join(v)}" for k, v in CHOICES.items() if getattr(self, k) not in v}
+        if self.backbone not in BACKBONES:
+            found["backbone"] = f"not one of {', '.join(BACKBONES)}"
+        rules = {  # setting: (holds, what it must be)
+            "train_fraction": (0 < self.train_fraction <= 1, "must be in (0, 1]"),
+            "val_fraction": (0 <= self.val_fraction < 1, "must be in [0, 1)"),
+            "dropout": (0 <= self.dropout < 1, "must be in [0, 1)"),
+            "label_smoothing": (0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            "ema_momentum": (0 <= self.ema_momentum < 1, "must be in [0, 1)"),
+            "image_size": (self.image_size >= 32, "must be at least 32 (the backbones' smallest input)"),
+            "batch_size": (self.batch_size >= 1, "must be at least 1"),
+        }
+        for k in (
+            "num_classes",
+            "stage1_epochs",
+            "stage2_epochs",
+            "unfreeze_blocks",
+            "cpu_devices",
+            "mixup",
+            "stage1_lr",
+            "stage2_lr",
+            "thumbs_correct_per_class",
+        ):
+            rules[k] = (not getattr(self, k) < 0, "must not be negative")  # `not <`: NaN passes
+        found.update({k: why for k, (holds, why) in rules.items() if not holds})
+        return found
+
+    def check(self) -> None:
+        """Raise ValueError naming every setting that cannot work (see `problems`)."""
+        if found := self.problems():
+            said = "; ".join(f"{k} {getattr(self, k)!r} {why}" for k, why in found.items())
+            raise ValueError(f"invalid settings: {said}")
 
     def recipe(self) -> dict:
         """The settings that change the result: not where it is written, the memory cache, the last-bit rounding."""

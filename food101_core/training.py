@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .config import CHOICES, TrainConfig
+from .config import TrainConfig
 from .data import FoodData, load_data, make_dataset
 from .model import BACKBONES, build_model, calibrate_batchnorm, freeze_backbone, unfreeze_for_stage2
 
@@ -55,14 +55,11 @@ def setup_engine(cfg: TrainConfig) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(devices)
     if cfg.strategy == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
-    if cfg.strategy != "default":
-        raise ValueError(f"unknown strategy {cfg.strategy!r} ({', '.join(CHOICES['strategy'])})")
     return tf.distribute.get_strategy()
 
 
 def _switch(value: str, auto: bool) -> bool:
-    if value not in CHOICES["xla"]:  # the same three for --xla and --mixed-precision
-        raise ValueError(f"expected auto, on or off, got {value!r}")
+    """auto, on or off (checked by `TrainConfig.problems`) for --xla and --mixed-precision."""
     return auto if value == "auto" else value == "on"
 
 
@@ -90,8 +87,6 @@ def stage2_learning_rate(
     lr = cfg.stage2_lr or BACKBONES[cfg.backbone].stage2_lr
     if cfg.stage2_schedule == "constant":
         return lr
-    if cfg.stage2_schedule != "cosine":
-        raise ValueError(f"unknown stage-2 schedule {cfg.stage2_schedule!r} ({', '.join(CHOICES['stage2_schedule'])})")
     total = max(1, cfg.stage2_epochs * steps_per_epoch)
     warmup = min(steps_per_epoch, total - 1)
     return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, alpha=0.0, warmup_target=lr, warmup_steps=warmup)
@@ -119,8 +114,6 @@ def _callbacks(work: Path, stage: int, history: pd.DataFrame, cfg: TrainConfig) 
     """
     import keras
 
-    if cfg.keep_epoch not in CHOICES["keep_epoch"]:
-        raise ValueError(f"unknown keep_epoch {cfg.keep_epoch!r} ({', '.join(CHOICES['keep_epoch'])})")
     kept = keras.callbacks.ModelCheckpoint(
         str(work / f"stage{stage}.kept.weights.h5"),
         monitor="val_accuracy",
@@ -206,6 +199,7 @@ def train(
     """Run both stages (resuming from `work`), return the best model of each stage, the data and timings."""
     import tensorflow as tf
 
+    cfg.check()  # every setting, before the data is read
     changes = stale_recipe(cfg, work)
     if changes:
         raise TrainingError(

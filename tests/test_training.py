@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from conftest import ROOT, tiny_args, tiny_config
 
 from food101_core.analysis import recipe_extras
 from food101_core.bundle import load_bundle
+from food101_core.config import CHOICES, TrainConfig
 from food101_core.data import make_dataset
 from food101_core.model import backbone_blocks, block_of
 from food101_core.training import TrainingError, read_history, train
@@ -176,7 +178,6 @@ def test_keep_last_ships_each_stage_s_last_epoch_even_when_validation_peaked_ear
 
 
 def test_a_changed_recipe_never_resumes_the_old_checkpoints(tiny_food101, tmp_path, capsys):
-    import dataclasses
 
     import train as train_cli
 
@@ -197,15 +198,30 @@ def test_a_changed_recipe_never_resumes_the_old_checkpoints(tiny_food101, tmp_pa
     assert b.config["train"]["stage2_lr"] == 5e-4
 
 
-def test_unknown_schedule_is_refused(tiny_food101, tmp_path, capsys):
+def test_impossible_settings_are_refused_before_any_data_is_read(tmp_path, capsys):
     import train as train_cli
 
     with pytest.raises(SystemExit):
         train_cli.parse_args(["--stage2-schedule", "linear"])
     assert "invalid choice: 'linear'" in capsys.readouterr().err
-    cfg = tiny_config(tiny_food101, tmp_path, stage2_schedule="linear", stage1_epochs=0)  # the Python API too
-    with pytest.raises(ValueError, match="unknown stage-2 schedule 'linear'"):
-        train(cfg, tmp_path / "work")
+    with pytest.raises(SystemExit) as e:  # out of range: the same exit 2, every problem named with its flag
+        train_cli.parse_args(["--val-fraction", "1.5", "--image-size", "16", "--stage2-epochs", "-1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    for said in ("--val-fraction 1.5: must be in [0, 1)", "--image-size 16: must be at least 32", "--stage2-epochs -1"):
+        assert said in err
+
+    # The Python API: every text setting, and a backbone, checked before the data (a folder that is not there).
+    cfg = TrainConfig(data=str(tmp_path / "no-such-folder"), out=str(tmp_path))
+    assert cfg.problems() == {}
+    for name in [*CHOICES, "backbone"]:
+        bad = dataclasses.replace(cfg, **{name: "linear"})
+        assert list(bad.problems()) == [name]
+        with pytest.raises(ValueError, match=f"invalid settings: {name} 'linear' not one of"):
+            train(bad, tmp_path / "work")
+    assert not (tmp_path / "work").exists()  # refused before anything was written
+    nan_lr = dataclasses.replace(cfg, stage1_lr=float("nan"))
+    assert nan_lr.problems() == {}  # left to the NaN guard, which says more
 
 
 def test_nan_loss_stops_with_a_message(tiny_food101, tmp_path):
