@@ -105,12 +105,11 @@ def most_confident_mistakes(predictions: pd.DataFrame, k: int | None = None) -> 
 def predict(model: keras.Model, split: Split, num_classes: int, cfg: TrainConfig) -> np.ndarray:
     """Class probabilities for a split, in order; with `tta_flip`, averaged with the mirrored image."""
     from .data import make_dataset
+    from .inference import mirror_averaged
 
     ds = make_dataset(split, num_classes, cfg, training=False, with_labels=False)
-    probs = model.predict(ds, verbose=1)
-    if cfg.tta_flip:
-        probs = (probs + model.predict(ds.map(lambda x: x[:, :, ::-1, :]), verbose=1)) / 2
-    return probs.astype(np.float32)
+    served = mirror_averaged(model) if cfg.tta_flip else model
+    return served.predict(ds, verbose=1).astype(np.float32)
 
 
 def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE) -> bytes:

@@ -79,6 +79,21 @@ def tiny_config(data: Path, out: Path, **overrides):
     return TrainConfig(**{**TINY_RECIPE, "data": str(data), "out": str(out), "name": "tiny", **overrides})
 
 
+def lopsided_model(size: int = 32, classes: int = 4):
+    """A small image model that is far from mirror-symmetric: its answers for a photo and its mirror differ."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes, "softmax", kernel_initializer=keras.initializers.RandomNormal(stddev=0.1)),
+        ]
+    )
+
+
 def tiny_args(data: Path, out: Path, name: str = "tiny", **overrides) -> list[str]:
     """The same tiny recipe as train.py's flags."""
     args = []

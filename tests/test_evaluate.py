@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+from conftest import lopsided_model, tiny_config
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
@@ -11,7 +13,8 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from food101_core.evaluate import calibration, evaluate_probs, most_confident_mistakes, thumbnail_jpeg
+from food101_core.data import load_data, make_dataset
+from food101_core.evaluate import calibration, evaluate_probs, most_confident_mistakes, predict, thumbnail_jpeg
 
 
 def random_probs(n=400, c=7, seed=0):
@@ -82,3 +85,16 @@ def test_thumbnails_are_small_upright_rgb_jpegs(tmp_path):
     thumb = Image.open(io.BytesIO(thumbnail_jpeg(buf.getvalue())))
     assert thumb.format == "JPEG" and thumb.mode == "RGB"
     assert max(thumb.size) <= 128 and thumb.size[1] > thumb.size[0]  # EXIF rotation applied
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_evaluation_averages_each_photo_with_its_mirror_when_asked(tiny_food101, tmp_path, tta):
+    """--tta-flip: each test photo's answer is the mean of the model's answers for it and its mirror, in order."""
+    cfg = tiny_config(tiny_food101, tmp_path, tta_flip=tta, batch_size=4)  # 18 photos: batches of 4, 4, 4, 4, 2
+    data = load_data(cfg)
+    model = lopsided_model(cfg.image_size, data.num_classes)
+    x = np.concatenate(list(make_dataset(data.test, data.num_classes, cfg, training=False, with_labels=False)))
+    plain, mirrored = model.predict(x, verbose=0), model.predict(x[:, :, ::-1], verbose=0)  # independently
+    assert np.abs(plain - mirrored).max() > 1e-4
+    expected = (plain + mirrored) / 2 if tta else plain
+    np.testing.assert_allclose(predict(model, data.test, data.num_classes, cfg), expected, atol=1e-6)

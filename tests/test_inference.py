@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import lopsided_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -168,20 +169,9 @@ def test_overlay_keeps_size_and_marks_the_hot_region():
 @pytest.mark.parametrize("tta", [False, True])
 def test_predictor_averages_the_mirror_image_when_the_evaluation_did(tta):
     """A bundle evaluated with --tta-flip is served the same way, so the app's answers match its metrics."""
-    import keras
-
     from food101_core.inference import Predictor
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(  # any image model will do; this one is far from mirror-symmetric
-        [
-            keras.Input((32, 32, 3)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Flatten(),
-            keras.layers.Dense(4, "softmax", kernel_initializer=keras.initializers.RandomNormal(stddev=0.1)),
-        ]
-    )
-    predictor = Predictor(model, list("abcd"), list("ABCD"), tta_flip=tta)
+    predictor = Predictor(lopsided_model(), list("abcd"), list("ABCD"), tta_flip=tta)
     x = predictor.preprocess(PHOTO)
     plain, mirrored = predictor.forward(x)[0], predictor.forward(x[:, :, ::-1])[0]
     assert np.abs(plain - mirrored).max() > 1e-4  # the photo is not symmetric, so the two views differ
