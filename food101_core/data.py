@@ -101,6 +101,7 @@ def display_name(class_id: str) -> str:
 
 def load_data(cfg: TrainConfig) -> FoodData:
     """Open the source named by `cfg.data`, select classes and fractions, hold out validation."""
+    cfg.check()  # the fractions among every other setting, for callers that do not come through `train`
     if cfg.data.startswith("tfds:"):
         class_ids, class_names, train, test, source = _from_tfds(cfg.data[5:])
     else:
@@ -122,8 +123,6 @@ def load_data(cfg: TrainConfig) -> FoodData:
 
     rng = np.random.default_rng(cfg.seed)
     if cfg.train_fraction < 1.0:
-        if not 0.0 < cfg.train_fraction <= 1.0:
-            raise DataError(f"train fraction must be in (0, 1], got {cfg.train_fraction}")
         train = train.subset(_per_class_pick(train.labels, cfg.train_fraction, rng))
     val = None
     if cfg.val_fraction > 0:
