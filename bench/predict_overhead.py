@@ -21,7 +21,7 @@ def overhead(label: str, predictor, photos: list) -> None:
     it = iter(photos * 100)
 
     def app():
-        predictor.predict(read_image(next(it), decode_hint=2 * predictor.size))
+        predictor.predict(predictor.read(next(it)))  # what the app's predict event runs
 
     def bare():
         predictor.forward(ready)

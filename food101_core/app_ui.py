@@ -97,11 +97,11 @@ def build_app(b: Bundle, demo: bool = False) -> gr.Blocks:
     def predict(path: str | None, show_cam: bool, stage: str):
         if not path:
             return None, "Upload, paste or take a photo of a dish.", None
+        p = predictor(stage)
         try:
-            image = read_image(path, decode_hint=2 * b.image_size)
+            image = p.read(path)
         except ImageError as e:
             return None, f"⚠️ {e}", None
-        p = predictor(stage)
         pred = p.predict(image)
         label = {name: prob for _, name, prob in pred.top}
         top_name, top_prob = pred.top[0][1], pred.top[0][2]

@@ -143,6 +143,10 @@ class Predictor:
         """The bundle's model of one stage, served as its evaluation ran (`tta_flip`)."""
         return cls(bundle.model(stage), bundle.class_ids, bundle.class_names, bundle.tta_flip)
 
+    def read(self, src: str | os.PathLike | bytes) -> Image.Image:
+        """An upload read for this model: a JPEG decodes at a reduced scale still twice the model's input size."""
+        return read_image(src, decode_hint=2 * self.size)
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """A 1 x size x size x 3 float32 batch, resized exactly as in training."""
         return self._resize(np.asarray(image)).numpy()[None].astype(np.float32)
