@@ -38,24 +38,24 @@ def main(argv: list[str] | None = None) -> None:
 
     import gradio as gr
 
-    from food101_core.app_ui import PLOTLY_JS, build_app, no_run_app
+    from food101_core.app import CSS, PLOTLY_JS, build_app, no_run_app
     from food101_core.bundle import BundleError, load_bundle
 
     gr.set_static_paths([PLOTLY_JS])
     ref, allowed = choose_run(args.run), []
     if ref is None:
-        demo = no_run_app("There is nothing under runs/ and no demo bundle in assets/.")
+        page = no_run_app("There is nothing under runs/ and no demo bundle in assets/.")
     else:
         try:
             bundle = load_bundle(ref)
             is_demo = bundle.path.resolve() == DEMO_BUNDLE.resolve()
-            demo, allowed = build_app(bundle, demo=is_demo), [str(bundle.path)]
+            page, allowed = build_app(bundle, demo=is_demo), [str(bundle.path)]
             print(f"serving bundle {bundle.path}", file=sys.stderr)
         except BundleError as e:
             print(f"error: {e}", file=sys.stderr)
-            demo = no_run_app(f"`{ref}`: {e}")
-    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    demo.launch(server_port=args.port, max_file_size=MAX_UPLOAD, allowed_paths=allowed, show_error=True)
+            page = no_run_app(f"`{ref}`: {e}")
+    page.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    page.launch(server_port=args.port, max_file_size=MAX_UPLOAD, allowed_paths=allowed, show_error=True, css=CSS)
 
 
 if __name__ == "__main__":

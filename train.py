@@ -16,63 +16,28 @@ import logging
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from food101_core.config import CHOICES, TrainConfig
-
-HELP = {
-    "data": "tfds:food101 (download), a Food-101-layout folder (images/ + meta/), or a folder of class folders",
-    "classes": "comma-separated class ids to keep (default: all)",
-    "num_classes": "keep only the first N classes (0 = all)",
-    "train_fraction": "fraction of each class's training images to use",
-    "val_fraction": "fraction of training images held out to pick each stage's best epoch (0 = use test)",
-    "keep_epoch": (
-        "best (by validation accuracy) or last: for a final fit on all training images (--val-fraction 0) "
-        "with epoch counts chosen earlier on validation"
-    ),
-    "weights": "imagenet, none, or a local .weights.h5 file of the bare backbone (include_top=False)",
-    "unfreeze_blocks": "stage 2 unfreezes the top N whole blocks of the backbone (0 = all)",
-    "cache_features": "stage 1 on pooled features computed once, un-augmented (--no-cache-features to augment it)",
-    "strategy": "default, mirrored (all local GPUs) or multiworker (TF_CONFIG)",
-    "cpu_devices": "split the CPU into N logical devices (to try tf.distribute without GPUs)",
-    "name": "bundle folder name under --out (default: backbone-data-recipehash)",
-    "stage2_schedule": "constant (the reference) or cosine (one-epoch warm-up to --stage2-lr, then decay to 0)",
-    "mixup": (
-        "blend pairs of training images and their labels, like --augment (stage 2, or both with "
-        "--no-cache-features); Beta(a, a) weights, e.g. 0.2 (0 = off)"
-    ),
-    "ema_momentum": "validate, keep and ship the exponential moving average of the weights (e.g. 0.998; 0 = off)",
-    "deterministic": "TensorFlow op determinism: bit-identical reruns on one machine, somewhat slower",
-}
+from food101_core.config import SETTINGS, TrainConfig
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """One flag per TrainConfig field, typed from its default."""
+    """One flag per TrainConfig setting, typed from its default, with the help and choices the setting carries."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(TrainConfig):
+    for name, f in SETTINGS.items():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flag = "--" + f.name.replace("_", "-")
+        flag, help_ = "--" + name.replace("_", "-"), f"{f.metadata['help']} (default: {default})"
         if isinstance(default, bool):
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP.get(f.name))
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
         elif isinstance(default, list):
             ap.add_argument(
-                flag,
-                type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
-                default=default,
-                help=HELP.get(f.name),
+                flag, type=lambda s: [c.strip() for c in s.split(",") if c.strip()], default=default, help=help_
             )
         else:
-            ap.add_argument(
-                flag,
-                type=type(default),
-                default=default,
-                choices=CHOICES.get(f.name),
-                help=HELP.get(f.name, f"default {default}"),
-            )
+            ap.add_argument(flag, type=type(default), default=default, choices=f.metadata["choices"], help=help_)
     ap.add_argument("--force", action="store_true", help="train again even if the bundle exists")
     args = ap.parse_args(argv)
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    cfg = TrainConfig(**{name: getattr(args, name) for name in SETTINGS})
     if found := cfg.problems():  # exits 2 with the usage line, like a bad choice
         ap.error("; ".join(f"--{k.replace('_', '-')} {getattr(cfg, k)}: {why}" for k, why in found.items()))
     return cfg, args
@@ -107,9 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     check_writable(out)
 
-    from food101_core.bundle import write_bundle
     from food101_core.data import DataError
-    from food101_core.evaluate import evaluate_models
+    from food101_core.evaluate import evaluate_and_write
     from food101_core.training import TrainingError, clear_work, is_chief, read_history, stale_recipe, train
 
     if args.force and stale_recipe(cfg, work):
@@ -119,18 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         models, data, timings = train(cfg, work)
         if not is_chief():
             return 0
-        t0 = time.perf_counter()
-        evals, thumbs = evaluate_models(models, data, cfg)
-        timings["evaluate_s"] = time.perf_counter() - t0
-        write_bundle(
+        evals = evaluate_and_write(
             dest,
             cfg=cfg,
             data=data,
+            models=models,
             model_files={s: work / f"{s}.keras" for s in models},
             history=read_history(work),
-            evals=evals,
-            thumbs=thumbs,
-            extra=timings,
+            timings=timings,
             overwrite=args.force,
         )
     except (DataError, TrainingError, FileNotFoundError, RuntimeError) as e:

@@ -13,7 +13,7 @@ from common import BACKBONES, DEMO_BUNDLE, MINI, config, interleaved, median
 def overhead(label: str, predictor, photos: list) -> None:
     """The app's predict (read, decode, resize, mirror if the bundle has it, model) against the bare forward pass
     of the same batch (one photo, or photo and mirror) ready in memory; medians of interleaved runs."""
-    from food101_core.inference import read_image
+    from food101_core.images import read_image
 
     ready = predictor.preprocess(read_image(photos[0]))
     if predictor.tta_flip:

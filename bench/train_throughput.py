@@ -22,7 +22,7 @@ def main() -> None:
 
     from food101_core.data import load_data, make_dataset
     from food101_core.model import build_model, unfreeze_for_stage2
-    from food101_core.training import _compile
+    from food101_core.training import compile_model
 
     print("| backbone | pipeline, 1st epoch (img/s) | pipeline, cached (img/s) | in memory (img/s) | cached / memory |")
     print("| --- | --- | --- | --- | --- |")
@@ -31,7 +31,7 @@ def main() -> None:
         data = load_data(cfg)
         model = build_model(cfg, data.num_classes)
         unfreeze_for_stage2(model, backbone)
-        _compile(model, 1e-5, 0.0, xla=False)
+        compile_model(model, 1e-5, 0.0, xla=False)
         n = len(data.train)
         ds = make_dataset(data.train, data.num_classes, cfg, training=True)
         x = np.concatenate([b[0] for b in make_dataset(data.train, 10, cfg, training=False)])

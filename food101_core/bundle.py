@@ -1,6 +1,7 @@
 """The run bundle: one self-contained folder with everything the app needs, written atomically.
 
-Layout (format version 1; documented in the README):
+The floor both sides stand on: training writes through `write_bundle`, the app reads through `Bundle`, and this
+module imports neither. Layout (format version 1; docs/bundle-format.md has the details):
 
     bundle.json          format, version, creation time, and size + sha256 of every other file
     config.json          {"train": every TrainConfig setting, "data": the data set's identity,
@@ -31,12 +32,12 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .evaluate import Evaluation
+from .config import TrainConfig
+from .metrics import Evaluation
 
 if TYPE_CHECKING:
     import keras
 
-    from .config import TrainConfig
     from .data import FoodData
 
 FORMAT = "food101-explorer-bundle"
@@ -105,29 +106,11 @@ def write_bundle(
     for stage, src in model_files.items():
         shutil.copyfile(src, tmp / "models" / f"{stage}.keras")
     for stage, ev in evals.items():
-        d = tmp / stage
-        d.mkdir()
-        ev.predictions.to_csv(d / "predictions.csv", index=False, float_format="%.6g")
-        np.savez_compressed(d / "probs.npz", probs=ev.probs.astype(np.float16))
-        (d / "metrics.json").write_text(json.dumps(ev.metrics, indent=1))
-        ev.per_class.to_csv(d / "per_class.csv", index=False, float_format="%.6g")
-        pd.DataFrame(ev.confusion, index=data.class_ids, columns=data.class_ids).to_csv(d / "confusion.csv")
+        write_evaluation(tmp / stage, ev, data.class_ids)
     (tmp / "thumbs").mkdir()
     for i, jpeg in thumbs.items():
         (tmp / "thumbs" / f"{i}.jpg").write_bytes(jpeg)
-    files = {
-        p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-        for p in sorted(tmp.rglob("*"))
-        if p.is_file()
-    }
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "stages": list(evals),
-        "files": files,
-    }
-    (tmp / "bundle.json").write_text(json.dumps(manifest, indent=1))
+    write_manifest(tmp, list(evals))
     if dest.exists():
         old = dest.parent / f".{dest.name}.old-{os.getpid()}"
         os.replace(dest, old)
@@ -136,6 +119,33 @@ def write_bundle(
     else:
         os.replace(tmp, dest)
     return dest
+
+
+def write_evaluation(folder: Path, ev: Evaluation, class_ids: list[str]) -> None:
+    """One stage's results: predictions, probabilities (float16), metrics, per-class table, confusion matrix."""
+    folder.mkdir()
+    ev.predictions.to_csv(folder / "predictions.csv", index=False, float_format="%.6g")
+    np.savez_compressed(folder / "probs.npz", probs=ev.probs.astype(np.float16))
+    (folder / "metrics.json").write_text(json.dumps(ev.metrics, indent=1))
+    ev.per_class.to_csv(folder / "per_class.csv", index=False, float_format="%.6g")
+    pd.DataFrame(ev.confusion, index=class_ids, columns=class_ids).to_csv(folder / "confusion.csv")
+
+
+def write_manifest(folder: Path, stages: list[str]) -> None:
+    """bundle.json: the format, its version, and the size and sha256 of every other file in `folder`."""
+    files = {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "stages": stages,
+        "files": files,
+    }
+    (folder / "bundle.json").write_text(json.dumps(manifest, indent=1))
 
 
 class Bundle:
@@ -154,9 +164,15 @@ class Bundle:
         if verify:
             self.verify()
         self.config = _read_json(self.path, "config.json")
+        try:
+            self.train_config = TrainConfig.from_dict(self.config["train"])
+        except (KeyError, TypeError) as e:
+            raise BundleError(f"{self.path}: config.json has no usable training settings: {e}") from e
         classes = _read_json(self.path, "classes.json")
         self.class_ids = [c["id"] for c in classes]
         self.class_names = [c["name"] for c in classes]
+        self.name_of = dict(zip(self.class_ids, self.class_names))  # class id -> display name
+        self.id_of = dict(zip(self.class_names, self.class_ids))  # display name -> class id
         test = self._csv("test_set.csv")
         self.test_ids = test["id"].astype(str).tolist()
         self.test_labels = test["label"].to_numpy()
@@ -176,12 +192,17 @@ class Bundle:
 
     @property
     def image_size(self) -> int:
-        return int(self.config["train"]["image_size"])
+        return int(self.train_config.image_size)
 
     @property
     def tta_flip(self) -> bool:
         """Whether the evaluation averaged each photo with its mirror image (the app then does the same)."""
-        return bool(self.config["train"].get("tta_flip", False))
+        return bool(self.train_config.tta_flip)
+
+    @property
+    def data_source(self) -> dict:
+        """The data set's identity as recorded at training: kind, location, counts."""
+        return self.config.get("data", {})
 
     def verify(self) -> None:
         """Every file the manifest lists is there, with its size and hash."""
@@ -204,7 +225,7 @@ class Bundle:
         """The stage's model, loaded once in Keras safe mode and checked against the class list."""
         with self._lock:
             if stage not in self._models:
-                from .training import load_model
+                from .model import load_model
 
                 rel = f"models/{stage}.keras"
                 try:
@@ -246,6 +267,17 @@ class Bundle:
         """The thumbnail of test image `index`, if the bundle has one (only the bundle's own files)."""
         p = self.path / "thumbs" / f"{int(index)}.jpg"
         return p if p.is_file() else None
+
+    def original_image(self, index: int) -> Path | None:
+        """The full-size test image, when the data set the bundle was evaluated on is on this machine."""
+        data = self.data_source
+        root, image_id = Path(data.get("location", "")), self.test_ids[int(index)]
+        if data.get("kind") == "food101-folder":
+            p = root / "images" / f"{image_id}.jpg"
+            return p if p.is_file() else None
+        if data.get("kind") == "class-folders" and (root / image_id).parent.is_dir():
+            return next((root / image_id).parent.glob(Path(image_id).name + ".*"), None)
+        return None
 
 
 def _read_json(root: Path, rel: str):

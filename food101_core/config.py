@@ -1,4 +1,8 @@
-"""Every setting of a run, as one dataclass that is saved into the bundle."""
+"""Every setting of a run, as one dataclass that is saved into the bundle.
+
+Each setting carries its help text and, for text settings, its allowed values (`setting(...)`): train.py's flags,
+`TrainConfig.problems` and the README's flag list all read them from here, so they cannot drift apart.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-# The values a text setting may take: train.py's flag choices and `TrainConfig.problems` read this one table.
-CHOICES = {
-    "cache": ["auto", "memory", "none"],
-    "stage2_schedule": ["constant", "cosine"],
-    "keep_epoch": ["best", "last"],
-    "mixed_precision": ["auto", "on", "off"],
-    "xla": ["auto", "on", "off"],
-    "strategy": ["default", "mirrored", "multiworker"],
-}
+from .backbones import BACKBONES
+
+
+def setting(default, help: str, choices: list[str] | None = None):
+    """A dataclass field with its help text and allowed values beside it (a list default is copied per instance)."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -23,44 +27,78 @@ class TrainConfig:
     """The whole recipe. Defaults are the reference recipe: EfficientNetB0 on Food-101, 15 + 10 epochs."""
 
     # data
-    data: str = "tfds:food101"  # "tfds:NAME", a Food-101-layout folder, or a folder of class sub-folders
-    classes: list[str] = field(default_factory=list)  # class ids to keep; empty = all
-    num_classes: int = 0  # keep only the first N classes (0 = all)
-    train_fraction: float = 1.0  # fraction of the training images of each class
-    val_fraction: float = 0.05  # held out of train, per class, to pick the best epoch; 0 = monitor the test split
-    keep_epoch: str = "best"  # "best" (by validation accuracy) or "last": a final fit on all of train, epochs fixed
-    image_size: int = 224
-    cache: str = "auto"  # "auto" (in memory if it fits), "memory", "none"
+    data: str = setting(
+        "tfds:food101",
+        "tfds:food101 (download), a Food-101-layout folder (images/ + meta/), or a folder of class folders",
+    )
+    classes: list[str] = setting([], "comma-separated class ids to keep (default: all)")
+    num_classes: int = setting(0, "keep only the first N classes (0 = all)")
+    train_fraction: float = setting(1.0, "fraction of each class's training images to use")
+    val_fraction: float = setting(
+        0.05, "fraction of training images held out to pick each stage's best epoch (0 = monitor the test split)"
+    )
+    keep_epoch: str = setting(
+        "best",
+        "best (by validation accuracy) or last: for a final fit on all training images (--val-fraction 0) "
+        "with epoch counts chosen earlier on validation",
+        ["best", "last"],
+    )
+    image_size: int = setting(224, "square input size in pixels")
+    cache: str = setting(
+        "auto", "decoded images in memory: auto (if they fit), memory, none", ["auto", "memory", "none"]
+    )
     # model
-    backbone: str = "efficientnetb0"
-    weights: str = "imagenet"  # "imagenet", "none" or a path to a local .weights.h5 file of the backbone
-    dropout: float = 0.2
+    backbone: str = setting("efficientnetb0", "keras.applications backbone", list(BACKBONES))
+    weights: str = setting(
+        "imagenet", "imagenet, none, or a local .weights.h5 file of the bare backbone (include_top=False)"
+    )
+    dropout: float = setting(0.2, "dropout before the new softmax layer")
     # stage 1: backbone frozen, head only
-    stage1_epochs: int = 15
-    stage1_lr: float = 1e-3
-    cache_features: bool = True  # stage-1 head on pooled features computed once (un-augmented, even with augment)
+    stage1_epochs: int = setting(15, "epochs of stage 1 (backbone frozen, new head only)")
+    stage1_lr: float = setting(1e-3, "Adam learning rate of stage 1")
+    cache_features: bool = setting(
+        True, "stage 1 on pooled features computed once, un-augmented (--no-cache-features to augment it)"
+    )
     # stage 2: whole blocks unfrozen, every BatchNormalization frozen
-    stage2_epochs: int = 10
-    stage2_lr: float = 0.0  # 0 = the backbone's default: 1e-4 for EfficientNet (the reference), 1e-5 for MobileNet
-    stage2_schedule: str = "constant"  # "constant" (the reference) or "cosine": a one-epoch warm-up, then decay to 0
-    unfreeze_blocks: int = 0  # top N blocks of the backbone; 0 = all
-    label_smoothing: float = 0.0  # stage 2 only
-    ema_momentum: float = 0.0  # > 0: validate, keep and ship the moving average of the weights (e.g. 0.998); 0 = off
-    augment: bool = False  # random flip, crop/zoom and rotation on images that pass through the backbone
-    mixup: float = 0.0  # blend pairs of images through the backbone and their labels, Beta(a, a) weights; 0 = off
-    tta_flip: bool = False  # average the predictions of the image and its mirror at evaluation
+    stage2_epochs: int = setting(10, "epochs of stage 2 (whole blocks unfrozen, BatchNorm frozen)")
+    stage2_lr: float = setting(
+        0.0, "stage-2 learning rate; 0 = the backbone's default (1e-4 EfficientNet, 1e-5 MobileNet)"
+    )
+    stage2_schedule: str = setting(
+        "constant",
+        "constant (the reference) or cosine (one-epoch warm-up to --stage2-lr, then decay to 0)",
+        ["constant", "cosine"],
+    )
+    unfreeze_blocks: int = setting(0, "stage 2 unfreezes the top N whole blocks of the backbone (0 = all)")
+    label_smoothing: float = setting(0.0, "label smoothing of stage 2's loss (0 = off)")
+    ema_momentum: float = setting(
+        0.0, "validate, keep and ship the exponential moving average of the weights (e.g. 0.998; 0 = off)"
+    )
+    augment: bool = setting(False, "random flip, crop/zoom and rotation on images that pass through the backbone")
+    mixup: float = setting(
+        0.0,
+        "blend pairs of training images and their labels, like --augment (stage 2, or both with "
+        "--no-cache-features); Beta(a, a) weights, e.g. 0.2 (0 = off)",
+    )
+    tta_flip: bool = setting(False, "average the predictions of each test photo and its mirror (the app does the same)")
     # engine
-    batch_size: int = 32
-    seed: int = 42
-    mixed_precision: str = "auto"  # "auto" (on with a GPU), "on", "off"
-    xla: str = "auto"  # "auto" (on with a GPU), "on", "off"
-    strategy: str = "default"  # "default", "mirrored", "multiworker" (TF_CONFIG)
-    cpu_devices: int = 0  # split the CPU into N logical devices (to exercise tf.distribute without GPUs)
-    deterministic: bool = False  # TensorFlow's op determinism: bit-identical reruns, somewhat slower
+    batch_size: int = setting(32, "images per step")
+    seed: int = setting(42, "seed of the split, the shuffles and the weights")
+    mixed_precision: str = setting("auto", "float16 compute: auto (on with a GPU), on, off", ["auto", "on", "off"])
+    xla: str = setting("auto", "XLA compilation: auto (on with a GPU), on, off", ["auto", "on", "off"])
+    strategy: str = setting(
+        "default",
+        "default, mirrored (all local GPUs) or multiworker (TF_CONFIG)",
+        ["default", "mirrored", "multiworker"],
+    )
+    cpu_devices: int = setting(0, "split the CPU into N logical devices (to try tf.distribute without GPUs)")
+    deterministic: bool = setting(
+        False, "TensorFlow op determinism: bit-identical reruns on one machine, somewhat slower"
+    )
     # output
-    out: str = "runs"
-    name: str = ""  # bundle folder name; empty = derived from the recipe, so a re-run finds its own checkpoints
-    thumbs_correct_per_class: int = 3
+    out: str = setting("runs", "folder the bundle is written under")
+    name: str = setting("", "bundle folder name under --out (default: backbone-data-recipehash)")
+    thumbs_correct_per_class: int = setting(3, "thumbnails of correctly classified test photos kept per class")
 
     def problems(self) -> dict[str, str]:
         """{setting: what is wrong with it} for every setting that cannot work, before any data is read.
@@ -68,11 +106,7 @@ class TrainConfig:
         One check up front instead of one where each setting is used: on full Food-101 a typo in a late setting
         would otherwise surface after the data had been listed and stage 1 trained. NaN passes (the NaN guard's job).
         """
-        from .model import BACKBONES  # a plain table: importing it loads neither Keras nor TensorFlow
-
         found = {k: f"not one of {', '.join(v)}" for k, v in CHOICES.items() if getattr(self, k) not in v}
-        if self.backbone not in BACKBONES:
-            found["backbone"] = f"not one of {', '.join(BACKBONES)}"
         rules = {  # setting: (holds, what it must be)
             "train_fraction": (0 < self.train_fraction <= 1, "must be in (0, 1]"),
             "val_fraction": (0 <= self.val_fraction < 1, "must be in [0, 1)"),
@@ -82,17 +116,7 @@ class TrainConfig:
             "image_size": (self.image_size >= 32, "must be at least 32 (the backbones' smallest input)"),
             "batch_size": (self.batch_size >= 1, "must be at least 1"),
         }
-        for k in (
-            "num_classes",
-            "stage1_epochs",
-            "stage2_epochs",
-            "unfreeze_blocks",
-            "cpu_devices",
-            "mixup",
-            "stage1_lr",
-            "stage2_lr",
-            "thumbs_correct_per_class",
-        ):
+        for k in NON_NEGATIVE:
             rules[k] = (not getattr(self, k) < 0, "must not be negative")  # `not <`: NaN passes
         found.update({k: why for k, (holds, why) in rules.items() if not holds})
         return found
@@ -126,6 +150,26 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """Build from a saved dict; unknown keys (from a newer version) are ignored, missing ones defaulted."""
+        """Build from a saved dict; unknown keys (from a newer version) are ignored, missing ones defaulted.
+
+        A bundle written before a setting existed gets that setting's default, which is always "off" for
+        the optional parts of the recipe.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+SETTINGS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# The values a text setting may take, read from the settings themselves.
+CHOICES = {k: f.metadata["choices"] for k, f in SETTINGS.items() if f.metadata.get("choices")}
+NON_NEGATIVE = (
+    "num_classes",
+    "stage1_epochs",
+    "stage2_epochs",
+    "unfreeze_blocks",
+    "cpu_devices",
+    "mixup",
+    "stage1_lr",
+    "stage2_lr",
+    "thumbs_correct_per_class",
+)

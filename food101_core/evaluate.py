@@ -1,4 +1,4 @@
-"""Evaluation of a model on the test split: everything the app shows, computed once and stored.
+"""Evaluation of a run's models on the test split, written into its bundle: everything the app shows, computed once.
 
 `python -m food101_core.evaluate RUN [--data PATH]` re-evaluates an existing bundle (e.g. after moving the
 data, or to add files a newer version writes) and rewrites it atomically.
@@ -10,96 +10,25 @@ import argparse
 import io
 import logging
 import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from .bundle import BundleError, load_bundle, write_bundle
+from .data import DataError, load_data
+from .metrics import Evaluation, evaluate_probs
 
 if TYPE_CHECKING:
     import keras
 
     from .config import TrainConfig
-    from .data import Split
+    from .data import FoodData, Split
 
 THUMB_SIZE = 128
-CALIBRATION_BINS = 15
-
-
-@dataclass
-class Evaluation:
-    """One model's results on the test split."""
-
-    probs: np.ndarray  # (n, classes) float
-    predictions: pd.DataFrame  # one row per test image, in test order
-    per_class: pd.DataFrame  # precision, recall, f1, support per class
-    confusion: np.ndarray  # (classes, classes): rows true, columns predicted
-    metrics: dict  # top1, top5, ece, macro averages, reliability bins
-
-
-def evaluate_probs(probs: np.ndarray, labels: np.ndarray, ids: list[str], class_ids: list[str]) -> Evaluation:
-    """All metrics from a probability matrix; scikit-learn for the per-class numbers."""
-    n, c = probs.shape
-    labels = np.asarray(labels)
-    top5 = np.argsort(-probs, axis=1, kind="stable")[:, : min(5, c)]
-    pred = top5[:, 0]
-    conf = probs[np.arange(n), pred]
-    correct = pred == labels
-    names = np.array(class_ids)
-    predictions = pd.DataFrame(
-        {
-            "index": np.arange(n),
-            "id": ids,
-            "true": names[labels],
-            "pred": names[pred],
-            "confidence": conf.astype(np.float32),
-            "correct": correct,
-        }
-    )
-    for k in range(top5.shape[1]):
-        predictions[f"top{k + 1}"] = names[top5[:, k]]
-        predictions[f"p{k + 1}"] = probs[np.arange(n), top5[:, k]].astype(np.float32)
-    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=np.arange(c), zero_division=0)
-    per_class = pd.DataFrame({"class": class_ids, "precision": p, "recall": r, "f1": f, "support": s})
-    ece, bins = calibration(conf, correct)
-    metrics = {
-        "n": int(n),
-        "top1": float(correct.mean()),
-        "top5": float((top5 == labels[:, None]).any(axis=1).mean()),
-        "macro_precision": float(p.mean()),
-        "macro_recall": float(r.mean()),
-        "macro_f1": float(f.mean()),
-        "ece": ece,
-        "reliability": bins,
-    }
-    cm = confusion_matrix(labels, pred, labels=np.arange(c))
-    return Evaluation(probs, predictions, per_class, cm, metrics)
-
-
-def calibration(confidence: np.ndarray, correct: np.ndarray, n_bins: int = CALIBRATION_BINS) -> tuple[float, list]:
-    """Expected calibration error (Guo et al. 2017) and its reliability bins over (0, 1]."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
-    bins, ece = [], 0.0
-    for b in range(n_bins):
-        m = which == b
-        count = int(m.sum())
-        acc = float(correct[m].mean()) if count else None
-        mean_conf = float(confidence[m].mean()) if count else None
-        if count:
-            ece += count / len(confidence) * abs(acc - mean_conf)
-        bins.append(
-            {"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count, "accuracy": acc, "confidence": mean_conf}
-        )
-    return float(ece), bins
-
-
-def most_confident_mistakes(predictions: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
-    mistakes = predictions[~predictions["correct"]].sort_values("confidence", ascending=False, kind="stable")
-    return mistakes if k is None else mistakes.head(k)
 
 
 def predict(model: keras.Model, split: Split, num_classes: int, cfg: TrainConfig) -> np.ndarray:
@@ -154,7 +83,7 @@ def make_thumbnails(split: Split, indices: list[int]) -> dict[int, bytes]:
 
 
 def evaluate_models(
-    models: dict[str, keras.Model], data, cfg: TrainConfig
+    models: dict[str, keras.Model], data: FoodData, cfg: TrainConfig
 ) -> tuple[dict[str, Evaluation], dict[int, bytes]]:
     """Evaluate every stage's model on the test split and make the thumbnails the app needs."""
     evals = {}
@@ -167,42 +96,73 @@ def evaluate_models(
     return evals, make_thumbnails(data.test, idx)
 
 
+def evaluate_and_write(
+    dest: Path,
+    *,
+    cfg: TrainConfig,
+    data: FoodData,
+    models: dict[str, keras.Model],
+    model_files: dict[str, Path],
+    history: pd.DataFrame,
+    timings: dict,
+    overwrite: bool,
+) -> dict[str, Evaluation]:
+    """The one "evaluate and write the bundle" step of both training and re-evaluation.
+
+    Evaluation time is added to `timings`, so a bundle says what each phase cost.
+    """
+    t0 = time.perf_counter()
+    evals, thumbs = evaluate_models(models, data, cfg)
+    timings = {**timings, "evaluate_s": time.perf_counter() - t0}
+    write_bundle(
+        dest,
+        cfg=cfg,
+        data=data,
+        model_files=model_files,
+        history=history,
+        evals=evals,
+        thumbs=thumbs,
+        extra=timings,
+        overwrite=overwrite,
+    )
+    return evals
+
+
+def reevaluate(ref: str, data_path: str | None = None, out: str | None = None) -> Path:
+    """Evaluate a bundle's models again on its test split and rewrite it (in place, or at `out`)."""
+    bundle = load_bundle(ref)
+    cfg = bundle.train_config
+    if data_path:
+        cfg.data = data_path
+    data = load_data(cfg)
+    if data.test.ids != bundle.test_ids:
+        raise DataError(
+            f"{cfg.data}: its test split is not the one this bundle was evaluated on "
+            f"({len(data.test.ids)} vs {len(bundle.test_ids)} images, or other ids)"
+        )
+    dest = Path(out) if out else bundle.path
+    evaluate_and_write(
+        dest,
+        cfg=cfg,
+        data=data,
+        models={stage: bundle.model(stage) for stage in bundle.stages},
+        model_files={s: bundle.path / f"models/{s}.keras" for s in bundle.stages},
+        history=bundle.history,
+        timings=bundle.config.get("timings", {}),
+        overwrite=True,
+    )
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
     """Re-evaluate an existing bundle's models on its test split and rewrite the bundle atomically."""
-    from .bundle import BundleError, load_bundle, write_bundle
-    from .config import TrainConfig
-    from .data import DataError, load_data
-
     ap = argparse.ArgumentParser(prog="python -m food101_core.evaluate", description=main.__doc__)
     ap.add_argument("run", help="bundle folder or Hugging Face Hub repo id")
     ap.add_argument("--data", help="where the data set is now (default: where it was at training)")
     ap.add_argument("--out", help="write the re-evaluated bundle here (default: in place)")
     args = ap.parse_args(argv)
     try:
-        bundle = load_bundle(args.run)
-        cfg = TrainConfig.from_dict(bundle.config["train"])
-        if args.data:
-            cfg.data = args.data
-        data = load_data(cfg)
-        if data.test.ids != bundle.test_ids:
-            raise DataError(
-                f"{cfg.data}: its test split is not the one this bundle was evaluated on "
-                f"({len(data.test.ids)} vs {len(bundle.test_ids)} images, or other ids)"
-            )
-        models = {stage: bundle.model(stage) for stage in bundle.stages}
-        evals, thumbs = evaluate_models(models, data, cfg)
-        dest = Path(args.out) if args.out else bundle.path
-        write_bundle(
-            dest,
-            cfg=cfg,
-            data=data,
-            model_files={s: bundle.path / f"models/{s}.keras" for s in models},
-            history=bundle.history,
-            evals=evals,
-            thumbs=thumbs,
-            extra=bundle.config.get("timings", {}),
-            overwrite=True,
-        )
+        dest = reevaluate(args.run, args.data, args.out)
     except (BundleError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,57 +1,21 @@
-"""Backbone registry, the classifier (backbone -> pooling -> BN -> dropout -> softmax) and freezing rules.
+"""The classifier (backbone -> pooling -> BN -> dropout -> softmax), its freezing rules, and its `.keras` files.
 
 A model takes RGB pixels in 0-255: each backbone's input preprocessing is a layer inside the model, so a
-saved `.keras` file is all the app needs. A backbone's "blocks" are its repeated units (EfficientNet's MBConv
-blocks, MobileNet's depthwise-separable blocks, ...), found from layer names; stage 2 unfreezes whole ones.
+saved `.keras` file is all the app needs. The backbones themselves are listed in `backbones.py`.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .backbones import BACKBONES, Backbone, block_of
 
 if TYPE_CHECKING:
     import keras
 
     from .config import TrainConfig
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """How to build one `keras.applications` backbone and cut it into whole blocks."""
-
-    builder: str  # attribute of keras.applications
-    block_pattern: str  # regex whose first group names the block a layer belongs to
-    rescale: tuple[float, float] | None = None  # (scale, offset) for the input; None = done inside the backbone
-    kwargs: tuple = ()
-    stage2_lr: float = 1e-4  # the reference's 1e-4 suits EfficientNet; MobileNet's weights need a gentler 1e-5
-
-
-_EFFNET = r"^(stem|block\d+[a-z]|top)_"
-_EFFNET_V2 = r"^(stem|block\d+[a-z]|top)_"
-_MOBILENET = r"^(conv1|conv_(?:dw|pw|pad)_(\d+))"
-_MOBILENET_V2 = r"^(Conv1|bn_Conv1|Conv1_relu|expanded_conv|block_\d+|Conv_1|Conv_1_bn|out_relu)"
-
-BACKBONES: dict[str, Backbone] = {
-    **{f"efficientnetb{i}": Backbone(f"EfficientNetB{i}", _EFFNET) for i in range(8)},
-    **{f"efficientnetv2b{i}": Backbone(f"EfficientNetV2B{i}", _EFFNET_V2) for i in range(4)},
-    "mobilenet": Backbone("MobileNet", _MOBILENET, (1 / 127.5, -1.0), (("alpha", 0.75),), 1e-5),
-    "mobilenetv2": Backbone("MobileNetV2", _MOBILENET_V2, (1 / 127.5, -1.0), (("alpha", 0.35),), 1e-5),
-}
-# Names of blocks that are one unit although their layer names differ.
-_BLOCK_ALIASES = {"bn_Conv1": "Conv1", "Conv1_relu": "Conv1", "Conv_1_bn": "Conv_1", "out_relu": "Conv_1"}
-
-
-def block_of(backbone: str, layer_name: str) -> str | None:
-    """The block a backbone layer belongs to, or None for weightless plumbing (input, rescaling)."""
-    m = re.match(BACKBONES[backbone].block_pattern, layer_name)
-    if not m:
-        return None
-    if backbone == "mobilenet":
-        return "conv1" if m.group(1) == "conv1" else f"block_{m.group(2)}"
-    return _BLOCK_ALIASES.get(m.group(1), m.group(1))
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> keras.Model:
@@ -178,3 +142,21 @@ def calibrate_batchnorm(model: keras.Model, images) -> None:
     model(images, training=True)
     for layer, (trainable, momentum) in zip(bns, saved):
         layer.trainable, layer.momentum = trainable, momentum
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save for inference: architecture and weights, without the optimizer's state (a third of the size)."""
+    import keras
+
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    clean = keras.Model.from_config(model.get_config())  # uncompiled (clone_model would copy the optimizer)
+    clean.set_weights(model.get_weights())
+    clean.save(tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a `.keras` file in safe mode: no code from the file runs."""
+    import keras
+
+    return keras.saving.load_model(path, compile=False, safe_mode=True)

@@ -15,15 +15,17 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from .backbones import BACKBONES
 from .config import TrainConfig
 from .data import FoodData, load_data, make_dataset
-from .model import BACKBONES, build_model, calibrate_batchnorm, freeze_backbone, unfreeze_for_stage2
+from .model import build_model, calibrate_batchnorm, freeze_backbone, load_model, save_model, unfreeze_for_stage2
 
 if TYPE_CHECKING:
     import keras
@@ -92,7 +94,8 @@ def stage2_learning_rate(
     return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, alpha=0.0, warmup_target=lr, warmup_steps=warmup)
 
 
-def _compile(model: keras.Model, lr, label_smoothing: float, xla: bool, ema_momentum: float = 0.0) -> None:
+def compile_model(model: keras.Model, lr, label_smoothing: float, xla: bool, ema_momentum: float = 0.0) -> None:
+    """Adam, cross-entropy (optionally smoothed), accuracy and top-5; weight EMA when a momentum is given."""
     import keras
 
     model.compile(
@@ -181,7 +184,7 @@ def stage1_on_features(
     train = train.shuffle(len(data.train), seed=cfg.seed).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
     val_split = data.val if data.val is not None else data.test
     val = tf.data.Dataset.from_tensor_slices((pooled("val", val_split), tf.one_hot(val_split.labels, n)))
-    _compile(head, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum)
+    compile_model(head, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum)
     hist = head.fit(
         train,
         validation_data=val.batch(cfg.batch_size),
@@ -200,8 +203,7 @@ def train(
     import tensorflow as tf
 
     cfg.check()  # every setting, before the data is read
-    changes = stale_recipe(cfg, work)
-    if changes:
+    if changes := stale_recipe(cfg, work):
         raise TrainingError(
             f"{work} holds an unfinished run of another recipe ("
             + ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in changes.items())
@@ -217,65 +219,86 @@ def train(
     with strategy.scope():
         model = build_model(cfg, data.num_classes)
     val_split = data.val if data.val is not None else data.test
-    train_ds = make_dataset(data.train, data.num_classes, cfg, training=True, augment=cfg.augment, mixup=cfg.mixup)
-    val_ds = make_dataset(val_split, data.num_classes, cfg, training=False)
-    extra = list(extra_callbacks or [])
+    fit = FitInputs(
+        train=make_dataset(data.train, data.num_classes, cfg, training=True, augment=cfg.augment, mixup=cfg.mixup),
+        val=make_dataset(val_split, data.num_classes, cfg, training=False),
+        xla=xla,
+        callbacks=list(extra_callbacks or []),
+    )
     timings: dict[str, float] = {}
-
-    # ---- stage 1: frozen backbone, head only
-    done1 = work / "stage1.keras"
-    if not done1.exists():
-        t0 = time.perf_counter()
-        if cfg.weights.lower() == "none":
-            log.info("random weights: BatchNorm statistics set from a batch of training images")
-            calibrate_batchnorm(model, next(iter(train_ds))[0])  # one batch: an eager pass is memory-hungry
-        with strategy.scope():
-            freeze_backbone(model, cfg.backbone)
-            if cfg.stage1_epochs > 0 and cfg.cache_features:
-                if cfg.augment:
-                    log.info(
-                        "stage 1 trains on cached, un-augmented features; augmentation starts in stage 2 "
-                        "(--no-cache-features augments stage 1 too, at the cost of a backbone pass per epoch)"
-                    )
-                stage1_on_features(model, data, cfg, work, xla, extra)
-            elif cfg.stage1_epochs > 0:
-                _compile(model, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum)
-                hist = model.fit(
-                    train_ds,
-                    validation_data=val_ds,
-                    epochs=cfg.stage1_epochs,
-                    callbacks=_callbacks(work, 1, read_history(work), cfg) + extra,
-                )
-                _check_finite(hist, 1, work)
-                model.load_weights(work / "stage1.kept.weights.h5")
-        timings["stage1_s"] = time.perf_counter() - t0
-        save_model(model, done1)
-    stage1 = load_model(done1)
+    if not (work / "stage1.keras").exists():
+        timings["stage1_s"] = run_stage1(model, cfg, data, work, strategy, fit)
+    stage1 = load_model(work / "stage1.keras")
     with strategy.scope():  # a fresh object: Keras keeps a resumed fit's start epoch on the model it restored
-        model = load_model(done1)
+        model = load_model(work / "stage1.keras")
+    if not (work / "stage2.keras").exists():
+        timings["stage2_s"] = run_stage2(model, cfg, data, work, strategy, fit)
+    return {"stage1": stage1, "stage2": load_model(work / "stage2.keras")}, data, timings
 
-    # ---- stage 2: whole blocks unfrozen, BatchNormalization frozen, lower learning rate
-    done2 = work / "stage2.keras"
-    if not done2.exists():
-        t0 = time.perf_counter()
-        with strategy.scope():
-            blocks = unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
-            log.info("stage 2 unfreezes %d blocks: %s … %s", len(blocks), blocks[0], blocks[-1])
-            steps = math.ceil(len(data.train) / cfg.batch_size)
-            _compile(model, stage2_learning_rate(cfg, steps), cfg.label_smoothing, xla, cfg.ema_momentum)
+
+@dataclass
+class FitInputs:
+    """What both stages' `fit` calls share: the two pipelines, XLA on or off, and the caller's callbacks."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    xla: bool
+    callbacks: list
+
+
+def run_stage1(
+    model: keras.Model, cfg: TrainConfig, data: FoodData, work: Path, strategy: tf.distribute.Strategy, fit: FitInputs
+) -> float:
+    """Stage 1: frozen backbone, head only; saves `stage1.keras` and returns the seconds it took."""
+    t0 = time.perf_counter()
+    if cfg.weights.lower() == "none":
+        log.info("random weights: BatchNorm statistics set from a batch of training images")
+        calibrate_batchnorm(model, next(iter(fit.train))[0])  # one batch: an eager pass is memory-hungry
+    with strategy.scope():
+        freeze_backbone(model, cfg.backbone)
+        if cfg.stage1_epochs > 0 and cfg.cache_features:
+            if cfg.augment:
+                log.info(
+                    "stage 1 trains on cached, un-augmented features; augmentation starts in stage 2 "
+                    "(--no-cache-features augments stage 1 too, at the cost of a backbone pass per epoch)"
+                )
+            stage1_on_features(model, data, cfg, work, fit.xla, fit.callbacks)
+        elif cfg.stage1_epochs > 0:
+            compile_model(model, cfg.stage1_lr, 0.0, fit.xla, cfg.ema_momentum)
             hist = model.fit(
-                train_ds,
-                validation_data=val_ds,
-                initial_epoch=cfg.stage1_epochs,
-                epochs=cfg.stage1_epochs + cfg.stage2_epochs,
-                callbacks=_callbacks(work, 2, read_history(work), cfg) + extra,
+                fit.train,
+                validation_data=fit.val,
+                epochs=cfg.stage1_epochs,
+                callbacks=_callbacks(work, 1, read_history(work), cfg) + fit.callbacks,
             )
-        if cfg.stage2_epochs > 0:
-            _check_finite(hist, 2, work)
-            model.load_weights(work / "stage2.kept.weights.h5")
-        timings["stage2_s"] = time.perf_counter() - t0
-        save_model(model, done2)
-    return {"stage1": stage1, "stage2": load_model(done2)}, data, timings
+            _check_finite(hist, 1, work)
+            model.load_weights(work / "stage1.kept.weights.h5")
+    save_model(model, work / "stage1.keras")
+    return time.perf_counter() - t0
+
+
+def run_stage2(
+    model: keras.Model, cfg: TrainConfig, data: FoodData, work: Path, strategy: tf.distribute.Strategy, fit: FitInputs
+) -> float:
+    """Stage 2: whole blocks unfrozen, BatchNormalization frozen, lower learning rate; saves `stage2.keras`."""
+    t0 = time.perf_counter()
+    with strategy.scope():
+        blocks = unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
+        log.info("stage 2 unfreezes %d blocks: %s … %s", len(blocks), blocks[0], blocks[-1])
+        steps = math.ceil(len(data.train) / cfg.batch_size)
+        compile_model(model, stage2_learning_rate(cfg, steps), cfg.label_smoothing, fit.xla, cfg.ema_momentum)
+        hist = model.fit(
+            fit.train,
+            validation_data=fit.val,
+            initial_epoch=cfg.stage1_epochs,
+            epochs=cfg.stage1_epochs + cfg.stage2_epochs,
+            callbacks=_callbacks(work, 2, read_history(work), cfg) + fit.callbacks,
+        )
+    if cfg.stage2_epochs > 0:
+        _check_finite(hist, 2, work)
+        model.load_weights(work / "stage2.kept.weights.h5")
+    save_model(model, work / "stage2.keras")
+    return time.perf_counter() - t0
 
 
 def stale_recipe(cfg: TrainConfig, work: Path) -> dict[str, tuple]:
@@ -288,24 +311,6 @@ def stale_recipe(cfg: TrainConfig, work: Path) -> dict[str, tuple]:
     if not path.exists() or all(p.name == "config.json" for p in work.iterdir()):  # no checkpoint yet
         return {}
     return cfg.recipe_changes(TrainConfig.from_dict(json.loads(path.read_text())))
-
-
-def save_model(model: keras.Model, path: Path) -> None:
-    """Save for inference: architecture and weights, without the optimizer's state (a third of the size)."""
-    import keras
-
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    clean = keras.Model.from_config(model.get_config())  # uncompiled (clone_model would copy the optimizer)
-    clean.set_weights(model.get_weights())
-    clean.save(tmp)
-    os.replace(tmp, path)
-
-
-def load_model(path: Path) -> keras.Model:
-    """Load a `.keras` file in safe mode: no code from the file runs."""
-    import keras
-
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
 def clear_work(work: Path) -> None:

@@ -1,6 +1,6 @@
 """Drive the app in a real headless Chromium (Debian's package, through Playwright) as a person would.
 
-Used by tests/test_app.py, and to refresh the README's screenshots:
+Used by tests/test_app.py, and to refresh the README's screenshots (they are taken once each chart has drawn):
 
     python tests/browser.py http://127.0.0.1:7860 docs/ PHOTO.jpg
 """
@@ -22,16 +22,75 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+# What a drawn plotly chart has in its SVG: heatmap cells are one <image>, bars and lines are <path>s with a shape.
+MARKS = {
+    "heatmap": ".heatmaplayer image",
+    "bars": ".barlayer .point path",
+    "lines": ".scatterlayer path.js-line",
+}
 
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def launch(p):
+    return p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+
+
+def drawn_marks(page, chart: str, kind: str, timeout_ms: int) -> int:
+    """Wait until the chart under `chart` has drawn marks of `kind` with a real shape; return how many."""
+    js = """([chart, sel]) => Array.from(document.querySelectorAll(chart + ' ' + sel)).filter(el => {
+        if (el.tagName === 'image') return (el.getAttribute('href') || '').startsWith('data:image') &&
+            el.getBoundingClientRect().width > 0;
+        const d = el.getAttribute('d') || '';
+        return d.length > 2 && !/^M[^A-Z]*Z?$/.test(d) && !/^M0,0Z$/.test(d);
+    }).length"""
+    page.wait_for_function(js, arg=[chart, MARKS[kind]], timeout=timeout_ms)
+    return page.evaluate(js, [chart, MARKS[kind]])
+
+
+def visible_images_loaded(page, selector: str, timeout_ms: int) -> int:
+    """Wait until every image of `selector` that is inside its scroll box's visible area has loaded; return how many.
+
+    Gradio's galleries load their thumbnails lazily (loading="lazy"): one scrolled out of sight is not fetched until
+    it scrolls in, so waiting for every <img> would wait for ever without anything being wrong.
+    """
+    js = """(sel) => {
+        const imgs = Array.from(document.querySelectorAll(sel + ' img'));
+        const seen = imgs.filter(i => {
+            const r = i.getBoundingClientRect();
+            if (r.width === 0 || r.height === 0) return false;
+            let el = i.parentElement;
+            while (el) {
+                const s = getComputedStyle(el);
+                if (/(auto|scroll|hidden)/.test(s.overflowY)) {
+                    const b = el.getBoundingClientRect();
+                    if (r.bottom <= b.top || r.top >= b.bottom) return false;
+                }
+                el = el.parentElement;
+            }
+            return r.top < window.innerHeight && r.bottom > 0;
+        });
+        return seen.length > 0 && seen.every(i => i.complete && i.naturalWidth > 0) ? seen.length : 0;
+    }"""
+    page.wait_for_function(js, arg=selector, timeout=timeout_ms)
+    return page.evaluate(js, selector)
+
+
+def scroll_gallery_to_end(page, selector: str) -> None:
+    """Scroll a gallery's own scroll box (and the page) so that its last thumbnail comes into sight."""
+    page.locator(f"{selector} img").last.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+
+
 def _count(page) -> int | None:
     """The number of mistakes the Mistakes tab says it has, once it is not busy."""
-    m = re.search(r"(\d+) mistakes?", page.locator("#mistake-count").inner_text())
-    return int(m.group(1)) if m and "processing" not in page.locator("#mistake-count").inner_text() else None
+    text = page.locator("#mistake-count").inner_text()
+    m = re.search(r"(\d+) mistakes?", text)
+    return int(m.group(1)) if m and "processing" not in text else None
 
 
 def _settled_count(page, timeout_ms: int, other_than: int | None = None) -> int | None:
@@ -45,99 +104,182 @@ def _settled_count(page, timeout_ms: int, other_than: int | None = None) -> int 
     return _count(page)
 
 
-def _images_loaded(page, selector: str) -> None:
-    page.wait_for_function(
-        f"Array.from(document.querySelectorAll('{selector} img')).every(i => i.complete && i.naturalWidth > 0)"
-    )
-
-
 def _tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def first_screen(page) -> dict:
+    """Where the photo box and the Predict button are, against the viewport (no scrolling done)."""
+    page.wait_for_selector("#photo")
+    page.wait_for_timeout(500)
+    return {
+        "viewport": page.viewport_size,
+        "photo": page.locator("#photo").bounding_box(),
+        "button": page.locator("#predict-btn").bounding_box(),
+        "text": page.locator("body").inner_text(),
+    }
+
+
+def exercise_predict(page, photo: Path, out: Path, seen: dict, timeout_ms: int) -> None:
+    """Upload a photo with Grad-CAM on, then click a test-photo thumbnail: each predicts."""
+    from playwright.sync_api import expect
+
+    page.locator("#photo input[type=file]").set_input_files(str(photo))
+    page.get_by_label("Show Grad-CAM: where the model looked").check()
+    page.locator("#predict-btn").click()
+    expect(page.locator("#verdict")).to_contain_text("predicted in", timeout=timeout_ms)
+    seen["top5"] = page.locator("#top5").inner_text()
+    seen["verdict"] = page.locator("#verdict").inner_text()
+    expect(page.locator("#gradcam img")).to_be_visible()
+    page.get_by_label("Show Grad-CAM: where the model looked").uncheck()
+    thumbs = page.locator("#examples img")
+    seen["examples"] = thumbs.count()
+    if seen["examples"]:
+        visible_images_loaded(page, "#examples", timeout_ms)
+        seen["example_caption"] = page.locator("#examples .caption-label").first.inner_text()
+        before = page.locator("#verdict").inner_text()
+        thumbs.first.click()
+        page.wait_for_function(
+            "(b) => { const t = document.querySelector('#verdict').innerText;"
+            " return t !== b && t.includes('predicted in'); }",
+            arg=before,
+            timeout=timeout_ms,
+        )
+        seen["example_verdict"] = page.locator("#verdict").inner_text()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(out / "predict.png"))
+
+
+def click_most_confused_cell(page) -> tuple[str, str]:
+    """Click the heatmap cell of the first row of the most-confused table; return its (true, predicted) names."""
+    first_cell = page.locator('#pairs [data-testid="cell-0-0"]')  # the table's virtual rows
+    first_cell.wait_for()
+    true_name = first_cell.inner_text().strip()
+    pred_name = page.locator('#pairs [data-testid="cell-0-1"]').inner_text().strip()
+    xy = page.evaluate(
+        """([t, p]) => {
+            const div = document.querySelector('#confusion-plot .cm-plot');
+            const fl = div._fullLayout, tr = div.data[0];
+            const col = tr.x.indexOf(p), row = tr.y.indexOf(t);
+            const r = div.getBoundingClientRect();
+            return [r.left + fl.xaxis._offset + fl.xaxis.l2p(col), r.top + fl.yaxis._offset + fl.yaxis.l2p(row)];
+        }""",
+        [true_name, pred_name],
+    )
+    page.mouse.move(*xy)
+    page.mouse.click(*xy)
+    return true_name, pred_name
+
+
+def exercise_confusion(page, out: Path, seen: dict, timeout_ms: int) -> None:
+    """The heatmap draws; a click on the most confused cell fills the gallery, whose thumbnails load on sight."""
+    from playwright.sync_api import expect
+
+    _tab(page, "Confusion matrix")
+    seen["heatmap_marks"] = drawn_marks(page, "#confusion-plot", "heatmap", timeout_ms)
+    true_name, pred_name = click_most_confused_cell(page)
+    expect(page.locator("#pair-title")).to_contain_text(f"{true_name} → {pred_name}")
+    expect(page.locator("#pair-gallery img").first).to_be_visible()
+    seen["cell"] = (true_name, pred_name)
+    seen["cell_title"] = page.locator("#pair-title").inner_text()
+    seen["cell_images"] = page.locator("#pair-gallery img").count()
+    seen["cell_images_in_sight"] = visible_images_loaded(page, "#pair-gallery", timeout_ms)
+    page.screenshot(path=str(out / "confusion.png"), full_page=True)
+    scroll_gallery_to_end(page, "#pair-gallery")  # the last thumbnail loads once it is in sight: none is broken
+    last = page.locator("#pair-gallery img").last
+    page.wait_for_function("(i) => i.complete && i.naturalWidth > 0", arg=last.element_handle(), timeout=timeout_ms)
+
+
+def exercise_per_class(page, out: Path, seen: dict, timeout_ms: int) -> None:
+    from playwright.sync_api import expect
+
+    _tab(page, "Per-class metrics")
+    expect(page.locator("#per-class-table")).to_contain_text("precision")
+    seen["f1_bars"] = drawn_marks(page, "#f1-plot", "bars", timeout_ms)
+    page.screenshot(path=str(out / "per_class.png"), full_page=True)
+
+
+def exercise_mistakes(page, out: Path, seen: dict, timeout_ms: int) -> None:
+    """Filter the mistakes by the true class of the most confused cell, then select one."""
+    from playwright.sync_api import expect
+
+    true_name = seen["cell"][0]
+    _tab(page, "Mistakes")
+    expect(page.locator("#mistake-count")).to_contain_text("mistake")
+    seen["mistakes_all"] = _settled_count(page, timeout_ms)
+    page.locator("#f-true input").click()
+    page.locator("#f-true input").fill(true_name)
+    page.get_by_role("option", name=true_name, exact=True).click()
+    seen["mistakes_filtered"] = _settled_count(page, timeout_ms, other_than=seen["mistakes_all"])
+    page.locator("#mistakes-gallery img").first.click()
+    expect(page.get_by_text("predicted as")).to_be_visible()
+    seen["captions"] = page.locator("#mistakes-gallery").inner_text()
+    visible_images_loaded(page, "#mistakes-gallery", timeout_ms)
+    page.screenshot(path=str(out / "mistakes.png"), full_page=True)
+
+
+def exercise_curves(page, out: Path, seen: dict, timeout_ms: int) -> None:
+    _tab(page, "Training")
+    seen["training_lines"] = drawn_marks(page, "#training-plot", "lines", timeout_ms)
+    page.screenshot(path=str(out / "training.png"), full_page=True)
+    _tab(page, "Calibration")
+    seen["calibration_bars"] = drawn_marks(page, "#calibration-plot", "bars", timeout_ms)
+    page.screenshot(path=str(out / "calibration.png"), full_page=True)
+
+
 def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000) -> dict:
-    """Open every tab, predict on an upload, click a confusion cell, filter the mistakes. Returns what it saw."""
-    from playwright.sync_api import expect, sync_playwright
+    """On a desktop screen: the first screen, every tab, their charts drawn. Returns what it saw."""
+    from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
     seen: dict = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser = launch(p)
+        page = browser.new_page(viewport=DESKTOP)
         page.set_default_timeout(timeout_ms)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url)
-        expect(page.locator("#title")).to_contain_text("Food-101 Explorer")
-
-        # Predict: upload a photo, see the top 5
-        page.locator("#photo input[type=file]").set_input_files(str(photo))
-        page.get_by_label("Show Grad-CAM: where the model looked").check()
-        page.locator("#predict-btn").click()
-        expect(page.locator("#verdict")).to_contain_text("predicted in", timeout=timeout_ms)
-        seen["top5"] = page.locator("#top5").inner_text()
-        seen["verdict"] = page.locator("#verdict").inner_text()
-        expect(page.locator("#gradcam img")).to_be_visible()
-        page.wait_for_timeout(500)
-        page.screenshot(path=str(out / "predict.png"), full_page=True)
-
-        # Confusion matrix: the plotly heatmap renders; clicking the most confused cell shows its images
-        _tab(page, "Confusion matrix")
-        plot = page.locator("#confusion-plot .cm-plot")
-        expect(plot.locator(".main-svg").first).to_be_visible()
-        first_cell = page.locator('#pairs [data-testid="cell-0-0"]')  # the table's virtual rows
-        expect(first_cell).to_be_visible()
-        true_name = first_cell.inner_text().strip()
-        pred_name = page.locator('#pairs [data-testid="cell-0-1"]').inner_text().strip()
-        xy = page.evaluate(
-            """([t, p]) => {
-                const div = document.querySelector('#confusion-plot .cm-plot');
-                const fl = div._fullLayout, tr = div.data[0];
-                const col = tr.x.indexOf(p), row = tr.y.indexOf(t);
-                const r = div.getBoundingClientRect();
-                return [r.left + fl.xaxis._offset + fl.xaxis.l2p(col), r.top + fl.yaxis._offset + fl.yaxis.l2p(row)];
-            }""",
-            [true_name, pred_name],
-        )
-        page.mouse.move(*xy)
-        page.mouse.click(*xy)
-        expect(page.locator("#pair-title")).to_contain_text(f"{true_name} → {pred_name}")
-        expect(page.locator("#pair-gallery img").first).to_be_visible()
-        seen["cell"] = (true_name, pred_name)
-        seen["cell_title"] = page.locator("#pair-title").inner_text()
-        seen["cell_images"] = page.locator("#pair-gallery img").count()
-        _images_loaded(page, "#pair-gallery")
-        page.screenshot(path=str(out / "confusion.png"), full_page=True)
-
-        # Per-class metrics
-        _tab(page, "Per-class metrics")
-        expect(page.locator("#per-class-table")).to_contain_text("precision")
-        page.screenshot(path=str(out / "per_class.png"), full_page=True)
-
-        # Mistakes: filter by true class, then select one
-        _tab(page, "Mistakes")
-        expect(page.locator("#mistake-count")).to_contain_text("mistake")
-        seen["mistakes_all"] = _settled_count(page, timeout_ms)
-        page.locator("#f-true input").click()
-        page.locator("#f-true input").fill(true_name)
-        page.get_by_role("option", name=true_name, exact=True).click()
-        seen["mistakes_filtered"] = _settled_count(page, timeout_ms, other_than=seen["mistakes_all"])
-        page.locator("#mistakes-gallery img").first.click()
-        expect(page.get_by_text("predicted as")).to_be_visible()
-        seen["captions"] = page.locator("#mistakes-gallery").inner_text()
-        _images_loaded(page, "#mistakes-gallery")
-        page.screenshot(path=str(out / "mistakes.png"), full_page=True)
-
-        _tab(page, "Training")
-        expect(page.locator("#training-plot .js-plotly-plot")).to_be_visible()
-        page.screenshot(path=str(out / "training.png"), full_page=True)
-        _tab(page, "Calibration")
-        expect(page.get_by_text("expected calibration error")).to_be_visible()
-        page.screenshot(path=str(out / "calibration.png"), full_page=True)
+        seen["desktop"] = first_screen(page)
+        exercise_predict(page, photo, out, seen, timeout_ms)
+        exercise_confusion(page, out, seen, timeout_ms)
+        exercise_per_class(page, out, seen, timeout_ms)
+        exercise_mistakes(page, out, seen, timeout_ms)
+        exercise_curves(page, out, seen, timeout_ms)
         seen["page_errors"] = errors
         browser.close()
     return seen
 
 
+def exercise_phone(url: str, out: Path, timeout_ms: int = 60_000) -> dict:
+    """On a 390 x 844 phone: the first screen, and the run details' results table (one line per header)."""
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+        page.set_default_timeout(timeout_ms)
+        page.goto(url)
+        seen = {"phone": first_screen(page)}
+        page.screenshot(path=str(out / "phone.png"))
+        page.locator("#run-details").get_by_text("Run details").click()
+        table = page.locator("#results-table")
+        table.get_by_text("top-1", exact=True).first.wait_for()
+        seen["header_heights"] = page.evaluate(
+            """() => Array.from(document.querySelectorAll('#results-table thead th')).map(th => {
+                const span = th.querySelector('span') || th;
+                const lh = parseFloat(getComputedStyle(span).lineHeight) || 20;
+                return span.getBoundingClientRect().height / lh;
+            })"""
+        )
+        table.scroll_into_view_if_needed()
+        page.screenshot(path=str(out / "phone_details.png"))
+        browser.close()
+    return seen
+
+
 if __name__ == "__main__":
-    print(exercise_app(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])))
+    shots = Path(sys.argv[2])
+    print(exercise_app(sys.argv[1], shots, Path(sys.argv[3])))
+    print(exercise_phone(sys.argv[1], shots))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, start_app
+from helpers import ROOT, start_app
 from PIL import Image
 
 from food101_core.bundle import load_bundle
@@ -67,10 +67,10 @@ def bad_inputs() -> dict[str, tuple[bytes, str | None]]:
     exif = Image.Exif()
     exif[0x0112] = 6
     return {
-        "text.txt": (b"just some text, not a photo", "not an image"),
-        "empty.jpg": (b"", "not an image"),
-        "fake.pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not an image"),
-        "program.exe": (b"MZ\x90\x00" + bytes(200), "not an image"),
+        "text.txt": (b"just some text, not a photo", "not a format this app reads"),
+        "empty.jpg": (b"", "not a format this app reads"),
+        "fake.pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not a format this app reads"),
+        "program.exe": (b"MZ\x90\x00" + bytes(200), "not a format this app reads"),
         "truncated.jpg": (jpeg[: len(jpeg) // 3], "damaged"),
         "tiny.png": (_bytes(Image.new("RGB", (4, 4), "red"), "PNG"), "too small"),
         "bomb.png": (_bytes(Image.new("1", (12000, 12000)), "PNG", optimize=True), "too large"),
@@ -166,26 +166,86 @@ def test_broken_or_missing_run_shows_what_to_do(bundle_copy, tmp_path):
         proc.wait(timeout=30)
 
 
-@pytest.mark.browser
-def test_in_a_real_browser(app, tiny_bundle, tmp_path):
-    from browser import chromium_path, exercise_app
+DEMO_WORDS = ("Demo model", "food101-mini", "shipped so that the app works offline")
+
+
+def needs_chromium():
+    from browser import chromium_path
 
     if not chromium_path():
         pytest.skip("Debian's chromium is not installed (tests/run.sh installs it)")
-    b = load_bundle(tiny_bundle)
-    photo = Path(b.config["data"]["location"]) / "images" / f"{b.test_ids[5]}.jpg"
-    seen = exercise_app(app, tmp_path / "shots", photo)
+
+
+def check_what_the_browser_saw(seen: dict, b, shots: Path) -> None:
+    """What a person sees on a desktop: the photo box first, every chart drawn, the clicks answered."""
+    first = seen["desktop"]
+    for box in (first["photo"], first["button"]):  # fully inside the 1280 x 800 screen, without scrolling
+        assert box["y"] >= 0 and box["y"] + box["height"] <= first["viewport"]["height"], first
     assert any(name in seen["top5"] for name in b.class_names)
+    dish = seen["example_caption"].split(" ✓")[0].split(" ✗")[0]
+    assert dish in b.class_names and ("✓" in seen["example_caption"]) == (seen["example_verdict"].startswith(dish))
     true_name, pred_name = seen["cell"]
     cm = b.evaluation("stage2").confusion
     n = cm[b.class_names.index(true_name), b.class_names.index(pred_name)]
-    assert f"{n} mistaken" in seen["cell_title"] and seen["cell_images"] >= 1
+    assert f"{n} mistaken" in seen["cell_title"] and seen["cell_images"] >= 1 and seen["cell_images_in_sight"] >= 1
     wrong = b.evaluation("stage2").predictions.query("not correct")
     assert seen["mistakes_all"] == len(wrong)
-    assert seen["mistakes_filtered"] == (wrong["true"] == b.class_ids[b.class_names.index(true_name)]).sum()
+    assert seen["mistakes_filtered"] == (wrong["true"] == b.id_of[true_name]).sum()
+    f1 = b.evaluation("stage2").per_class["f1"]
+    assert seen["heatmap_marks"] >= 1 and seen["training_lines"] >= 2 and seen["calibration_bars"] >= 1
+    assert seen["f1_bars"] >= (f1 > 0).sum()  # one bar per class with a non-zero F1, at least
     assert seen["page_errors"] == []
     for shot in ("predict", "confusion", "per_class", "mistakes", "training", "calibration"):
-        assert (tmp_path / "shots" / f"{shot}.png").stat().st_size > 10_000
+        assert (shots / f"{shot}.png").stat().st_size > 10_000
+
+
+@pytest.mark.browser
+def test_in_a_real_browser(app, tiny_bundle, tmp_path):
+    from browser import exercise_app
+
+    needs_chromium()
+    b = load_bundle(tiny_bundle)
+    photo = b.original_image(5)
+    seen = exercise_app(app, tmp_path / "shots", photo)
+    check_what_the_browser_saw(seen, b, tmp_path / "shots")
+    assert not any(word in seen["desktop"]["text"] for word in DEMO_WORDS)  # the user's own run: no demo note
+
+
+@pytest.mark.browser
+def test_on_a_phone(app, tmp_path):
+    """390 x 844: the photo box starts on the first screen; the results table's headers stay on one line."""
+    from browser import exercise_phone
+
+    needs_chromium()
+    seen = exercise_phone(app, tmp_path / "shots")
+    first = seen["phone"]
+    assert first["photo"]["y"] < first["viewport"]["height"] - 100, first
+    assert seen["header_heights"] and max(seen["header_heights"]) < 1.6, seen["header_heights"]
+
+
+def test_a_users_own_run_has_no_demo_note(app):
+    config = urllib.request.urlopen(app + "config", timeout=10).read().decode()
+    assert not any(word in config for word in DEMO_WORDS)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_at_food101_scale_in_a_real_browser(scale_bundle, tmp_path):
+    """101 classes and 3,030 test photos: every tab draws, the most confused cell's thumbnails load."""
+    from browser import exercise_app
+
+    needs_chromium()
+    b = load_bundle(scale_bundle)
+    assert b.num_classes == 101 and len(b.test_ids) > 3000
+    proc, url = start_app(["--run", str(scale_bundle)])
+    try:
+        t0 = time.perf_counter()
+        seen = exercise_app(url, tmp_path / "shots", b.original_image(0), timeout_ms=90_000)
+        print(f"every tab at 101 classes in {time.perf_counter() - t0:.1f} s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    check_what_the_browser_saw(seen, b, tmp_path / "shots")
 
 
 @pytest.mark.skipif(not (ROOT / "assets" / "demo-bundle" / "bundle.json").is_file(), reason="no demo bundle")
@@ -204,7 +264,7 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
         config = urllib.request.urlopen(url + "config", timeout=10).read().decode()
         assert "Demo model" in config and "EfficientNetB0 on all 101 classes" in config
         b = load_bundle(ROOT / "assets" / "demo-bundle")
-        extras = recipe_extras(b.config["train"])  # how it was trained, as the page states it
+        extras = recipe_extras(b.train_config)  # how it was trained, as the page states it
         assert "augmentation" in extras and all(part in config for part in extras)
         thumb = next((b.path / "thumbs").iterdir())
         label, verdict, _ = Client(url, verbose=False).predict(

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import MINI, ROOT, TINY_CLASSES, make_food101_layout, needs_mini, tiny_args
+from helpers import MINI, ROOT, TINY_CLASSES, make_food101_layout, needs_mini, tiny_args
 
 from food101_core import bundle as fbundle
 from food101_core.bundle import BundleError, find_newest_bundle, load_bundle, write_bundle
@@ -40,13 +40,13 @@ def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
 
 
 def test_training_curves_name_what_was_validated_on(tiny_bundle):
-    from food101_core.analysis import training_figure
+    from food101_core.figures import training_figure
 
     b = load_bundle(tiny_bundle)  # trained with --val-fraction 0: Keras validated on the test split
     curves = {(t.name, t.xaxis): list(t.y) for t in training_figure(b).data}
     assert curves[("test split", "x2")] == b.history["val_accuracy"].tolist()
     assert curves[("train", "x")] == b.history["loss"].tolist()
-    b.config["train"]["val_fraction"] = 0.1
+    b.train_config.val_fraction = 0.1
     assert {t.name for t in training_figure(b).data} == {"train", "validation"}
 
 
@@ -167,7 +167,8 @@ def test_demo_bundle_numbers_are_its_models_answers_on_the_real_photos():
     """The shipped metrics come from the shipped predictions, and those from the shipped model on the real photos."""
     from sklearn.metrics import accuracy_score
 
-    from food101_core.inference import Predictor, read_image
+    from food101_core.images import read_image
+    from food101_core.inference import Predictor
 
     b = load_bundle(ROOT / "assets" / "demo-bundle")
     ev = b.evaluation("stage2")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import MINI, TINY_CLASSES, food_image, needs_mini, tiny_config
+from helpers import MINI, TINY_CLASSES, food_image, needs_mini, tiny_config
 from PIL import Image
 
 from food101_core import data as fdata

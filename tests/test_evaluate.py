@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import lopsided_model, tiny_config
+from helpers import lopsided_model, tiny_config
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
@@ -14,7 +14,8 @@ from sklearn.metrics import (
 )
 
 from food101_core.data import load_data, make_dataset
-from food101_core.evaluate import calibration, evaluate_probs, most_confident_mistakes, predict, thumbnail_jpeg
+from food101_core.evaluate import predict, thumbnail_jpeg
+from food101_core.metrics import calibration, evaluate_probs, most_confident_mistakes
 
 
 def random_probs(n=400, c=7, seed=0):

@@ -8,12 +8,13 @@ import time
 
 import numpy as np
 import pytest
-from conftest import lopsided_model
+from helpers import lopsided_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from food101_core.inference import ImageError, overlay_heatmap, read_image, to_rgb
+from food101_core.images import ImageError, read_image, to_rgb
+from food101_core.inference import overlay_heatmap
 
 RNG = np.random.default_rng(0)
 PHOTO = Image.fromarray(RNG.integers(0, 255, (120, 160, 3), dtype=np.uint8))
@@ -54,12 +55,12 @@ VALID = {
     "extreme-but-ok": encode(Image.new("RGB", (1900, 100), "white"), "PNG"),
 }
 INVALID = {
-    "text": (b"hello, I am a text file", "not an image"),
-    "empty": (b"", "not an image"),
-    "pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "not an image"),
-    "elf": (b"\x7fELF\x02\x01\x01" + bytes(100), "not an image"),
-    "heic-like": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "not an image"),
-    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not an image"),
+    "text": (b"hello, I am a text file", "not a format this app reads"),
+    "empty": (b"", "not a format this app reads"),
+    "pdf": (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "not a format this app reads"),
+    "elf": (b"\x7fELF\x02\x01\x01" + bytes(100), "not a format this app reads"),
+    "heic-like": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "not a format this app reads"),
+    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "not a format this app reads"),
     "truncated-jpeg": (VALID["jpeg"][: len(VALID["jpeg"]) // 2], "damaged"),
     "truncated-png": (VALID["png"][: len(VALID["png"]) // 2], "damaged"),
     "bomb": (encode(Image.new("1", (20000, 20000)), "PNG", optimize=True), "too large"),

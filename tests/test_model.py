@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import MOBILENET_WEIGHTS, needs_weights, tiny_config
+from helpers import MOBILENET_WEIGHTS, needs_weights, tiny_config
 
 from food101_core.model import BACKBONES, backbone_blocks, block_of, build_model, unfreeze_for_stage2
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_food101_layout, tiny_args
+from helpers import ROOT, make_food101_layout, tiny_args
 
 from food101_core.bundle import BundleError, find_newest_bundle, load_bundle
 

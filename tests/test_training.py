@@ -11,7 +11,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, tiny_args, tiny_config
+from helpers import ROOT, tiny_args, tiny_config
 
 from food101_core.analysis import recipe_extras
 from food101_core.bundle import load_bundle
@@ -174,7 +174,7 @@ def test_keep_last_ships_each_stage_s_last_epoch_even_when_validation_peaked_ear
     for got, want in zip(shipped, seen.epochs[-1]):
         np.testing.assert_array_equal(got, want)
     assert any(not np.array_equal(got, first) for got, first in zip(shipped, seen.epochs[0]))
-    assert "last epoch of each stage kept" in recipe_extras(cfg.to_dict())
+    assert "last epoch of each stage kept" in recipe_extras(cfg)
 
 
 def test_a_changed_recipe_never_resumes_the_old_checkpoints(tiny_food101, tmp_path, capsys):
@@ -214,7 +214,7 @@ def test_impossible_settings_are_refused_before_any_data_is_read(tmp_path, capsy
     # The Python API: every text setting, and a backbone, checked before the data (a folder that is not there).
     cfg = TrainConfig(data=str(tmp_path / "no-such-folder"), out=str(tmp_path))
     assert cfg.problems() == {}
-    for name in [*CHOICES, "backbone"]:
+    for name in CHOICES:  # the backbone among them
         bad = dataclasses.replace(cfg, **{name: "linear"})
         assert list(bad.problems()) == [name]
         with pytest.raises(ValueError, match=f"invalid settings: {name} 'linear' not one of"):
@@ -266,7 +266,7 @@ import json, sys
 sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
 import logging
 import tensorflow as tf
-from conftest import tiny_config
+from helpers import tiny_config
 logging.basicConfig(level=logging.INFO)
 from food101_core.training import train
 cfg = tiny_config({str(tiny_food101)!r}, {str(tmp_path)!r}, strategy="mirrored", cpu_devices=2, stage1_epochs=1,

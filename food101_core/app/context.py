@@ -1,0 +1,50 @@
+"""What every tab shares: the bundle, the model selector, the page, and the models loaded so far."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import plotly
+
+from ..bundle import Bundle
+from ..inference import Predictor
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"  # served locally: no CDN on a Space
+PLOTLY_HEAD = f'<script src="/gradio_api/file={PLOTLY_JS}"></script>'
+STAGE_LABELS = {"stage2": "Stage 2: fine-tuned (final)", "stage1": "Stage 1: head only"}
+
+
+@dataclass
+class AppContext:
+    """Passed to every tab builder: the bundle, the shared "Model" selector and the page being built."""
+
+    bundle: Bundle
+    blocks: gr.Blocks
+    stage: gr.Dropdown
+    demo: bool = False
+    files: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="food101-explorer-")))
+    _predictors: dict[str, Predictor] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def predictor(self, stage: str) -> Predictor:
+        """The stage's model, served as its evaluation ran; loaded on first use and shared by all requests."""
+        with self._lock:
+            if stage not in self._predictors:
+                self._predictors[stage] = Predictor.from_bundle(self.bundle, stage)
+            return self._predictors[stage]
+
+
+class UploadedImage(gr.Image):
+    """`gr.Image` that hands the raw upload to `images.read_image`, so a bad file gets our clear message
+    instead of failing inside Gradio's own decoding."""
+
+    is_template = True  # the front end is gr.Image's
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return super().preprocess(payload)

@@ -1,0 +1,42 @@
+"""The top of the page: the title, one summary line, the demo note (demo bundle only), run details, Model choice."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import analysis
+from ..backbones import BACKBONES
+from ..bundle import Bundle
+from .context import STAGE_LABELS
+
+DEMO_NOTE = (
+    "**Demo model**: {backbone} fine-tuned on a CPU on *food101-mini* (10 Food-101 classes), shipped so that the "
+    "app works offline. The full recipe is EfficientNetB0 on all 101 classes: `python train.py` (README)."
+)
+
+
+def build(b: Bundle, demo: bool) -> gr.Dropdown:
+    """Lays out the header and returns the Model selector that every tab reads."""
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=4, min_width=280):
+            gr.Markdown(f"## Food-101 Explorer\n{analysis.summary_line(b)}", elem_id="header-text")
+        stage = gr.Dropdown(
+            [(STAGE_LABELS[s], s) for s in reversed(b.stages)],
+            value=b.stages[-1],
+            label="Model",
+            elem_id="stage",
+            scale=1,
+            min_width=220,
+        )
+    if demo:
+        gr.Markdown(DEMO_NOTE.format(backbone=BACKBONES[b.train_config.backbone].builder), elem_id="demo-note")
+    with gr.Accordion("Run details: recipe, data and every stage's results", open=False, elem_id="run-details"):
+        gr.Markdown(analysis.summary_details(b), elem_id="summary")
+        gr.Dataframe(analysis.results_table(b), interactive=False, elem_id="results-table", wrap=False)
+
+    def metrics(stage: str) -> dict:
+        """A stage's test metrics: top-1, top-5, macro averages, ECE and the reliability bins."""
+        return b.evaluation(stage).metrics
+
+    gr.api(metrics, api_name="metrics")
+    return stage

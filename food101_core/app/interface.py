@@ -1,0 +1,48 @@
+"""`build_app`: the page over one bundle, composed of the header and one builder per tab."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..bundle import Bundle
+from . import calibration_tab, confusion_tab, header, mistakes_tab, per_class_tab, predict_tab, training_tab
+from .context import PLOTLY_JS, AppContext
+
+__all__ = ["CSS", "PLOTLY_JS", "build_app", "no_run_app"]
+
+CSS = """
+#header-text h2 {margin: 0 0 2px 0}
+#header-text p {margin: 0}
+.cm-hint {color: var(--body-text-color-subdued); font-size: 0.9em}
+#run-details table {display: block; overflow-x: auto; white-space: nowrap}
+"""
+
+
+def build_app(bundle: Bundle, demo: bool = False) -> gr.Blocks:
+    """The whole UI over one bundle; `demo` marks the small model shipped in assets/ (a note says so)."""
+    with gr.Blocks(title="Food-101 Explorer") as page:
+        stage = header.build(bundle, demo)
+        ctx = AppContext(bundle=bundle, blocks=page, stage=stage, demo=demo)
+        ctx.predictor(bundle.stages[-1])  # load the served model now, not during the first request
+        with gr.Tabs():
+            predict_tab.build(ctx)
+            confusion_tab.build(ctx)
+            per_class_tab.build(ctx)
+            mistakes_tab.build(ctx)
+            training_tab.build(ctx)
+            calibration_tab.build(ctx)
+    return page
+
+
+def no_run_app(message: str) -> gr.Blocks:
+    """What the app shows when there is no bundle to load: what happened and how to make one."""
+    with gr.Blocks(title="Food-101 Explorer") as page:
+        gr.Markdown(
+            "# Food-101 Explorer\n\n"
+            f"**No run bundle could be loaded.** {message}\n\n"
+            "Make one with `python train.py` (see the README), then start the app with "
+            "`python app.py --run runs/NAME`, or point it at a bundle on the Hugging Face Hub with "
+            "`--run OWNER/REPO` or the `FOOD101_RUN` environment variable.",
+            elem_id="no-run",
+        )
+    return page

@@ -1,0 +1,87 @@
+"""Metrics of a model on the test split from its probabilities alone: pure numpy, pandas and scikit-learn.
+
+`Evaluation` is what the bundle stores per stage; nothing here runs a model or touches a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+CALIBRATION_BINS = 15
+
+
+@dataclass
+class Evaluation:
+    """One model's results on the test split."""
+
+    probs: np.ndarray  # (n, classes) float
+    predictions: pd.DataFrame  # one row per test image, in test order
+    per_class: pd.DataFrame  # precision, recall, f1, support per class
+    confusion: np.ndarray  # (classes, classes): rows true, columns predicted
+    metrics: dict  # top1, top5, ece, macro averages, reliability bins
+
+
+def evaluate_probs(probs: np.ndarray, labels: np.ndarray, ids: list[str], class_ids: list[str]) -> Evaluation:
+    """All metrics from a probability matrix; scikit-learn for the per-class numbers."""
+    n, c = probs.shape
+    labels = np.asarray(labels)
+    top5 = np.argsort(-probs, axis=1, kind="stable")[:, : min(5, c)]
+    pred = top5[:, 0]
+    conf = probs[np.arange(n), pred]
+    correct = pred == labels
+    names = np.array(class_ids)
+    predictions = pd.DataFrame(
+        {
+            "index": np.arange(n),
+            "id": ids,
+            "true": names[labels],
+            "pred": names[pred],
+            "confidence": conf.astype(np.float32),
+            "correct": correct,
+        }
+    )
+    for k in range(top5.shape[1]):
+        predictions[f"top{k + 1}"] = names[top5[:, k]]
+        predictions[f"p{k + 1}"] = probs[np.arange(n), top5[:, k]].astype(np.float32)
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=np.arange(c), zero_division=0)
+    per_class = pd.DataFrame({"class": class_ids, "precision": p, "recall": r, "f1": f, "support": s})
+    ece, bins = calibration(conf, correct)
+    metrics = {
+        "n": int(n),
+        "top1": float(correct.mean()),
+        "top5": float((top5 == labels[:, None]).any(axis=1).mean()),
+        "macro_precision": float(p.mean()),
+        "macro_recall": float(r.mean()),
+        "macro_f1": float(f.mean()),
+        "ece": ece,
+        "reliability": bins,
+    }
+    cm = confusion_matrix(labels, pred, labels=np.arange(c))
+    return Evaluation(probs, predictions, per_class, cm, metrics)
+
+
+def calibration(confidence: np.ndarray, correct: np.ndarray, n_bins: int = CALIBRATION_BINS) -> tuple[float, list]:
+    """Expected calibration error (Guo et al. 2017) and its reliability bins over (0, 1]."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        m = which == b
+        count = int(m.sum())
+        acc = float(correct[m].mean()) if count else None
+        mean_conf = float(confidence[m].mean()) if count else None
+        if count:
+            ece += count / len(confidence) * abs(acc - mean_conf)
+        bins.append(
+            {"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count, "accuracy": acc, "confidence": mean_conf}
+        )
+    return float(ece), bins
+
+
+def most_confident_mistakes(predictions: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+    mistakes = predictions[~predictions["correct"]].sort_values("confidence", ascending=False, kind="stable")
+    return mistakes if k is None else mistakes.head(k)

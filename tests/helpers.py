@@ -1,0 +1,106 @@
+"""Helpers for tests and benchmarks: the tiny recipe, food101-mini's whereabouts, starting the app.
+
+A module of its own (not conftest) so that benchmarks and any test can import it; fixtures stay in conftest.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from food101_core.synthetic import TINY_CLASSES, make_food101_layout, noisy_image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MINI = SHARED / "data" / "food101-mini"
+MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_075_imagenet_notop.weights.h5"
+DEMO_BUNDLE = ROOT / "assets" / "demo-bundle"
+
+needs_mini = pytest.mark.skipif(not MINI.is_dir(), reason=f"needs {MINI} (the shared food101-mini data set)")
+needs_weights = pytest.mark.skipif(not MOBILENET_WEIGHTS.is_file(), reason=f"needs {MOBILENET_WEIGHTS}")
+food_image = noisy_image
+__all__ = ["TINY_CLASSES", "food_image", "make_food101_layout"]
+
+TINY_RECIPE = dict(
+    backbone="mobilenetv2",
+    weights="none",
+    image_size=32,
+    batch_size=8,
+    stage1_epochs=2,
+    stage2_epochs=2,
+    stage1_lr=1e-2,
+    stage2_lr=1e-3,
+    val_fraction=0.0,
+    thumbs_correct_per_class=2,
+)
+
+
+def tiny_config(data: Path, out: Path, **overrides):
+    """A recipe that trains in seconds: MobileNetV2 0.35 from scratch on 32 px images."""
+    from food101_core.config import TrainConfig
+
+    return TrainConfig(**{**TINY_RECIPE, "data": str(data), "out": str(out), "name": "tiny", **overrides})
+
+
+def lopsided_model(size: int = 32, classes: int = 4):
+    """A small image model that is far from mirror-symmetric: its answers for a photo and its mirror differ."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes, "softmax", kernel_initializer=keras.initializers.RandomNormal(stddev=0.1)),
+        ]
+    )
+
+
+def tiny_args(data: Path, out: Path, name: str = "tiny", **overrides) -> list[str]:
+    """The same tiny recipe as train.py's flags."""
+    args = []
+    for key, value in {**TINY_RECIPE, **overrides, "data": data, "out": out, "name": name}.items():
+        flag = "--" + key.replace("_", "-")
+        args += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+    return args
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(args: list[str], env: dict | None = None, timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    log = tempfile.NamedTemporaryFile("w+", prefix="food101-app-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), *args, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app exited: {Path(log.name).read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise TimeoutError(f"app did not answer on {url} within {timeout} s")
