@@ -76,6 +76,7 @@ def visible_images_loaded(page, selector: str, timeout_ms: int) -> int:
         });
         return seen.length > 0 && seen.every(i => i.complete && i.naturalWidth > 0) ? seen.length : 0;
     }"""
+    page.locator(selector).scroll_into_view_if_needed()
     page.wait_for_function(js, arg=selector, timeout=timeout_ms)
     return page.evaluate(js, selector)
 
@@ -120,32 +121,36 @@ def first_screen(page) -> dict:
     }
 
 
+def verdict_dish(page, timeout_ms: int) -> str:
+    """The dish the verdict names, once a prediction has finished (the verdict starts with no dish in it)."""
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#verdict').innerText;"
+        " return t.includes('predicted in') && !t.includes('processing'); }",
+        timeout=timeout_ms,
+    )
+    m = re.search(r"([^\n]+?) \(\d+%\) · predicted in", page.locator("#verdict").inner_text())
+    return m.group(1).strip() if m else ""
+
+
 def exercise_predict(page, photo: Path, out: Path, seen: dict, timeout_ms: int) -> None:
-    """Upload a photo with Grad-CAM on, then click a test-photo thumbnail: each predicts."""
+    """Click a test-photo thumbnail on the fresh page, then upload a photo with Grad-CAM on: each predicts."""
     from playwright.sync_api import expect
 
-    page.locator("#photo input[type=file]").set_input_files(str(photo))
-    page.get_by_label("Show Grad-CAM: where the model looked").check()
-    page.locator("#predict-btn").click()
-    expect(page.locator("#verdict")).to_contain_text("predicted in", timeout=timeout_ms)
-    seen["top5"] = page.locator("#top5").inner_text()
-    seen["verdict"] = page.locator("#verdict").inner_text()
-    expect(page.locator("#gradcam img")).to_be_visible()
-    page.get_by_label("Show Grad-CAM: where the model looked").uncheck()
     thumbs = page.locator("#examples img")
     seen["examples"] = thumbs.count()
     if seen["examples"]:
         visible_images_loaded(page, "#examples", timeout_ms)
         seen["example_caption"] = page.locator("#examples .caption-label").first.inner_text()
-        before = page.locator("#verdict").inner_text()
         thumbs.first.click()
-        page.wait_for_function(
-            "(b) => { const t = document.querySelector('#verdict').innerText;"
-            " return t !== b && t.includes('predicted in'); }",
-            arg=before,
-            timeout=timeout_ms,
-        )
-        seen["example_verdict"] = page.locator("#verdict").inner_text()
+        seen["example_dish"] = verdict_dish(page, timeout_ms)
+        page.reload()
+    page.locator("#photo input[type=file]").set_input_files(str(photo))
+    page.get_by_label("Show Grad-CAM: where the model looked").check()
+    page.locator("#predict-btn").click()
+    seen["verdict_dish"] = verdict_dish(page, timeout_ms)
+    seen["top5"] = page.locator("#top5").inner_text()
+    seen["verdict"] = page.locator("#verdict").inner_text()
+    expect(page.locator("#gradcam img")).to_be_visible()
     page.wait_for_timeout(500)
     page.screenshot(path=str(out / "predict.png"))
 
@@ -161,8 +166,12 @@ def click_most_confused_cell(page) -> tuple[str, str]:
             const div = document.querySelector('#confusion-plot .cm-plot');
             const fl = div._fullLayout, tr = div.data[0];
             const col = tr.x.indexOf(p), row = tr.y.indexOf(t);
-            const r = div.getBoundingClientRect();
-            return [r.left + fl.xaxis._offset + fl.xaxis.l2p(col), r.top + fl.yaxis._offset + fl.yaxis.l2p(row)];
+            const at = () => {
+                const r = div.getBoundingClientRect();
+                return [r.left + fl.xaxis._offset + fl.xaxis.l2p(col), r.top + fl.yaxis._offset + fl.yaxis.l2p(row)];
+            };
+            window.scrollBy(0, at()[1] - window.innerHeight / 2);  // a tall (101-class) heatmap: bring the cell in
+            return at();
         }""",
         [true_name, pred_name],
     )
@@ -265,13 +274,17 @@ def exercise_phone(url: str, out: Path, timeout_ms: int = 60_000) -> dict:
         page.screenshot(path=str(out / "phone.png"))
         page.locator("#run-details").get_by_text("Run details").click()
         table = page.locator("#results-table")
-        table.get_by_text("top-1", exact=True).first.wait_for()
-        seen["header_heights"] = page.evaluate(
-            """() => Array.from(document.querySelectorAll('#results-table thead th')).map(th => {
-                const span = th.querySelector('span') || th;
-                const lh = parseFloat(getComputedStyle(span).lineHeight) || 20;
-                return span.getBoundingClientRect().height / lh;
-            })"""
+        table.locator("th").first.wait_for()
+        seen["header_heights"] = page.evaluate(  # each header's height in lines of its text
+            """() => Array.from(document.querySelectorAll('#results-table th')).filter(th => th.innerText.trim())
+                .map(th => {
+                    const range = document.createRange(); range.selectNodeContents(th);
+                    const lh = parseFloat(getComputedStyle(th).lineHeight) || 20;
+                    return range.getBoundingClientRect().height / lh;
+                })"""
+        )
+        seen["table_overflow"] = page.evaluate(
+            "() => { const t = document.querySelector('#results-table table'); return t.scrollWidth - t.clientWidth; }"
         )
         table.scroll_into_view_if_needed()
         page.screenshot(path=str(out / "phone_details.png"))

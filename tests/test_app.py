@@ -182,8 +182,11 @@ def check_what_the_browser_saw(seen: dict, b, shots: Path) -> None:
     for box in (first["photo"], first["button"]):  # fully inside the 1280 x 800 screen, without scrolling
         assert box["y"] >= 0 and box["y"] + box["height"] <= first["viewport"]["height"], first
     assert any(name in seen["top5"] for name in b.class_names)
-    dish = seen["example_caption"].split(" ✓")[0].split(" ✗")[0]
-    assert dish in b.class_names and ("✓" in seen["example_caption"]) == (seen["example_verdict"].startswith(dish))
+    caption = seen["example_caption"]  # "Dish ✓" or "Dish ✗": what a click on it then shows
+    dish, mark = caption.rsplit(" ", 1)
+    assert dish in b.class_names and mark in "✓✗"
+    assert (seen["example_dish"] == dish) == (mark == "✓"), (caption, seen["example_dish"])
+    assert seen["verdict_dish"] in b.class_names
     true_name, pred_name = seen["cell"]
     cm = b.evaluation("stage2").confusion
     n = cm[b.class_names.index(true_name), b.class_names.index(pred_name)]
@@ -220,7 +223,8 @@ def test_on_a_phone(app, tmp_path):
     seen = exercise_phone(app, tmp_path / "shots")
     first = seen["phone"]
     assert first["photo"]["y"] < first["viewport"]["height"] - 100, first
-    assert seen["header_heights"] and max(seen["header_heights"]) < 1.6, seen["header_heights"]
+    assert len(seen["header_heights"]) == 4 and max(seen["header_heights"]) < 1.6, seen["header_heights"]
+    assert seen["table_overflow"] <= 2, seen  # every column in sight, no sideways scrolling
 
 
 def test_a_users_own_run_has_no_demo_note(app):

@@ -32,7 +32,7 @@ def build(b: Bundle, demo: bool) -> gr.Dropdown:
         gr.Markdown(DEMO_NOTE.format(backbone=BACKBONES[b.train_config.backbone].builder), elem_id="demo-note")
     with gr.Accordion("Run details: recipe, data and every stage's results", open=False, elem_id="run-details"):
         gr.Markdown(analysis.summary_details(b), elem_id="summary")
-        gr.Dataframe(analysis.results_table(b), interactive=False, elem_id="results-table", wrap=False)
+        gr.Markdown(analysis.results_table(b), elem_id="results-table")
 
     def metrics(stage: str) -> dict:
         """A stage's test metrics: top-1, top-5, macro averages, ECE and the reliability bins."""

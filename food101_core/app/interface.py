@@ -14,7 +14,8 @@ CSS = """
 #header-text h2 {margin: 0 0 2px 0}
 #header-text p {margin: 0}
 .cm-hint {color: var(--body-text-color-subdued); font-size: 0.9em}
-#run-details table {display: block; overflow-x: auto; white-space: nowrap}
+#results-table table {display: block; overflow-x: auto; white-space: nowrap}
+#results-table th, #results-table td {padding: 4px 8px; font-size: 0.9em}
 """
 
 

@@ -17,33 +17,34 @@ START = "Upload, paste or take a photo of a dish, or click one of the test photo
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
     examples = analysis.example_photos(b, ctx.predictor(b.stages[-1]))
-    with gr.Tab("Predict", id="predict"):
-        with gr.Row():
-            with gr.Column(min_width=300):
-                photo = UploadedImage(
-                    type="filepath",
-                    sources=["upload", "webcam", "clipboard"],
-                    label="Your photo",
-                    format="png",  # a photo set by the app (a test photo) keeps its exact pixels
-                    height=300,
-                    elem_id="photo",
-                )
-                with gr.Row():
-                    show_cam = gr.Checkbox(label="Show Grad-CAM: where the model looked", value=False, scale=2)
-                    go_btn = gr.Button("Predict", variant="primary", elem_id="predict-btn", scale=1)
-            with gr.Column(min_width=300):
-                top5 = gr.Label(num_top_classes=5, label="Top 5 dishes", elem_id="top5")
-                verdict = gr.Markdown(START, elem_id="verdict")
-                cam_out = gr.Image(label="Grad-CAM", interactive=False, height=300, elem_id="gradcam")
-        gallery = gr.Gallery(
-            [(path, caption) for path, caption, _ in examples],
-            label="Test photos: click one to predict it (✓ the model gets it right, ✗ it does not)",
-            columns=8,
-            height="auto",
-            allow_preview=False,
-            elem_id="examples",
-            visible=bool(examples),
-        )
+    with gr.Tab("Predict", id="predict"), gr.Row():
+        with gr.Column(min_width=300):
+            photo = UploadedImage(
+                type="filepath",
+                sources=["upload", "webcam", "clipboard"],
+                label="Your photo",
+                format="png",  # a photo set by the app (a test photo) keeps its exact pixels
+                height=300,
+                elem_id="photo",
+            )
+            with gr.Row():
+                show_cam = gr.Checkbox(label="Show Grad-CAM: where the model looked", value=False, scale=2)
+                go_btn = gr.Button("Predict", variant="primary", elem_id="predict-btn", scale=1)
+            cam_out = gr.Image(label="Grad-CAM", interactive=False, height=300, elem_id="gradcam")
+        with gr.Column(min_width=300):
+            top5 = gr.Label(num_top_classes=5, label="Top 5 dishes", elem_id="top5")
+            verdict = gr.Markdown(START, elem_id="verdict")
+            gallery = gr.Gallery(
+                [(path, caption) for path, caption, _ in examples],
+                label="Test photos: click one to predict it (✓ the model gets it right, ✗ it does not)",
+                columns=4,
+                height="auto",
+                fit_columns=False,
+                object_fit="cover",
+                allow_preview=False,
+                elem_id="examples",
+                visible=bool(examples),
+            )
 
     def predict(path: str | None, cam: bool, stage: str):
         """Top 5 dishes ({name: probability}), a verdict in words, and the Grad-CAM overlay when asked for."""

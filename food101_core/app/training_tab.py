@@ -18,5 +18,6 @@ def build(ctx: AppContext) -> None:
     def training() -> dict:
         """The training curves as plotly JSON."""
         return json.loads(figures.training_figure(b).to_json())
+
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(training, api_name="training")
