@@ -208,3 +208,77 @@ def write_csv(df: pd.DataFrame, path: Path) -> Path:
     df.to_csv(tmp, index=False)
     os.replace(tmp, path)
     return path
+
+
+def embedding_points(b: Bundle, stage: str) -> list[dict]:
+    """Every test photo's place on the map, in test_set.csv order, with display names."""
+    emb, p = b.embedding(stage), b.evaluation(stage).predictions
+    if emb is None:
+        raise ValueError(NO_FEATURE_SPACE if not b.has_feature_space else f"the map is kept for {b.stages[-1]} only")
+    return [
+        {"id": i, "x": float(x), "y": float(y), "true": b.name_of[t], "pred": b.name_of[q], "confidence": float(c)}
+        for i, (x, y), t, q, c in zip(p["id"], emb.xy, p["true"], p["pred"], p["confidence"])
+    ]
+
+
+NO_FEATURE_SPACE = (
+    "This bundle has no feature-space analysis (it was written before it existed, or with "
+    "--reference-per-class 0). Add it where the data set is at hand: python -m food101_core.evaluate RUN"
+)
+
+
+def similar_photos(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, k: int = 6) -> list[dict]:
+    """The k reference training photos nearest to a photo (PCA coordinates, residual): row, id, label, distance."""
+    idx, dist = b.embedding(stage).nearest(y, r, k)
+    ref = b.reference
+    return [
+        {
+            "row": int(i),
+            "id": str(ref["id"].iloc[i]),
+            "label": b.class_names[int(ref["label"].iloc[i])],
+            "distance": round(float(d), 4),
+        }
+        for i, d in zip(idx[0], dist[0])
+    ]
+
+
+def explain(b: Bundle, stage: str, prediction, k: int = 6) -> dict:
+    """A prediction in words and numbers: its top 5, whether the photo is unlike the training photos, and why
+    by example (the nearest reference training photos). Only the final stage keeps a feature space."""
+    top = [{"id": cid, "name": name, "p": round(p, 6)} for cid, name, p in prediction.top]
+    emb = b.embedding(stage)
+    if emb is None or prediction.features is None:
+        return {"top": top, "unfamiliar": None, "score": None, "threshold": None, "similar": []}
+    y, r = emb.project(prediction.features)
+    score = float(emb.unfamiliarity(y, r)[0])
+    return {
+        "top": top,
+        "unfamiliar": score > emb.threshold,
+        "score": round(score, 4),
+        "threshold": round(emb.threshold, 4),
+        "similar": similar_photos(b, stage, y, r, k),
+    }
+
+
+def similar_gallery(b: Bundle, similar: list[dict]) -> list[tuple[str, str]]:
+    """Reference thumbnails with their label and distance, for a gallery."""
+    return [
+        (str(b.reference_thumb(s["row"])), f"{s['label']} · {s['distance']:.2f}")
+        for s in similar
+        if b.reference_thumb(s["row"]) is not None
+    ]
+
+
+def selection_gallery(b: Bundle, stage: str, indices: list[int], limit: int) -> tuple[list, list[int], str]:
+    """Thumbnails of the selected test photos (those the bundle has), their indices, and a count line."""
+    p = b.evaluation(stage).predictions
+    shown = [i for i in indices if b.thumb(i) is not None][:limit]
+    items = [
+        (
+            str(b.thumb(i)),
+            f"{b.name_of[p['true'].iloc[i]]} → {b.name_of[p['pred'].iloc[i]]} · {p['confidence'].iloc[i]:.0%}",
+        )
+        for i in shown
+    ]
+    line = f"**{len(indices)}** photos selected; {len(shown)} with thumbnails in the bundle shown"
+    return items, shown, line

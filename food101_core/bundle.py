@@ -13,6 +13,11 @@ module imports neither. Layout (format version 1; docs/bundle-format.md has the 
     models/stage2.keras
     stage1/ stage2/      predictions.csv, probs.npz (float16 matrix), metrics.json, per_class.csv, confusion.csv
     thumbs/<index>.jpg   <=128 px thumbnails: every misclassified test image and a few correct ones per class
+    reference.csv        index, id, label: up to N training photos per class, the "similar photos" of the app
+    reference/<i>.jpg    their <=128 px thumbnails
+    stage2/embedding.npz the final stage's feature space: test and reference features (PCA coordinates and
+                         residuals, float16), the 2-D UMAP map, the PCA to place a new photo, and the
+                         unfamiliar-photo threshold (optional: a bundle without them opens; re-evaluation adds them)
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import pandas as pd
 
 from . import __version__
 from .config import TrainConfig
+from .embedding import Embedding
 from .metrics import Evaluation
 
 if TYPE_CHECKING:
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
 FORMAT = "food101-explorer-bundle"
 VERSION = 1
 STAGES = ("stage1", "stage2")
+EMBEDDING_ARRAYS = ("test", "test_resid", "xy", "mean", "components", "ref", "ref_resid")
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -85,6 +92,9 @@ def write_bundle(
     thumbs: dict[int, bytes],
     extra: dict | None = None,
     overwrite: bool = False,
+    embeddings: dict[str, Embedding] | None = None,
+    reference: pd.DataFrame | None = None,
+    reference_thumbs: dict[int, bytes] | None = None,
 ) -> Path:
     """Write into a hidden temporary folder beside `dest`, then rename it into place."""
     dest = Path(dest)
@@ -107,6 +117,13 @@ def write_bundle(
         shutil.copyfile(src, tmp / "models" / f"{stage}.keras")
     for stage, ev in evals.items():
         write_evaluation(tmp / stage, ev, data.class_ids)
+    for stage, emb in (embeddings or {}).items():
+        write_embedding(tmp / stage / "embedding.npz", emb)
+    if reference is not None:
+        reference.rename_axis("index").to_csv(tmp / "reference.csv")
+        (tmp / "reference").mkdir()
+        for i, jpeg in (reference_thumbs or {}).items():
+            (tmp / "reference" / f"{i}.jpg").write_bytes(jpeg)
     (tmp / "thumbs").mkdir()
     for i, jpeg in thumbs.items():
         (tmp / "thumbs" / f"{i}.jpg").write_bytes(jpeg)
@@ -129,6 +146,23 @@ def write_evaluation(folder: Path, ev: Evaluation, class_ids: list[str]) -> None
     (folder / "metrics.json").write_text(json.dumps(ev.metrics, indent=1))
     ev.per_class.to_csv(folder / "per_class.csv", index=False, float_format="%.6g")
     pd.DataFrame(ev.confusion, index=class_ids, columns=class_ids).to_csv(folder / "confusion.csv")
+
+
+def write_embedding(path: Path, emb: Embedding) -> None:
+    """The feature space: coordinates and residuals in float16 (distances stay within about 1e-3), the rest exact."""
+    np.savez_compressed(
+        path,
+        test=emb.test.astype(np.float16),
+        test_resid=emb.test_resid.astype(np.float16),
+        xy=emb.xy.astype(np.float32),
+        mean=emb.mean.astype(np.float32),
+        components=emb.components.astype(np.float32),
+        ref=emb.ref.astype(np.float16),
+        ref_resid=emb.ref_resid.astype(np.float16),
+        ref_labels=emb.ref_labels.astype(np.int32),
+        threshold=np.float64(emb.threshold),
+        k=np.int32(emb.k),
+    )
 
 
 def write_manifest(folder: Path, stages: list[str]) -> None:
@@ -184,6 +218,8 @@ class Bundle:
             raise BundleError(f"{self.path}: test_set.csv has labels beyond the {len(self.class_ids)} classes")
         self._models: dict[str, keras.Model] = {}
         self._evals: dict[str, Evaluation] = {}
+        self._embeddings: dict[str, Embedding] = {}
+        self._reference: pd.DataFrame | None = None
         self._lock = threading.Lock()
 
     @property
@@ -262,6 +298,42 @@ class Bundle:
                     metrics=_read_json(self.path, d + "metrics.json"),
                 )
             return self._evals[stage]
+
+    @property
+    def has_feature_space(self) -> bool:
+        """Whether this bundle carries the map, the reference photos and the unfamiliar-photo statistics."""
+        return (self.path / "reference.csv").is_file()
+
+    def embedding(self, stage: str = "stage2") -> Embedding | None:
+        """The stage's feature space, or None for a bundle written before it existed (re-evaluation adds it)."""
+        rel = f"{stage}/embedding.npz"
+        if not (self.path / rel).is_file():
+            return None
+        with self._lock:
+            if stage not in self._embeddings:
+                try:
+                    with np.load(self.path / rel) as z:
+                        arrays = {k: z[k].astype(np.float32) for k in EMBEDDING_ARRAYS}
+                        emb = Embedding(
+                            **arrays, ref_labels=z["ref_labels"], threshold=float(z["threshold"]), k=int(z["k"])
+                        )
+                except Exception as e:
+                    raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
+                if emb.test.shape[0] != len(self.test_ids) or emb.xy.shape != (len(self.test_ids), 2):
+                    raise BundleError(f"{self.path}: {rel} does not have one row per test image")
+                self._embeddings[stage] = emb
+            return self._embeddings[stage]
+
+    @property
+    def reference(self) -> pd.DataFrame:
+        """The reference training photos (id, label), in the order of every embedding's `ref` rows."""
+        if self._reference is None:
+            self._reference = self._csv("reference.csv")
+        return self._reference
+
+    def reference_thumb(self, row: int) -> Path | None:
+        p = self.path / "reference" / f"{int(row)}.jpg"
+        return p if p.is_file() else None
 
     def thumb(self, index: int) -> Path | None:
         """The thumbnail of test image `index`, if the bundle has one (only the bundle's own files)."""

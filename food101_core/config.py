@@ -99,6 +99,11 @@ class TrainConfig:
     out: str = setting("runs", "folder the bundle is written under")
     name: str = setting("", "bundle folder name under --out (default: backbone-data-recipehash)")
     thumbs_correct_per_class: int = setting(3, "thumbnails of correctly classified test photos kept per class")
+    reference_per_class: int = setting(
+        20,
+        "training photos per class kept in the bundle (features and thumbnails) for the map, 'similar training "
+        "photos' and the unfamiliar-photo warning (0 = no feature-space analysis)",
+    )
 
     def problems(self) -> dict[str, str]:
         """{setting: what is wrong with it} for every setting that cannot work, before any data is read.
@@ -128,8 +133,9 @@ class TrainConfig:
             raise ValueError(f"invalid settings: {said}")
 
     def recipe(self) -> dict:
-        """The settings that change the result: not where it is written, the memory cache, the last-bit rounding."""
-        return {k: v for k, v in self.to_dict().items() if k not in {"out", "name", "cache", "deterministic"}}
+        """The settings that change the trained model: not where it is written, the memory cache, the last-bit
+        rounding, or what the evaluation keeps (so adding an evaluation setting renames no run)."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_RECIPE}
 
     def recipe_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()[:8]
@@ -172,4 +178,6 @@ NON_NEGATIVE = (
     "stage1_lr",
     "stage2_lr",
     "thumbs_correct_per_class",
+    "reference_per_class",
 )
+NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class"}

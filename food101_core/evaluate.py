@@ -11,6 +11,7 @@ import io
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from PIL import Image, ImageOps
 
 from .bundle import BundleError, load_bundle, write_bundle
 from .data import DataError, load_data
+from .embedding import Embedding, fit_embedding, reference_indices
 from .metrics import Evaluation, evaluate_probs
 
 if TYPE_CHECKING:
@@ -39,6 +41,19 @@ def predict(model: keras.Model, split: Split, num_classes: int, cfg: TrainConfig
     ds = make_dataset(split, num_classes, cfg, training=False, with_labels=False)
     served = mirror_averaged(model) if cfg.tta_flip else model
     return served.predict(ds, verbose=1).astype(np.float32)
+
+
+def predict_with_features(
+    model: keras.Model, split: Split, num_classes: int, cfg: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and pooled features for a split in one pass (both averaged with the mirror under `tta_flip`)."""
+    from .data import make_dataset
+    from .inference import mirror_averaged, with_features
+
+    ds = make_dataset(split, num_classes, cfg, training=False, with_labels=False)
+    served = mirror_averaged(with_features(model)) if cfg.tta_flip else with_features(model)
+    probs, pooled = served.predict(ds, verbose=1)
+    return probs.astype(np.float32), pooled.astype(np.float32)
 
 
 def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE) -> bytes:
@@ -82,18 +97,46 @@ def make_thumbnails(split: Split, indices: list[int]) -> dict[int, bytes]:
     return out
 
 
-def evaluate_models(
-    models: dict[str, keras.Model], data: FoodData, cfg: TrainConfig
-) -> tuple[dict[str, Evaluation], dict[int, bytes]]:
-    """Evaluate every stage's model on the test split and make the thumbnails the app needs."""
-    evals = {}
+@dataclass
+class Results:
+    """Everything the evaluation writes into a bundle besides the models and the history."""
+
+    evals: dict[str, Evaluation]
+    thumbs: dict[int, bytes]  # test index -> JPEG
+    embeddings: dict[str, Embedding] = field(default_factory=dict)
+    reference: pd.DataFrame | None = None  # the reference training photos: id, label
+    reference_thumbs: dict[int, bytes] = field(default_factory=dict)  # reference row -> JPEG
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate_models(models: dict[str, keras.Model], data: FoodData, cfg: TrainConfig) -> Results:
+    """Evaluate every stage's model on the test split; keep the thumbnails and the feature space the app needs."""
+    evals, pooled = {}, {}
     for stage, model in models.items():
-        probs = predict(model, data.test, data.num_classes, cfg)
+        probs, pooled[stage] = predict_with_features(model, data.test, data.num_classes, cfg)
         evals[stage] = evaluate_probs(probs, data.test.labels, data.test.ids, data.class_ids)
         m = evals[stage].metrics
         print(f"{stage}: top-1 {m['top1']:.2%}  top-5 {m['top5']:.2%}  ECE {m['ece']:.3f}  (n={m['n']})")
     idx = thumbnail_indices(evals, data.test.labels, cfg.thumbs_correct_per_class)
-    return evals, make_thumbnails(data.test, idx)
+    results = Results(evals, make_thumbnails(data.test, idx))
+    if cfg.reference_per_class > 0:
+        t0 = time.perf_counter()
+        add_feature_space(results, models, pooled, data, cfg)
+        results.seconds["embedding_s"] = time.perf_counter() - t0
+    return results
+
+
+def add_feature_space(
+    results: Results, models: dict[str, keras.Model], pooled: dict[str, np.ndarray], data: FoodData, cfg: TrainConfig
+) -> None:
+    """The reference training photos (features and thumbnails) and the final stage's embedding of the test set."""
+    keep = reference_indices(data.train.labels, cfg.reference_per_class, cfg.seed)
+    ref = data.train.subset(keep)
+    results.reference = pd.DataFrame({"id": ref.ids, "label": ref.labels})
+    results.reference_thumbs = make_thumbnails(ref, list(range(len(ref))))
+    last = list(models)[-1]  # the shipped model's; both stages' would double the bundle's growth (docs/benchmarks.md)
+    _, ref_pooled = predict_with_features(models[last], ref, data.num_classes, cfg)
+    results.embeddings[last] = fit_embedding(pooled[last], ref_pooled, ref.labels, seed=cfg.seed)
 
 
 def evaluate_and_write(
@@ -109,23 +152,27 @@ def evaluate_and_write(
 ) -> dict[str, Evaluation]:
     """The one "evaluate and write the bundle" step of both training and re-evaluation.
 
-    Evaluation time is added to `timings`, so a bundle says what each phase cost.
+    Evaluation time (and, within it, the feature space's) is added to `timings`, so a bundle says what each phase
+    cost.
     """
     t0 = time.perf_counter()
-    evals, thumbs = evaluate_models(models, data, cfg)
-    timings = {**timings, "evaluate_s": time.perf_counter() - t0}
+    results = evaluate_models(models, data, cfg)
+    timings = {**timings, **results.seconds, "evaluate_s": time.perf_counter() - t0}
     write_bundle(
         dest,
         cfg=cfg,
         data=data,
         model_files=model_files,
         history=history,
-        evals=evals,
-        thumbs=thumbs,
+        evals=results.evals,
+        thumbs=results.thumbs,
         extra=timings,
         overwrite=overwrite,
+        embeddings=results.embeddings,
+        reference=results.reference,
+        reference_thumbs=results.reference_thumbs,
     )
-    return evals
+    return results.evals
 
 
 def reevaluate(ref: str, data_path: str | None = None, out: str | None = None) -> Path:

@@ -165,3 +165,75 @@ def reliability_figure(b: Bundle, stage: str) -> go.Figure:
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
     )
     return fig
+
+
+MAP_COLOURINGS = ("true class", "predicted class", "right / wrong", "confidence")
+
+
+def class_palette(n: int) -> list[str]:
+    """n distinguishable colours for n classes (a qualitative set, then evenly sampled hues for more)."""
+    import plotly.colors as pc
+
+    base = pc.qualitative.Dark24 + pc.qualitative.Light24 + pc.qualitative.Alphabet
+    if n <= len(base):
+        return base[:n]
+    return pc.sample_colorscale("Turbo", [(i * 0.618034) % 1.0 for i in range(n)])
+
+
+def map_marker(b: Bundle, stage: str, colour_by: str) -> dict:
+    """The points' colours: by true or predicted class (one colour each), right/wrong, or confidence (a scale)."""
+    p = b.evaluation(stage).predictions
+    palette = np.array(class_palette(b.num_classes))
+    if colour_by == "confidence":
+        return {
+            "color": p["confidence"].to_numpy(),
+            "colorscale": "Viridis",
+            "cmin": 0,
+            "cmax": 1,
+            "colorbar": {"title": "confidence"},
+        }
+    if colour_by == "right / wrong":
+        return {"color": np.where(p["correct"], "#1f77b4", "#d62728")}
+    column = "true" if colour_by == "true class" else "pred"
+    return {"color": palette[p[column].map({c: i for i, c in enumerate(b.class_ids)}).to_numpy()]}
+
+
+def map_figure(
+    b: Bundle, stage: str, colour_by: str, true_name: str | None = None, pred_name: str | None = None
+) -> go.Figure:
+    """Every test photo in the model's feature space (UMAP), one WebGL trace; a class or pair highlighted."""
+    emb, p = b.embedding(stage), b.evaluation(stage).predictions
+    true, pred = p["true"].map(b.name_of), p["pred"].map(b.name_of)
+    percent = (p["confidence"] * 100).round().astype(int).astype(str) + "%"
+    text = np.where(p["correct"], true + " ✓ · ", true + " → " + pred + " · ") + percent
+    marker = {"size": 5, **map_marker(b, stage, colour_by)}
+    chosen = np.ones(len(p), bool)
+    if true_name:
+        chosen &= (true == true_name).to_numpy()
+    if pred_name:
+        chosen &= (pred == pred_name).to_numpy()
+    title = f"{len(p):,} test photos in the model's feature space (UMAP)"
+    if true_name or pred_name:
+        marker["opacity"] = np.where(chosen, 0.95, 0.07)
+        title += f"; {int(chosen.sum()):,} highlighted"
+    fig = go.Figure(
+        go.Scattergl(
+            x=emb.xy[:, 0],
+            y=emb.xy[:, 1],
+            mode="markers",
+            marker=marker,
+            text=text,
+            customdata=np.arange(len(p)),
+            hovertemplate="%{text}<extra>#%{customdata}</extra>",
+        )
+    )
+    fig.update_layout(
+        height=560,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        dragmode="lasso",
+        showlegend=False,
+        xaxis={"visible": False},
+        yaxis={"visible": False, "scaleanchor": "x"},
+        title=title,
+    )
+    return fig

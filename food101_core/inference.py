@@ -28,6 +28,7 @@ class Prediction:
     top: list[tuple[str, str, float]]  # (class id, display name, probability), best first
     seconds: float
     probs: np.ndarray
+    features: np.ndarray | None = None  # the pooled features: the head's input
 
     @property
     def low_confidence(self) -> bool:
@@ -55,11 +56,13 @@ class Predictor:
         self._resize = tf.function(lambda img: resize_uint8(img, self.size), input_signature=[image])
         self.tta_flip = tta_flip
 
-        # The same model as the evaluation ran (mirror or not), so that the app's answers are those its metrics show.
-        served = mirror_averaged(model) if tta_flip else model
+        # The same model as the evaluation ran (mirror or not), so that the app's answers are those its metrics show;
+        # it also gives the pooled features, which place the photo in the bundle's feature space.
+        served = mirror_averaged(with_features(model)) if tta_flip else with_features(model)
 
-        def predict_image(img: tf.Tensor) -> tf.Tensor:
-            return served(tf.cast(resize_uint8(img, self.size), tf.float32)[None], training=False)[0]
+        def predict_image(img: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            probs, pooled = served(tf.cast(resize_uint8(img, self.size), tf.float32)[None], training=False)
+            return probs[0], tf.cast(pooled[0], tf.float32)
 
         # Resize and model in one graph: eager resizing alone cost 3.7 ms a photo (bench/predict_overhead.py).
         self._predict_image = tf.function(predict_image, input_signature=[image])
@@ -85,11 +88,11 @@ class Predictor:
 
     def predict(self, image: Image.Image, k: int = 5) -> Prediction:
         t0 = time.perf_counter()
-        probs = self._predict_image(np.asarray(image)).numpy()
+        probs, pooled = (t.numpy() for t in self._predict_image(np.asarray(image)))
         seconds = time.perf_counter() - t0
         order = np.argsort(-probs)[:k]
         top = [(self.class_ids[i], self.class_names[i], float(probs[i])) for i in order]
-        return Prediction(top, seconds, probs)
+        return Prediction(top, seconds, probs, pooled)
 
     def gradcam(self, image: Image.Image, class_index: int) -> np.ndarray:
         """Grad-CAM (Selvaraju et al. 2017) on the backbone's last feature map: size x size heat in [0, 1]."""
@@ -128,10 +131,25 @@ def mirror_averaged(model: keras.Model) -> keras.Model:
         def call(self, x):
             n = keras.ops.shape(x)[0]
             y = self.inner(keras.ops.concatenate([x, keras.ops.flip(x, axis=2)], axis=0), training=False)
+            if isinstance(y, list | tuple):  # several outputs (probabilities and features): each averaged
+                return [(t[:n] + t[n:]) / 2 for t in y]
             return (y[:n] + y[n:]) / 2
 
     image = keras.Input(model.input_shape[1:], name="image")
     return keras.Model(image, MirrorMean(model, name="mirror_mean")(image), name=f"{model.name}_mirror")
+
+
+def with_features(model: keras.Model) -> keras.Model:
+    """The same model answering [probabilities, pooled features] in one pass.
+
+    The features are the pooled backbone output (`avg_pool`, the head's input); a model without that layer gives
+    the input of its last layer.
+    """
+    import keras
+
+    names = {layer.name for layer in model.layers}
+    pooled = model.get_layer("avg_pool").output if "avg_pool" in names else model.layers[-1].input
+    return keras.Model(model.inputs, [model.output, pooled], name=f"{model.name}_features")
 
 
 def overlay_heatmap(image: Image.Image, heat: np.ndarray, alpha: float = 0.55) -> Image.Image:

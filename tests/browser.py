@@ -151,6 +151,9 @@ def exercise_predict(page, photo: Path, out: Path, seen: dict, timeout_ms: int) 
     seen["top5"] = page.locator("#top5").inner_text()
     seen["verdict"] = page.locator("#verdict").inner_text()
     expect(page.locator("#gradcam img")).to_be_visible()
+    if page.locator("#similar img").count():  # the bundle has reference photos: the nearest ones show
+        seen["similar_shown"] = visible_images_loaded(page, "#similar", timeout_ms)
+        seen["similar_captions"] = page.locator("#similar").inner_text()
     page.wait_for_timeout(500)
     page.screenshot(path=str(out / "predict.png"))
 
@@ -236,6 +239,51 @@ def exercise_curves(page, out: Path, seen: dict, timeout_ms: int) -> None:
     page.screenshot(path=str(out / "calibration.png"), full_page=True)
 
 
+def drawn_colours(page, selector: str) -> int:
+    """How many distinct colours a chart's pixels have: a WebGL scatter draws into a canvas, not into the SVG."""
+    import io
+
+    from PIL import Image
+
+    shot = Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB").quantize(64)
+    return sum(1 for count, _ in shot.getcolors() if count > 20)
+
+
+def exercise_map(page, out: Path, seen: dict, timeout_ms: int) -> None:
+    """The map draws (timed from the tab's click), and a click on a point shows that photo and its neighbours."""
+    from playwright.sync_api import expect
+
+    t0 = time.perf_counter()
+    _tab(page, "Map")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#map-plot .map-plot');"
+        " return d && d._fullData && d._fullData.length && d.querySelector('canvas'); }",
+        timeout=timeout_ms,
+    )
+    page.wait_for_timeout(300)  # the WebGL frame after Plotly's own bookkeeping
+    seen["map_seconds"] = time.perf_counter() - t0
+    seen["map_colours"] = drawn_colours(page, "#map-plot .map-plot")
+    xy = page.evaluate(
+        """() => {
+            const div = document.querySelector('#map-plot .map-plot');
+            const fl = div._fullLayout, tr = div._fullData[0];
+            const at = () => {
+                const r = div.getBoundingClientRect();
+                const x = fl.xaxis._offset + fl.xaxis.d2p(tr.x[0]), y = fl.yaxis._offset + fl.yaxis.d2p(tr.y[0]);
+                return [r.left + x, r.top + y];
+            };
+            window.scrollBy(0, at()[1] - window.innerHeight / 2);
+            return at();
+        }"""
+    )
+    page.mouse.move(*xy)
+    page.mouse.click(*xy)
+    expect(page.locator("#map-caption")).to_contain_text("test image", timeout=timeout_ms)
+    seen["map_caption"] = page.locator("#map-caption").inner_text()
+    seen["map_similar"] = visible_images_loaded(page, "#map-similar", timeout_ms)
+    page.screenshot(path=str(out / "map.png"), full_page=True)
+
+
 def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000) -> dict:
     """On a desktop screen: the first screen, every tab, their charts drawn. Returns what it saw."""
     from playwright.sync_api import sync_playwright
@@ -255,6 +303,8 @@ def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000) -> 
         exercise_per_class(page, out, seen, timeout_ms)
         exercise_mistakes(page, out, seen, timeout_ms)
         exercise_curves(page, out, seen, timeout_ms)
+        if page.locator("#map-missing").count() == 0:
+            exercise_map(page, out, seen, timeout_ms)
         seen["page_errors"] = errors
         browser.close()
     return seen

@@ -82,6 +82,8 @@ def bad_inputs() -> dict[str, tuple[bytes, str | None]]:
         "palette.png": (_bytes(photo.convert("P"), "PNG"), None),
         "sixteen.png": (_bytes(Image.fromarray(rng.integers(0, 65535, (60, 80), dtype=np.uint16)), "PNG"), None),
         "rotated.jpg": (_bytes(photo, "JPEG", exif=exif), None),
+        "drawing.eps": (_bytes(photo, "EPS"), "not a format this app reads"),  # never handed to Ghostscript
+        "scan.pcx": (_bytes(photo, "PCX"), "not a format this app reads"),
     }
 
 
@@ -100,6 +102,19 @@ def test_bad_inputs_get_a_message_and_the_app_keeps_serving(client, tiny_bundle,
         else:
             assert label and "predicted in" in verdict, (name, verdict)
         assert predict(client, good)[0] == expected_good, f"the app broke after {name}"
+
+
+def test_a_phones_heic_photo_gets_the_answer_of_its_jpeg(client, tiny_bundle, tmp_path):
+    """Uploaded through the running app: a HEIC made (with pillow-heif) from a test JPEG predicts its dish."""
+    import pillow_heif
+
+    b = load_bundle(tiny_bundle)
+    for i in (0, 9):
+        jpeg = b.original_image(i)
+        pillow_heif.from_pillow(Image.open(jpeg)).save(tmp_path / f"{i}.heic", quality=95)
+        label_jpeg, _, _ = predict(client, jpeg)
+        label_heic, verdict, _ = predict(client, tmp_path / f"{i}.heic")
+        assert "predicted in" in verdict and label_heic["label"] == label_jpeg["label"]
 
 
 def test_exif_rotation_is_applied(client, tmp_path):
@@ -200,6 +215,11 @@ def check_what_the_browser_saw(seen: dict, b, shots: Path) -> None:
     assert seen["page_errors"] == []
     for shot in ("predict", "confusion", "per_class", "mistakes", "training", "calibration"):
         assert (shots / f"{shot}.png").stat().st_size > 10_000
+    if b.has_feature_space:
+        assert seen["similar_shown"] >= 1 and any(name in seen["similar_captions"] for name in b.class_names)
+        assert seen["map_colours"] >= min(b.num_classes, 8), seen["map_colours"]  # points drawn, class colours
+        assert "test image" in seen["map_caption"] and seen["map_similar"] >= 1
+        print(f"map of {len(b.test_ids)} photos drawn {seen['map_seconds']:.2f} s after the tab's click")
 
 
 @pytest.mark.browser

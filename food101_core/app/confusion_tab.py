@@ -65,11 +65,11 @@ def build(ctx: AppContext) -> None:
         return analysis.pair_title(true_name, pred_name, n, len(items)), items
 
     def on_cell_click(stage: str, evt: gr.EventData):
-        return pair(stage, evt.true_class, evt.pred_class)
+        return *pair(stage, evt.true_class, evt.pred_class), (evt.true_class, evt.pred_class)
 
     def on_row_select(stage: str, table: pd.DataFrame, evt: gr.SelectData):
         row = evt.row_value or table.iloc[evt.index[0]].tolist()
-        return pair(stage, row[0], row[1])
+        return *pair(stage, row[0], row[1]), (row[0], row[1])
 
     def api_confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> dict:
         """The heatmap as plotly JSON, and the most confused pairs."""
@@ -79,8 +79,8 @@ def build(ctx: AppContext) -> None:
     inputs = [ctx.stage, normalize, hide_diag, order]
     for trigger in (normalize.change, hide_diag.change, order.change, ctx.stage.change, ctx.blocks.load):
         trigger(confusion, inputs, [plot, pairs], api_name=False)
-    plot.click(on_cell_click, [ctx.stage], [title, gallery], api_name=False)
-    pairs.select(on_row_select, [ctx.stage, pairs], [title, gallery], api_name=False)
+    plot.click(on_cell_click, [ctx.stage], [title, gallery, ctx.pair], api_name=False)
+    pairs.select(on_row_select, [ctx.stage, pairs], [title, gallery, ctx.pair], api_name=False)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_confusion, api_name="confusion")
         gr.api(pair, api_name="pair")

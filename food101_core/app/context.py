@@ -26,6 +26,8 @@ class AppContext:
     blocks: gr.Blocks
     stage: gr.Dropdown
     demo: bool = False
+    # The (true, predicted) pair last chosen in the confusion tab; other tabs (the map) follow it.
+    pair: gr.State = field(default_factory=lambda: gr.State(None))
     files: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="food101-explorer-")))
     _predictors: dict[str, Predictor] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import gradio as gr
 import numpy as np
 from PIL import Image
@@ -17,7 +19,7 @@ START = "Upload, paste or take a photo of a dish, or click one of the test photo
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
     examples = analysis.example_photos(b, ctx.predictor(b.stages[-1]))
-    with gr.Tab("Predict", id="predict"), gr.Row():
+    with gr.Tab("Predict", id="predict") as tab, gr.Row():
         with gr.Column(min_width=300):
             photo = UploadedImage(
                 type="filepath",
@@ -34,6 +36,14 @@ def build(ctx: AppContext) -> None:
         with gr.Column(min_width=300):
             top5 = gr.Label(num_top_classes=5, label="Top 5 dishes", elem_id="top5")
             verdict = gr.Markdown(START, elem_id="verdict")
+            similar = gr.Gallery(
+                label="Similar training photos (label · distance): what the model finds most alike",
+                columns=6,
+                height="auto",
+                allow_preview=False,
+                elem_id="similar",
+                visible=b.has_feature_space,
+            )
             gallery = gr.Gallery(
                 [(path, caption) for path, caption, _ in examples],
                 label="Test photos: click one to predict it (✓ the model gets it right, ✗ it does not)",
@@ -46,29 +56,61 @@ def build(ctx: AppContext) -> None:
                 visible=bool(examples),
             )
 
-    def predict(path: str | None, cam: bool, stage: str):
-        """Top 5 dishes ({name: probability}), a verdict in words, and the Grad-CAM overlay when asked for."""
-        if not path:
-            return None, START, None
-        p = ctx.predictor(stage)
-        try:
-            image = p.read(path)
-        except ImageError as e:
-            return None, f"⚠️ {e}", None
-        pred = p.predict(image)
-        msg = f"**{pred.top[0][1]}** ({pred.top[0][2]:.0%}) · predicted in {pred.seconds * 1000:.0f} ms"
-        if pred.low_confidence:
-            msg += (
-                f"\n\n⚠️ Low confidence: the model is not sure (top guess under {LOW_CONFIDENCE:.0%}). "
-                f"The dish may not be one of the {b.num_classes} it knows."
-            )
-        heat = overlay_heatmap(image, p.gradcam(image, int(np.argmax(pred.probs)))) if cam else None
-        return {name: prob for _, name, prob in pred.top}, msg, heat
-
     def pick_example(evt: gr.SelectData) -> Image.Image:
         return read_image(examples[evt.index][2])
 
-    inputs = [photo, show_cam, ctx.stage]
-    go_btn.click(predict, inputs, [top5, verdict, cam_out], api_name="predict")
-    photo.change(predict, inputs, [top5, verdict, cam_out], api_name=False)
+    predict = partial(predict_photo, ctx)
+    inputs, outputs = [photo, show_cam, ctx.stage], [top5, verdict, cam_out, similar]
+    go_btn.click(predict, inputs, outputs, api_name="predict")
+    photo.change(predict, inputs, outputs, api_name=False)
     gallery.select(pick_example, None, photo, api_name=False)
+    with tab:  # for scripts only: no button on the page
+        explained = gr.JSON(visible=False)
+        explain = partial(explain_photo, ctx)
+        gr.Button(visible=False).click(explain, [photo, ctx.stage], explained, api_name="explain")
+
+
+def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
+    """Top 5 dishes ({name: probability}), a verdict in words, Grad-CAM when asked for, similar training photos."""
+    if not path:
+        return None, START, None, []
+    b, p = ctx.bundle, ctx.predictor(stage)
+    try:
+        image = p.read(path)
+    except ImageError as e:
+        return None, f"⚠️ {e}", None, []
+    pred = p.predict(image)
+    why = analysis.explain(b, stage, pred)
+    heat = overlay_heatmap(image, p.gradcam(image, int(np.argmax(pred.probs)))) if cam else None
+    label = {name: prob for _, name, prob in pred.top}
+    return label, verdict_text(pred, why, b.num_classes), heat, analysis.similar_gallery(b, why["similar"])
+
+
+def explain_photo(ctx: AppContext, path: str | None, stage: str) -> dict:
+    """The prediction for a photo with its explanation: top 5, unfamiliar or not (and the score), similar photos."""
+    if not path:
+        raise gr.Error("send a photo")
+    if stage not in ctx.bundle.stages:
+        raise gr.Error(f"unknown stage {stage!r}: this bundle has {', '.join(ctx.bundle.stages)}")
+    p = ctx.predictor(stage)
+    try:
+        return analysis.explain(ctx.bundle, stage, p.predict(p.read(path)))
+    except ImageError as e:
+        raise gr.Error(str(e)) from None
+
+
+def verdict_text(pred, why: dict, num_classes: int) -> str:
+    """The answer in words, with a warning when the model is unsure or the photo is unlike its training photos."""
+    msg = f"**{pred.top[0][1]}** ({pred.top[0][2]:.0%}) · predicted in {pred.seconds * 1000:.0f} ms"
+    if why["unfamiliar"]:
+        msg += (
+            "\n\n⚠️ **This photo does not look like the dishes the model was trained on** (its features are far "
+            f"from every training photo kept: {why['score']:.2f} against {why['threshold']:.2f} for 99 % of the test "
+            "photos). The answer above may mean little."
+        )
+    if pred.low_confidence:
+        msg += (
+            f"\n\n⚠️ Low confidence: the model is not sure (top guess under {LOW_CONFIDENCE:.0%}). "
+            f"The dish may not be one of the {num_classes} it knows."
+        )
+    return msg

@@ -1,0 +1,113 @@
+"""Map: every test photo in the model's feature space (a WebGL scatter of the bundle's UMAP), coloured by class,
+answer or confidence; a click shows the photo, its top 5, Grad-CAM and its nearest training photos; a lasso
+selection fills a gallery; a class or a (true, predicted) pair is highlighted."""
+
+from __future__ import annotations
+
+import gradio as gr
+from PIL import Image
+
+from .. import analysis, figures
+from ..images import read_image
+from ..inference import overlay_heatmap
+from .context import PLOTLY_HEAD, AppContext
+
+MAX_SELECTION = 120
+MAP_JS = """
+const draw = () => {
+  const div = element.querySelector('.map-plot');
+  if (!div) return;
+  if (typeof Plotly === 'undefined' || !props.value) { setTimeout(draw, 100); return; }
+  const fig = JSON.parse(props.value);
+  Plotly.react(div, fig.data, fig.layout, {responsive: true, displaylogo: false});
+  if (!div.dataset.bound) {
+    div.dataset.bound = '1';
+    div.on('plotly_click', (ev) => trigger('click', {index: ev.points[0].customdata}));
+    div.on('plotly_selected', (ev) => {
+      if (ev && ev.points) trigger('submit', {indices: ev.points.map(p => p.customdata)});
+    });
+  }
+};
+draw();
+watch('value', draw);
+"""
+
+
+def build(ctx: AppContext) -> None:
+    b = ctx.bundle
+    names = sorted(b.class_names, key=str.lower)
+    with gr.Tab("Map", id="map") as tab:
+        if not b.has_feature_space:
+            gr.Markdown(analysis.NO_FEATURE_SPACE, elem_id="map-missing")
+            return
+        with gr.Row():
+            colour = gr.Radio(list(figures.MAP_COLOURINGS), value="true class", label="Colour by", elem_id="map-colour")
+            f_true = gr.Dropdown([None, *names], value=None, label="Highlight true class", elem_id="map-true")
+            f_pred = gr.Dropdown([None, *names], value=None, label="Highlight predicted class", elem_id="map-pred")
+        gr.Markdown(
+            f"The final model's ({b.stages[-1].replace('stage', 'stage ')}) features. Hover for the dish; "
+            "**click a point** to see the photo; drag a lasso to select many.",
+            elem_classes="cm-hint",
+        )
+        plot = gr.HTML(
+            value="",
+            html_template='<div class="map-plot" style="width:100%"></div>',
+            js_on_load=MAP_JS,
+            elem_id="map-plot",
+            head=PLOTLY_HEAD,
+        )
+        with gr.Row():
+            with gr.Column():
+                photo = gr.Image(label="The photo", interactive=False, height=260, elem_id="map-photo")
+                caption = gr.Markdown(elem_id="map-caption")
+                top5 = gr.Label(num_top_classes=5, label="Its top 5")
+            with gr.Column():
+                cam = gr.Image(label="Grad-CAM", interactive=False, height=260)
+                similar = gr.Gallery(label="Nearest training photos", columns=3, height="auto", elem_id="map-similar")
+        count = gr.Markdown(elem_id="map-count")
+        selection = gr.Gallery(label="Selected photos", columns=8, height=360, elem_id="map-selection")
+
+    last = b.stages[-1]  # the feature space is the shipped model's
+
+    def draw(colour_by: str, true_name: str | None, pred_name: str | None) -> str:
+        return figures.map_figure(b, last, colour_by, true_name, pred_name).to_json()
+
+    def on_click(evt: gr.EventData):
+        return photo_details(ctx, last, int(evt.index))
+
+    def on_select(evt: gr.EventData):
+        items, _, line = analysis.selection_gallery(b, last, [int(i) for i in evt.indices], MAX_SELECTION)
+        return items, line
+
+    def embedding_map(stage: str) -> list[dict]:
+        """Every test photo's place on the map: id, x, y, true and predicted dish, confidence (test_set.csv order)."""
+        if stage not in b.stages:
+            raise gr.Error(f"unknown stage {stage!r}: this bundle has {', '.join(b.stages)}")
+        try:
+            return analysis.embedding_points(b, stage)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+
+    inputs = [colour, f_true, f_pred]
+    for trigger in (colour.change, f_true.change, f_pred.change, ctx.blocks.load):
+        trigger(draw, inputs, [plot], api_name=False)
+    plot.click(on_click, None, [photo, caption, top5, cam, similar], api_name=False)
+    plot.submit(on_select, None, [selection, count], api_name=False)
+    ctx.pair.change(lambda pair: tuple(pair or (None, None)), ctx.pair, [f_true, f_pred], api_name=False)
+    with tab:
+        gr.api(embedding_map, api_name="embedding_map")
+
+
+def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
+    """One test photo: the image (full size where at hand), a caption, its top 5, Grad-CAM, nearest training photos."""
+    b = ctx.bundle
+    original, thumb = b.original_image(index), b.thumb(index)
+    image = read_image(original) if original else (Image.open(thumb).convert("RGB") if thumb else None)
+    heat = None
+    if original:  # Grad-CAM needs the full image
+        pred_id = b.evaluation(stage).predictions.iloc[index]["pred"]
+        heat = overlay_heatmap(image, ctx.predictor(stage).gradcam(image, b.class_ids.index(pred_id)))
+    emb = b.embedding(stage)
+    near = analysis.similar_photos(b, stage, emb.test[index : index + 1], emb.test_resid[index : index + 1])
+    text = analysis.mistake_caption(b, stage, index, bool(original)).replace(" predicted as ", " → ")
+    return image, text, analysis.top5_of(b, stage, index), heat, analysis.similar_gallery(b, near)
