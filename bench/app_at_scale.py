@@ -36,6 +36,10 @@ def make_bundle(work: Path, test_per_class: int) -> Path:
     name = f"scale-{test_per_class}"
     if not (work / "runs" / name / "bundle.json").exists():
         assert train.main(tiny_args(data, work / "runs", name, stage1_epochs=1, stage2_epochs=1)) == 0
+    elif not (work / "runs" / name / "reference.csv").exists():  # an older bundle: add the feature space
+        from food101_core.evaluate import reevaluate
+
+        reevaluate(str(work / "runs" / name))
     return work / "runs" / name
 
 
@@ -63,11 +67,13 @@ def timed_tabs(url: str, photo: Path) -> dict[str, float]:
             "per-class metrics": lambda: B.exercise_per_class(page, out, seen, 180_000),
             "mistakes + filter + select": lambda: B.exercise_mistakes(page, out, seen, 180_000),
             "training + calibration": lambda: B.exercise_curves(page, out, seen, 180_000),
+            "map: draw, click a point": lambda: B.exercise_map(page, out, seen, 180_000),
         }
         for name, step in steps.items():
             t0 = time.perf_counter()
             step()
             t[name] = time.perf_counter() - t0
+        t["map drawn after the tab's click"] = seen["map_seconds"]
         br.close()
     return t
 
@@ -101,9 +107,14 @@ def main() -> None:
     for label, path in (("demo (10 classes)", DEMO_BUNDLE), ("101 classes", big)):
         b = load_bundle(path)
         start, tabs = serve_and_time(path)
+        feature_space = [
+            p for p in path.rglob("*") if p.name in {"embedding.npz", "reference.csv"} or p.parent.name == "reference"
+        ]
         rows[label] = {
             "test photos": len(b.test_ids),
             "bundle MB": size_mb(path),
+            "of which feature space MB": sum(p.stat().st_size for p in feature_space) / 1e6,
+            "feature space s": b.config.get("timings", {}).get("embedding_s", float("nan")),
             "evaluation s": b.config.get("timings", {}).get("evaluate_s", float("nan")),
             "app start s": start,
             **{f"{k} s": v for k, v in tabs.items()},

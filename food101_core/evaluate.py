@@ -56,14 +56,14 @@ def predict_with_features(
     return probs.astype(np.float32), pooled.astype(np.float32)
 
 
-def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE) -> bytes:
+def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE, quality: int = 85) -> bytes:
     """A small JPEG (longer side <= size), upright and RGB, from any image PIL reads."""
     with Image.open(io.BytesIO(data)) as im:
         im.draft("RGB", (size, size))
         im = ImageOps.exif_transpose(im).convert("RGB")
         im.thumbnail((size, size), Image.Resampling.LANCZOS)
         out = io.BytesIO()
-        im.save(out, "JPEG", quality=85, optimize=True)
+        im.save(out, "JPEG", quality=quality, optimize=True)
         return out.getvalue()
 
 
@@ -79,8 +79,8 @@ def thumbnail_indices(evals: dict[str, Evaluation], labels: np.ndarray, per_clas
     return sorted(wrong | set(right))
 
 
-def make_thumbnails(split: Split, indices: list[int]) -> dict[int, bytes]:
-    """Thumbnails of the test images at `indices`, read from files or from the TFDS split."""
+def make_thumbnails(split: Split, indices: list[int], size: int = THUMB_SIZE, quality: int = 85) -> dict[int, bytes]:
+    """Thumbnails of a split's images at `indices`, read from files or from the TFDS split."""
     from tqdm.auto import tqdm
 
     wanted = set(indices)
@@ -91,7 +91,7 @@ def make_thumbnails(split: Split, indices: list[int]) -> dict[int, bytes]:
         source = ((i, b) for i, b in enumerate(split.encoded().as_numpy_iterator()) if i in wanted)
     for i, data in tqdm(source, total=len(wanted), desc="thumbnails", leave=False):
         try:
-            out[i] = thumbnail_jpeg(data)
+            out[i] = thumbnail_jpeg(data, size, quality)
         except Exception as e:  # one bad image must not lose the bundle
             logging.getLogger(__name__).warning("no thumbnail for test image %d: %s", i, e)
     return out
@@ -133,7 +133,8 @@ def add_feature_space(
     keep = reference_indices(data.train.labels, cfg.reference_per_class, cfg.seed)
     ref = data.train.subset(keep)
     results.reference = pd.DataFrame({"id": ref.ids, "label": ref.labels})
-    results.reference_thumbs = make_thumbnails(ref, list(range(len(ref))))
+    # 96 px at quality 80: about 4 KB a photo, so 20 a class stay within the 15 MB that Food-101's bundle may grow
+    results.reference_thumbs = make_thumbnails(ref, list(range(len(ref))), size=96, quality=80)
     last = list(models)[-1]  # the shipped model's; both stages' would double the bundle's growth (docs/benchmarks.md)
     _, ref_pooled = predict_with_features(models[last], ref, data.num_classes, cfg)
     results.embeddings[last] = fit_embedding(pooled[last], ref_pooled, ref.labels, seed=cfg.seed)

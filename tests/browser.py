@@ -64,15 +64,13 @@ def visible_images_loaded(page, selector: str, timeout_ms: int) -> int:
             const r = i.getBoundingClientRect();
             if (r.width === 0 || r.height === 0) return false;
             let el = i.parentElement;
-            while (el) {
-                const s = getComputedStyle(el);
-                if (/(auto|scroll|hidden)/.test(s.overflowY)) {
-                    const b = el.getBoundingClientRect();
-                    if (r.bottom <= b.top || r.top >= b.bottom) return false;
-                }
+            while (el) {  // clipped by a scroll box, across or down (a gallery's preview strip scrolls across)
+                const s = getComputedStyle(el), b = el.getBoundingClientRect();
+                if (/(auto|scroll|hidden)/.test(s.overflowY) && (r.bottom <= b.top || r.top >= b.bottom)) return false;
+                if (/(auto|scroll|hidden)/.test(s.overflowX) && (r.right <= b.left || r.left >= b.right)) return false;
                 el = el.parentElement;
             }
-            return r.top < window.innerHeight && r.bottom > 0;
+            return r.top < window.innerHeight && r.bottom > 0 && r.left < window.innerWidth && r.right > 0;
         });
         return seen.length > 0 && seen.every(i => i.complete && i.naturalWidth > 0) ? seen.length : 0;
     }"""
@@ -154,6 +152,7 @@ def exercise_predict(page, photo: Path, out: Path, seen: dict, timeout_ms: int) 
     if page.locator("#similar img").count():  # the bundle has reference photos: the nearest ones show
         seen["similar_shown"] = visible_images_loaded(page, "#similar", timeout_ms)
         seen["similar_captions"] = page.locator("#similar").inner_text()
+    page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(500)
     page.screenshot(path=str(out / "predict.png"))
 

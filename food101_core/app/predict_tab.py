@@ -38,8 +38,9 @@ def build(ctx: AppContext) -> None:
             verdict = gr.Markdown(START, elem_id="verdict")
             similar = gr.Gallery(
                 label="Similar training photos (label · distance): what the model finds most alike",
-                columns=6,
+                columns=3,
                 height="auto",
+                object_fit="cover",
                 allow_preview=False,
                 elem_id="similar",
                 visible=b.has_feature_space,
