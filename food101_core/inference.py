@@ -55,6 +55,7 @@ class Predictor:
         self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[batch])
         self._resize = tf.function(lambda img: resize_uint8(img, self.size), input_signature=[image])
         self.tta_flip = tta_flip
+        self.has_features = has_features(model)
 
         # The same model as the evaluation ran (mirror or not), so that the app's answers are those its metrics show;
         # it also gives the pooled features, which place the photo in the bundle's feature space.
@@ -92,7 +93,7 @@ class Predictor:
         seconds = time.perf_counter() - t0
         order = np.argsort(-probs)[:k]
         top = [(self.class_ids[i], self.class_names[i], float(probs[i])) for i in order]
-        return Prediction(top, seconds, probs, pooled)
+        return Prediction(top, seconds, probs, pooled if self.has_features else None)
 
     def gradcam(self, image: Image.Image, class_index: int) -> np.ndarray:
         """Grad-CAM (Selvaraju et al. 2017) on the backbone's last feature map: size x size heat in [0, 1]."""
@@ -142,14 +143,18 @@ def mirror_averaged(model: keras.Model) -> keras.Model:
 def with_features(model: keras.Model) -> keras.Model:
     """The same model answering [probabilities, pooled features] in one pass.
 
-    The features are the pooled backbone output (`avg_pool`, the head's input); a model without that layer gives
-    the input of its last layer.
+    The features are the pooled backbone output (`avg_pool`, the head's input); a model without that layer (a test's
+    toy) answers its probabilities twice, and `Predictor` reports no features for it.
     """
     import keras
 
-    names = {layer.name for layer in model.layers}
-    pooled = model.get_layer("avg_pool").output if "avg_pool" in names else model.layers[-1].input
+    pooled = model.get_layer("avg_pool").output if has_features(model) else model.output  # a stand-in, not used
     return keras.Model(model.inputs, [model.output, pooled], name=f"{model.name}_features")
+
+
+def has_features(model: keras.Model) -> bool:
+    """Whether the model has the pooled layer the feature space is made of (every model `build_model` makes)."""
+    return any(layer.name == "avg_pool" for layer in model.layers)
 
 
 def overlay_heatmap(image: Image.Image, heat: np.ndarray, alpha: float = 0.55) -> Image.Image:

@@ -299,6 +299,9 @@ def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000) -> 
         seen["desktop"] = first_screen(page)
         exercise_predict(page, photo, out, seen, timeout_ms)
         exercise_confusion(page, out, seen, timeout_ms)
+        seen["tab_labels"] = page.evaluate(
+            "() => Array.from(document.querySelectorAll('[role=tab]')).map(t => t.innerText)"
+        )
         exercise_per_class(page, out, seen, timeout_ms)
         exercise_mistakes(page, out, seen, timeout_ms)
         exercise_curves(page, out, seen, timeout_ms)

@@ -213,6 +213,7 @@ def check_what_the_browser_saw(seen: dict, b, shots: Path) -> None:
     assert seen["heatmap_marks"] >= 1 and seen["training_lines"] >= 2 and seen["calibration_bars"] >= 1
     assert seen["f1_bars"] >= (f1 > 0).sum()  # one bar per class with a non-zero F1, at least
     assert seen["page_errors"] == []
+    assert len(set(seen["tab_labels"])) == len(seen["tab_labels"]) >= 6, seen["tab_labels"]  # each tab its own name
     for shot in ("predict", "confusion", "per_class", "mistakes", "training", "calibration"):
         assert (shots / f"{shot}.png").stat().st_size > 10_000
     if b.has_feature_space:

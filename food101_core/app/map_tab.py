@@ -8,6 +8,7 @@ import gradio as gr
 from PIL import Image
 
 from .. import analysis, figures
+from ..bundle import Bundle
 from ..images import read_image
 from ..inference import overlay_heatmap
 from .context import PLOTLY_HEAD, AppContext
@@ -36,7 +37,13 @@ watch('value', draw);
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
     names = sorted(b.class_names, key=str.lower)
-    with gr.Tab("Map", id="map") as tab:
+    with gr.Tab("Map", id="map"):
+
+        def map_points(stage: str) -> list[dict]:
+            """Every test photo's place on the map: id, x, y, true and predicted dish, confidence."""
+            return embedding_map(b, stage)
+
+        gr.api(map_points, api_name="embedding_map")
         if not b.has_feature_space:
             gr.Markdown(analysis.NO_FEATURE_SPACE, elem_id="map-missing")
             return
@@ -56,14 +63,7 @@ def build(ctx: AppContext) -> None:
             elem_id="map-plot",
             head=PLOTLY_HEAD,
         )
-        with gr.Row():
-            with gr.Column():
-                photo = gr.Image(label="The photo", interactive=False, height=260, elem_id="map-photo")
-                caption = gr.Markdown(elem_id="map-caption")
-                top5 = gr.Label(num_top_classes=5, label="Its top 5")
-            with gr.Column():
-                cam = gr.Image(label="Grad-CAM", interactive=False, height=260)
-                similar = gr.Gallery(label="Nearest training photos", columns=3, height="auto", elem_id="map-similar")
+        details = details_panel()
         count = gr.Markdown(elem_id="map-count")
         selection = gr.Gallery(label="Selected photos", columns=8, height=360, elem_id="map-selection")
 
@@ -79,23 +79,35 @@ def build(ctx: AppContext) -> None:
         items, _, line = analysis.selection_gallery(b, last, [int(i) for i in evt.indices], MAX_SELECTION)
         return items, line
 
-    def embedding_map(stage: str) -> list[dict]:
-        """Every test photo's place on the map: id, x, y, true and predicted dish, confidence (test_set.csv order)."""
-        if stage not in b.stages:
-            raise gr.Error(f"unknown stage {stage!r}: this bundle has {', '.join(b.stages)}")
-        try:
-            return analysis.embedding_points(b, stage)
-        except ValueError as e:
-            raise gr.Error(str(e)) from None
-
     inputs = [colour, f_true, f_pred]
     for trigger in (colour.change, f_true.change, f_pred.change, ctx.blocks.load):
         trigger(draw, inputs, [plot], api_name=False)
-    plot.click(on_click, None, [photo, caption, top5, cam, similar], api_name=False)
+    plot.click(on_click, None, details, api_name=False)
     plot.submit(on_select, None, [selection, count], api_name=False)
     ctx.pair.change(lambda pair: tuple(pair or (None, None)), ctx.pair, [f_true, f_pred], api_name=False)
-    with tab:
-        gr.api(embedding_map, api_name="embedding_map")
+
+
+def details_panel() -> list:
+    """Where a clicked point shows: the photo, its caption, its top 5, Grad-CAM, its nearest training photos."""
+    with gr.Row():
+        with gr.Column():
+            photo = gr.Image(label="The photo", interactive=False, height=260, elem_id="map-photo")
+            caption = gr.Markdown(elem_id="map-caption")
+            top5 = gr.Label(num_top_classes=5, label="Its top 5")
+        with gr.Column():
+            cam = gr.Image(label="Grad-CAM", interactive=False, height=260)
+            similar = gr.Gallery(label="Nearest training photos", columns=3, height="auto", elem_id="map-similar")
+    return [photo, caption, top5, cam, similar]
+
+
+def embedding_map(b: Bundle, stage: str) -> list[dict]:
+    """Every test photo's place on the map: id, x, y, true and predicted dish, confidence (test_set.csv order)."""
+    if stage not in b.stages:
+        raise gr.Error(f"unknown stage {stage!r}: this bundle has {', '.join(b.stages)}")
+    try:
+        return analysis.embedding_points(b, stage)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
 
 
 def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:

@@ -45,6 +45,7 @@ def build(ctx: AppContext) -> None:
                 elem_id="similar",
                 visible=b.has_feature_space,
             )
+            found = gr.State([])  # inside the tab: gr.Tabs must hold only tabs, or the tab bar mislabels them
             gallery = gr.Gallery(
                 [(path, caption) for path, caption, _ in examples],
                 label="Test photos: click one to predict it (✓ the model gets it right, ✗ it does not)",
@@ -61,9 +62,11 @@ def build(ctx: AppContext) -> None:
         return read_image(examples[evt.index][2])
 
     predict = partial(predict_photo, ctx)
-    inputs, outputs = [photo, show_cam, ctx.stage], [top5, verdict, cam_out, similar]
-    go_btn.click(predict, inputs, outputs, api_name="predict")
-    photo.change(predict, inputs, outputs, api_name=False)
+    # /predict keeps its three outputs (scripts rely on them): the similar photos travel in a State, which the API
+    # leaves out, and a follow-up step shows them.
+    inputs, outputs = [photo, show_cam, ctx.stage], [top5, verdict, cam_out, found]
+    go_btn.click(predict, inputs, outputs, api_name="predict").then(lambda x: x, found, similar, api_name=False)
+    photo.change(predict, inputs, outputs, api_name=False).then(lambda x: x, found, similar, api_name=False)
     gallery.select(pick_example, None, photo, api_name=False)
     with tab:  # for scripts only: no button on the page
         explained = gr.JSON(visible=False)
