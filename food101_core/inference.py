@@ -59,7 +59,14 @@ class Predictor:
 
         # The same model as the evaluation ran (mirror or not), so that the app's answers are those its metrics show;
         # it also gives the pooled features, which place the photo in the bundle's feature space.
-        served = mirror_averaged(with_features(model)) if tta_flip else with_features(model)
+        if self.has_features:
+            served = mirror_averaged(with_features(model)) if tta_flip else with_features(model)
+        else:  # a test's toy model: its probabilities stand in for the features, which are reported as None
+            plain = mirror_averaged(model) if tta_flip else model
+
+            def served(x, training=False):
+                probs = plain(x, training=training)
+                return probs, probs
 
         def predict_image(img: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             probs, pooled = served(tf.cast(resize_uint8(img, self.size), tf.float32)[None], training=False)
@@ -143,13 +150,12 @@ def mirror_averaged(model: keras.Model) -> keras.Model:
 def with_features(model: keras.Model) -> keras.Model:
     """The same model answering [probabilities, pooled features] in one pass.
 
-    The features are the pooled backbone output (`avg_pool`, the head's input); a model without that layer (a test's
-    toy) answers its probabilities twice, and `Predictor` reports no features for it.
+    The features are the pooled backbone output (`avg_pool`, the head's input), which every model `build_model`
+    makes has (see `has_features`).
     """
     import keras
 
-    pooled = model.get_layer("avg_pool").output if has_features(model) else model.output  # a stand-in, not used
-    return keras.Model(model.inputs, [model.output, pooled], name=f"{model.name}_features")
+    return keras.Model(model.inputs, [model.output, model.get_layer("avg_pool").output], name=f"{model.name}_features")
 
 
 def has_features(model: keras.Model) -> bool:

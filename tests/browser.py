@@ -149,7 +149,8 @@ def exercise_predict(page, photo: Path, out: Path, seen: dict, timeout_ms: int) 
     seen["top5"] = page.locator("#top5").inner_text()
     seen["verdict"] = page.locator("#verdict").inner_text()
     expect(page.locator("#gradcam img")).to_be_visible()
-    if page.locator("#similar img").count():  # the bundle has reference photos: the nearest ones show
+    if page.locator("#similar").is_visible():  # the bundle has reference photos: the nearest ones show
+        page.locator("#similar img").first.wait_for(timeout=timeout_ms)
         seen["similar_shown"] = visible_images_loaded(page, "#similar", timeout_ms)
         seen["similar_captions"] = page.locator("#similar").inner_text()
     page.evaluate("window.scrollTo(0, 0)")
