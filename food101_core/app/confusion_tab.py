@@ -9,26 +9,15 @@ import gradio as gr
 import pandas as pd
 
 from .. import analysis, figures
-from .context import PLOTLY_HEAD, AppContext
+from .context import PLOTLY_HEAD, AppContext, plotly_js
 
-CONFUSION_JS = """
-const draw = () => {
-  const div = element.querySelector('.cm-plot');
-  if (!div) return;
-  if (typeof Plotly === 'undefined' || !props.value) { setTimeout(draw, 100); return; }
-  const fig = JSON.parse(props.value);
-  Plotly.react(div, fig.data, fig.layout, {responsive: true, displaylogo: false});
-  if (!div.dataset.bound) {
-    div.dataset.bound = '1';
-    div.on('plotly_click', (ev) => {
+CONFUSION_JS = plotly_js(
+    "cm-plot",
+    """div.on('plotly_click', (ev) => {
       const p = ev.points[0];
       trigger('click', {true_class: String(p.y), pred_class: String(p.x)});
-    });
-  }
-};
-draw();
-watch('value', draw);
-"""
+    });""",
+)
 
 
 def build(ctx: AppContext) -> None:

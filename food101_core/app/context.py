@@ -18,6 +18,27 @@ PLOTLY_HEAD = f'<script src="/gradio_api/file={PLOTLY_JS}"></script>'
 STAGE_LABELS = {"stage2": "Stage 2: fine-tuned (final)", "stage1": "Stage 1: head only"}
 
 
+def plotly_js(div_class: str, bind: str) -> str:
+    """`js_on_load` for a `gr.HTML` whose value is a plotly figure as JSON: draw it with the locally served
+    plotly.js whenever the value changes, and bind its events once (`bind`: JavaScript using `div` and `trigger`,
+    which turns a plotly event into a Gradio event). `gr.Plot` has no click or selection events."""
+    return f"""
+const draw = () => {{
+  const div = element.querySelector('.{div_class}');
+  if (!div) return;
+  if (typeof Plotly === 'undefined' || !props.value) {{ setTimeout(draw, 100); return; }}
+  const fig = JSON.parse(props.value);
+  Plotly.react(div, fig.data, fig.layout, {{responsive: true, displaylogo: false}});
+  if (!div.dataset.bound) {{
+    div.dataset.bound = '1';
+    {bind}
+  }}
+}};
+draw();
+watch('value', draw);
+"""
+
+
 @dataclass
 class AppContext:
     """Passed to every tab builder: the bundle, the shared "Model" selector and the page being built."""

@@ -11,27 +11,16 @@ from .. import analysis, figures
 from ..bundle import Bundle
 from ..images import read_image
 from ..inference import overlay_heatmap
-from .context import PLOTLY_HEAD, AppContext
+from .context import PLOTLY_HEAD, AppContext, plotly_js
 
 MAX_SELECTION = 120
-MAP_JS = """
-const draw = () => {
-  const div = element.querySelector('.map-plot');
-  if (!div) return;
-  if (typeof Plotly === 'undefined' || !props.value) { setTimeout(draw, 100); return; }
-  const fig = JSON.parse(props.value);
-  Plotly.react(div, fig.data, fig.layout, {responsive: true, displaylogo: false});
-  if (!div.dataset.bound) {
-    div.dataset.bound = '1';
-    div.on('plotly_click', (ev) => trigger('click', {index: ev.points[0].customdata}));
+MAP_JS = plotly_js(
+    "map-plot",
+    """div.on('plotly_click', (ev) => trigger('click', {index: ev.points[0].customdata}));
     div.on('plotly_selected', (ev) => {
       if (ev && ev.points) trigger('submit', {indices: ev.points.map(p => p.customdata)});
-    });
-  }
-};
-draw();
-watch('value', draw);
-"""
+    });""",
+)
 
 
 def build(ctx: AppContext) -> None:
