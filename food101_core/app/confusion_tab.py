@@ -9,15 +9,13 @@ import gradio as gr
 import pandas as pd
 
 from .. import analysis, figures
-from .context import PLOTLY_HEAD, AppContext, plotly_js
+from .context import AppContext, plotly_html
 
-CONFUSION_JS = plotly_js(
-    "cm-plot",
-    """div.on('plotly_click', (ev) => {
+# plotly events -> Gradio events, bound once on the drawn chart
+CONFUSION_BIND = """div.on('plotly_click', (ev) => {
       const p = ev.points[0];
       trigger('click', {true_class: String(p.y), pred_class: String(p.x)});
-    });""",
-)
+    });"""
 
 
 def build(ctx: AppContext) -> None:
@@ -30,13 +28,7 @@ def build(ctx: AppContext) -> None:
         gr.Markdown(
             "Zoom by dragging; hover for names and counts; **click a cell** to see its images.", elem_classes="cm-hint"
         )
-        plot = gr.HTML(
-            value="",
-            html_template='<div class="cm-plot" style="width:100%"></div>',
-            js_on_load=CONFUSION_JS,
-            elem_id="confusion-plot",
-            head=PLOTLY_HEAD,
-        )
+        plot = plotly_html("cm-plot", "confusion-plot", CONFUSION_BIND)
         with gr.Row():
             with gr.Column(scale=2):
                 pairs = gr.Dataframe(label="Most confused pairs (click a row)", interactive=False, elem_id="pairs")

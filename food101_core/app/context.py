@@ -9,13 +9,26 @@ from pathlib import Path
 
 import gradio as gr
 import plotly
+from PIL import Image
 
 from ..bundle import Bundle
-from ..inference import Predictor
+from ..images import read_image
+from ..inference import Predictor, overlay_heatmap
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"  # served locally: no CDN on a Space
 PLOTLY_HEAD = f'<script src="/gradio_api/file={PLOTLY_JS}"></script>'
 STAGE_LABELS = {"stage2": "Stage 2: fine-tuned (final)", "stage1": "Stage 1: head only"}
+
+
+def plotly_html(div_class: str, elem_id: str, bind: str) -> gr.HTML:
+    """A `gr.HTML` that draws its value, a plotly figure as JSON, and turns plotly events into Gradio events."""
+    return gr.HTML(
+        value="",
+        html_template=f'<div class="{div_class}" style="width:100%"></div>',
+        js_on_load=plotly_js(div_class, bind),
+        elem_id=elem_id,
+        head=PLOTLY_HEAD,
+    )
 
 
 def plotly_js(div_class: str, bind: str) -> str:
@@ -52,6 +65,18 @@ class AppContext:
     files: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="food101-explorer-")))
     _predictors: dict[str, Predictor] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def test_photo(self, stage: str, index: int) -> tuple[Image.Image | None, Image.Image | None]:
+        """A test photo as the tabs show it: full size where the data set is at hand, else its thumbnail (None if
+        the bundle kept none), and Grad-CAM of the predicted dish, only for the full image (a 128 px thumbnail would
+        show blur)."""
+        b = self.bundle
+        original, thumb = b.original_image(index), b.thumb(index)
+        image = read_image(original) if original else (Image.open(thumb).convert("RGB") if thumb else None)
+        if not original:
+            return image, None
+        pred_id = b.evaluation(stage).predictions.iloc[index]["pred"]
+        return image, overlay_heatmap(image, self.predictor(stage).gradcam(image, b.class_ids.index(pred_id)))
 
     def predictor(self, stage: str) -> Predictor:
         """The stage's model, served as its evaluation ran; loaded on first use and shared by all requests."""

@@ -5,22 +5,17 @@ selection fills a gallery; a class or a (true, predicted) pair is highlighted.""
 from __future__ import annotations
 
 import gradio as gr
-from PIL import Image
 
 from .. import analysis, figures
 from ..bundle import Bundle
-from ..images import read_image
-from ..inference import overlay_heatmap
-from .context import PLOTLY_HEAD, AppContext, plotly_js
+from .context import AppContext, plotly_html
 
 MAX_SELECTION = 120
-MAP_JS = plotly_js(
-    "map-plot",
-    """div.on('plotly_click', (ev) => trigger('click', {index: ev.points[0].customdata}));
+# plotly events -> Gradio events, bound once on the drawn chart
+MAP_BIND = """div.on('plotly_click', (ev) => trigger('click', {index: ev.points[0].customdata}));
     div.on('plotly_selected', (ev) => {
       if (ev && ev.points) trigger('submit', {indices: ev.points.map(p => p.customdata)});
-    });""",
-)
+    });"""
 
 
 def build(ctx: AppContext) -> None:
@@ -45,13 +40,7 @@ def build(ctx: AppContext) -> None:
             "**click a point** to see the photo; drag a lasso to select many.",
             elem_classes="cm-hint",
         )
-        plot = gr.HTML(
-            value="",
-            html_template='<div class="map-plot" style="width:100%"></div>',
-            js_on_load=MAP_JS,
-            elem_id="map-plot",
-            head=PLOTLY_HEAD,
-        )
+        plot = plotly_html("map-plot", "map-plot", MAP_BIND)
         details = details_panel()
         count = gr.Markdown(elem_id="map-count")
         selection = gr.Gallery(label="Selected photos", columns=8, height=360, elem_id="map-selection")
@@ -102,13 +91,8 @@ def embedding_map(b: Bundle, stage: str) -> list[dict]:
 def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
     """One test photo: the image (full size where at hand), a caption, its top 5, Grad-CAM, nearest training photos."""
     b = ctx.bundle
-    original, thumb = b.original_image(index), b.thumb(index)
-    image = read_image(original) if original else (Image.open(thumb).convert("RGB") if thumb else None)
-    heat = None
-    if original:  # Grad-CAM needs the full image
-        pred_id = b.evaluation(stage).predictions.iloc[index]["pred"]
-        heat = overlay_heatmap(image, ctx.predictor(stage).gradcam(image, b.class_ids.index(pred_id)))
+    image, heat = ctx.test_photo(stage, index)
     emb = b.embedding(stage)
     near = analysis.similar_photos(b, stage, emb.test[index : index + 1], emb.test_resid[index : index + 1])
-    text = analysis.mistake_caption(b, stage, index, bool(original)).replace(" predicted as ", " → ")
+    text = analysis.mistake_caption(b, stage, index, heat is not None).replace(" predicted as ", " → ")
     return image, text, analysis.top5_of(b, stage, index), heat, analysis.similar_gallery(b, near)

@@ -4,11 +4,8 @@ shows large, with its top 5 and (where the full image is on this machine) Grad-C
 from __future__ import annotations
 
 import gradio as gr
-from PIL import Image
 
 from .. import analysis
-from ..images import read_image
-from ..inference import overlay_heatmap
 from .context import AppContext
 
 MAX_GALLERY = 120
@@ -37,13 +34,9 @@ def build(ctx: AppContext) -> None:
 
     def on_select(stage: str, indices: list[int], evt: gr.SelectData):
         index = indices[evt.index]
-        original = b.original_image(index)
-        image = read_image(original) if original else Image.open(b.thumb(index)).convert("RGB")
-        heat = None
-        if original:  # Grad-CAM needs the full image: a 128 px thumbnail would only show blur
-            pred_id = b.evaluation(stage).predictions.iloc[index]["pred"]
-            heat = overlay_heatmap(image, ctx.predictor(stage).gradcam(image, b.class_ids.index(pred_id)))
-        return image, analysis.top5_of(b, stage, index), analysis.mistake_caption(b, stage, index, bool(original)), heat
+        image, heat = ctx.test_photo(stage, index)
+        caption = analysis.mistake_caption(b, stage, index, heat is not None)
+        return image, analysis.top5_of(b, stage, index), caption, heat
 
     def api_mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float) -> list[dict]:
         """Every mistake passing the filters, most confident first (index and id refer to the test set)."""
