@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             history=read_history(work),
             timings=timings,
             overwrite=args.force,
+            feature_cache=work,
         )
     except (DataError, TrainingError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

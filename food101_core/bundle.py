@@ -18,6 +18,9 @@ module imports neither. Layout (format version 1; docs/bundle-format.md has the 
     stage2/embedding.npz the final stage's feature space: test and reference features (PCA coordinates and
                          residuals, float16), the 2-D UMAP map, the PCA to place a new photo, and the
                          unfamiliar-photo threshold (optional: a bundle without them opens; re-evaluation adds them)
+    quality/             data quality (optional, like the feature space): suspects.csv (suspected label errors of
+                         the training split, most suspect first), duplicates.csv (near-duplicate pairs test-train
+                         and test-test), summary.json, and <=128 px thumbnails train/<index>.jpg, test/<index>.jpg
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import pandas as pd
 
 from . import __version__
 from .config import TrainConfig
+from .data_quality import DataQuality
 from .embedding import Embedding
 from .metrics import Evaluation
 
@@ -95,6 +99,7 @@ def write_bundle(
     embeddings: dict[str, Embedding] | None = None,
     reference: pd.DataFrame | None = None,
     reference_thumbs: dict[int, bytes] | None = None,
+    quality: DataQuality | None = None,
 ) -> Path:
     """Write into a hidden temporary folder beside `dest`, then rename it into place."""
     dest = Path(dest)
@@ -124,6 +129,8 @@ def write_bundle(
         (tmp / "reference").mkdir()
         for i, jpeg in (reference_thumbs or {}).items():
             (tmp / "reference" / f"{i}.jpg").write_bytes(jpeg)
+    if quality is not None:
+        write_quality(tmp / "quality", quality)
     (tmp / "thumbs").mkdir()
     for i, jpeg in thumbs.items():
         (tmp / "thumbs" / f"{i}.jpg").write_bytes(jpeg)
@@ -163,6 +170,17 @@ def write_embedding(path: Path, emb: Embedding) -> None:
         threshold=np.float64(emb.threshold),
         k=np.int32(emb.k),
     )
+
+
+def write_quality(folder: Path, dq: DataQuality) -> None:
+    """The data-quality analysis: two tables, a summary and the thumbnails the app shows."""
+    for split in ("train", "test"):
+        (folder / split).mkdir(parents=True)
+    dq.suspects.to_csv(folder / "suspects.csv", index=False)
+    dq.duplicates.to_csv(folder / "duplicates.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps(dq.summary, indent=1))
+    for (split, i), jpeg in dq.thumbs.items():
+        (folder / split / f"{int(i)}.jpg").write_bytes(jpeg)
 
 
 def write_manifest(folder: Path, stages: list[str]) -> None:
@@ -330,6 +348,26 @@ class Bundle:
         if self._reference is None:
             self._reference = self._csv("reference.csv")
         return self._reference
+
+    @property
+    def has_data_quality(self) -> bool:
+        """Whether this bundle carries the suspect-label and duplicate analysis (re-evaluation adds it)."""
+        return (self.path / "quality" / "summary.json").is_file()
+
+    def data_quality(self) -> DataQuality | None:
+        """The data-quality analysis, or None for a bundle written before it existed."""
+        if not self.has_data_quality:
+            return None
+        return DataQuality(
+            suspects=self._csv("quality/suspects.csv"),
+            duplicates=self._csv("quality/duplicates.csv"),
+            summary=_read_json(self.path, "quality/summary.json"),
+        )
+
+    def quality_thumb(self, split: str, index: int) -> Path | None:
+        """A data-quality thumbnail (split "train" or "test", position in that split), if the bundle has it."""
+        p = self.path / "quality" / split / f"{int(index)}.jpg"
+        return p if split in ("train", "test") and p.is_file() else None
 
     def reference_thumb(self, row: int) -> Path | None:
         p = self.path / "reference" / f"{int(row)}.jpg"

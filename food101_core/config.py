@@ -43,6 +43,11 @@ class TrainConfig:
         "with epoch counts chosen earlier on validation",
         ["best", "last"],
     )
+    exclude: str = setting(
+        "",
+        "a file of training image ids to leave out: a CSV with an 'id' column (the Data-quality tab's suspect "
+        "list) or one id a line; the ids left out are recorded in the bundle",
+    )
     image_size: int = setting(224, "square input size in pixels")
     cache: str = setting(
         "auto", "decoded images in memory: auto (if they fit), memory, none", ["auto", "memory", "none"]
@@ -104,6 +109,12 @@ class TrainConfig:
         "training photos per class kept in the bundle (features and thumbnails) for the map, 'similar training "
         "photos' and the unfamiliar-photo warning (0 = no feature-space analysis)",
     )
+    suspect_thumbs: int = setting(
+        300,
+        "data-quality analysis: thumbnails of the N most suspect training labels kept in the bundle (the whole "
+        "list is kept as CSV; 0 = no data-quality analysis)",
+    )
+    quality_folds: int = setting(5, "folds of the cross-validation that finds suspect training labels (2 or more)")
 
     def problems(self) -> dict[str, str]:
         """{setting: what is wrong with it} for every setting that cannot work, before any data is read.
@@ -120,6 +131,7 @@ class TrainConfig:
             "ema_momentum": (0 <= self.ema_momentum < 1, "must be in [0, 1)"),
             "image_size": (self.image_size >= 32, "must be at least 32 (the backbones' smallest input)"),
             "batch_size": (self.batch_size >= 1, "must be at least 1"),
+            "quality_folds": (self.quality_folds >= 2, "must be at least 2"),
         }
         for k in NON_NEGATIVE:
             rules[k] = (not getattr(self, k) < 0, "must not be negative")  # `not <`: NaN passes
@@ -135,7 +147,9 @@ class TrainConfig:
     def recipe(self) -> dict:
         """The settings that change the trained model: not where it is written, the memory cache, the last-bit
         rounding, or what the evaluation keeps (so adding an evaluation setting renames no run)."""
-        return {k: v for k, v in self.to_dict().items() if k not in NOT_RECIPE}
+        return {
+            k: v for k, v in self.to_dict().items() if k not in NOT_RECIPE and (k, v) not in LATER_SETTINGS_OFF.items()
+        }
 
     def recipe_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()[:8]
@@ -179,5 +193,8 @@ NON_NEGATIVE = (
     "stage2_lr",
     "thumbs_correct_per_class",
     "reference_per_class",
+    "suspect_thumbs",
 )
-NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class"}
+# Recipe settings added after runs were named: left out of the recipe while off, so those runs keep their names.
+LATER_SETTINGS_OFF = {"exclude": ""}
+NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class", "suspect_thumbs", "quality_folds"}

@@ -113,6 +113,8 @@ def load_data(cfg: TrainConfig) -> FoodData:
         else:
             class_ids, class_names, train, test, source = _from_class_folders(root, cfg.seed)
 
+    if cfg.exclude:  # before anything is picked, so the split and the validation hold-out see the cleaner set
+        train, source["excluded"] = exclude_ids(train, read_id_list(cfg.exclude))
     keep = _select_classes(class_ids, cfg.classes, cfg.num_classes)
     remap = np.full(len(class_ids), -1)
     remap[keep] = np.arange(len(keep))
@@ -214,6 +216,40 @@ def _from_tfds(name: str):
 
 
 # ----------------------------------------------------------------------------------------- selection
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """Image ids from a CSV with an `id` column (the Data-quality tab's download) or a text file, one id a line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"--exclude {path}: no such file")
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if lines and "," in lines[0]:
+        import pandas as pd
+
+        table = pd.read_csv(path, dtype=str)
+        if "id" not in table.columns:
+            raise DataError(f"--exclude {path}: a CSV needs an 'id' column (it has {', '.join(table.columns)})")
+        return table["id"].dropna().str.strip().tolist()
+    return lines
+
+
+def exclude_ids(train: Split, ids: list[str]) -> tuple[Split, list[str]]:
+    """The training split without `ids`, and the ids it left out; ids the split lacks are refused, named."""
+    known = set(train.ids)
+    unknown = [i for i in dict.fromkeys(ids) if i not in known]
+    if unknown:
+        raise DataError(
+            f"--exclude names {len(unknown)} ids that are not training images of this data set, e.g. "
+            + ", ".join(unknown[:5])
+            + " (ids look like "
+            + (train.ids[0] if train.ids else "class/image")
+            + ")"
+        )
+    drop = set(ids)
+    keep = np.array([i for i, x in enumerate(train.ids) if x not in drop], dtype=np.int64)
+    return train.subset(keep), sorted(drop)
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 
 from .bundle import BundleError, load_bundle, write_bundle
 from .data import DataError, load_data
+from .data_quality import DataQuality, analyse
 from .embedding import Embedding, fit_embedding, reference_indices
 from .metrics import Evaluation, evaluate_probs
 
@@ -54,6 +55,17 @@ def predict_with_features(
     served = mirror_averaged(with_features(model)) if cfg.tta_flip else with_features(model)
     probs, pooled = served.predict(ds, verbose=1)
     return probs.astype(np.float32), pooled.astype(np.float32)
+
+
+def backbone_features(model: keras.Model, split: Split, num_classes: int, cfg: TrainConfig) -> np.ndarray:
+    """Pooled features of a split in one plain pass (no mirror); the stage-1 model's are the frozen backbone's."""
+    import keras
+
+    from .data import make_dataset
+
+    ds = make_dataset(split, num_classes, cfg, training=False, with_labels=False)
+    pooled = keras.Model(model.inputs, model.get_layer("avg_pool").output, name="pooled")
+    return pooled.predict(ds, verbose=1).astype(np.float32)
 
 
 def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE, quality: int = 85) -> bytes:
@@ -106,11 +118,15 @@ class Results:
     embeddings: dict[str, Embedding] = field(default_factory=dict)
     reference: pd.DataFrame | None = None  # the reference training photos: id, label
     reference_thumbs: dict[int, bytes] = field(default_factory=dict)  # reference row -> JPEG
+    quality: DataQuality | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def evaluate_models(models: dict[str, keras.Model], data: FoodData, cfg: TrainConfig) -> Results:
-    """Evaluate every stage's model on the test split; keep the thumbnails and the feature space the app needs."""
+def evaluate_models(
+    models: dict[str, keras.Model], data: FoodData, cfg: TrainConfig, feature_cache: Path | None = None
+) -> Results:
+    """Evaluate every stage's model on the test split; keep the thumbnails, the feature space and the data-quality
+    analysis the app shows (`feature_cache`: the training run's folder, whose stage-1 features are reused)."""
     evals, pooled = {}, {}
     for stage, model in models.items():
         probs, pooled[stage] = predict_with_features(model, data.test, data.num_classes, cfg)
@@ -123,7 +139,44 @@ def evaluate_models(models: dict[str, keras.Model], data: FoodData, cfg: TrainCo
         t0 = time.perf_counter()
         add_feature_space(results, models, pooled, data, cfg)
         results.seconds["embedding_s"] = time.perf_counter() - t0
+    if cfg.suspect_thumbs > 0 and "stage1" in models:
+        t0 = time.perf_counter()
+        results.quality = data_quality(models["stage1"], data, cfg, feature_cache)
+        results.seconds["data_quality_s"] = time.perf_counter() - t0
     return results
+
+
+def frozen_features(model: keras.Model, split: Split, data: FoodData, cfg: TrainConfig, cached: Path | None):
+    """The frozen backbone's pooled features of a split: stage 1's cache when it has one row per image."""
+    if cached is not None and cached.is_file():
+        features = np.load(cached)
+        if len(features) == len(split):
+            return features
+    return backbone_features(model, split, data.num_classes, cfg)
+
+
+def data_quality(stage1: keras.Model, data: FoodData, cfg: TrainConfig, cache: Path | None) -> DataQuality:
+    """Suspected label errors of the training split and near-duplicate pairs, with the thumbnails the app shows.
+
+    The stage-1 model's backbone is the frozen ImageNet one, so its features are those stage 1 cached (`cache /
+    features_train.npy`; with no validation split, `features_val.npy` holds the test split's).
+    """
+    cache = Path(cache) if cache else None
+    train = frozen_features(stage1, data.train, data, cfg, cache and cache / "features_train.npy")
+    test_cache = cache / "features_val.npy" if cache and data.val is None else None
+    test = frozen_features(stage1, data.test, data, cfg, test_cache)
+    dq = analyse((train, data.train.labels, data.train.ids), (test, data.test.ids), data.class_ids, cfg.quality_folds,
+                 cfg.seed)  # fmt: skip
+    wanted = {"train": set(dq.suspects["index"][: cfg.suspect_thumbs]), "test": set()}
+    for row in dq.duplicates.itertuples():
+        wanted[row.a_split].add(row.a_index)
+        wanted[row.b_split].add(row.b_index)
+    for name, split in (("train", data.train), ("test", data.test)):
+        thumbs = make_thumbnails(split, sorted(int(i) for i in wanted[name]))
+        dq.thumbs.update({(name, i): jpeg for i, jpeg in thumbs.items()})
+    s = dq.summary
+    print(f"data quality: {s['suspects']} suspect labels of {s['n_train']}, duplicates {s['duplicates']}")
+    return dq
 
 
 def add_feature_space(
@@ -150,6 +203,7 @@ def evaluate_and_write(
     history: pd.DataFrame,
     timings: dict,
     overwrite: bool,
+    feature_cache: Path | None = None,
 ) -> dict[str, Evaluation]:
     """The one "evaluate and write the bundle" step of both training and re-evaluation.
 
@@ -157,7 +211,7 @@ def evaluate_and_write(
     cost.
     """
     t0 = time.perf_counter()
-    results = evaluate_models(models, data, cfg)
+    results = evaluate_models(models, data, cfg, feature_cache)
     timings = {**timings, **results.seconds, "evaluate_s": time.perf_counter() - t0}
     write_bundle(
         dest,
@@ -172,6 +226,7 @@ def evaluate_and_write(
         embeddings=results.embeddings,
         reference=results.reference,
         reference_thumbs=results.reference_thumbs,
+        quality=results.quality,
     )
     return results.evals
 

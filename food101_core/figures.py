@@ -6,6 +6,7 @@ No UI code: the app's tabs show these, and the API endpoints return them as JSON
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from .analysis import per_class_table
@@ -235,5 +236,26 @@ def map_figure(
         xaxis={"visible": False},
         yaxis={"visible": False, "scaleanchor": "x"},
         title=title,
+    )
+    return fig
+
+
+def quality_figure(counts: pd.DataFrame, show: int = 30) -> go.Figure:
+    """Share of each dish's training photos with a suspect label, highest first (the `show` highest)."""
+    top = counts.head(show).iloc[::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=top["suspect share"],
+            y=top["class"],
+            orientation="h",
+            customdata=top[["suspect labels", "training photos"]].to_numpy(),
+            hovertemplate="%{y}: %{customdata[0]} of %{customdata[1]} (%{x:.1%})<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=min(1000, 120 + 22 * len(top)),
+        xaxis={"title": "share of training photos with a suspect label", "tickformat": ".0%"},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        title=f"Suspect labels by dish ({min(show, len(counts))} highest shares)",
     )
     return fig

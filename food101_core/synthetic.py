@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,69 @@ def make_from_photos(
                 bar.update()
     _write_meta(root, ids, names, train, test)
     return root
+
+
+ALTERATIONS = ("re-encoded", "resized", "cropped")
+
+
+def altered(photo: Path, how: str) -> Image.Image:
+    """A near-copy of a photo as it turns up again in scraped data: re-encoded, resized, or slightly cropped."""
+    with Image.open(photo) as im:
+        im = im.convert("RGB")
+    w, h = im.size
+    if how == "resized":
+        return im.resize((w * 3 // 4, h * 3 // 4), Image.Resampling.BICUBIC)
+    if how == "cropped":
+        return im.crop((w // 20, h // 20, w - w // 20, h - h // 20))  # 90 % of each side
+    return im  # re-encoded: saved again below at another JPEG quality
+
+
+@dataclass
+class Tampered:
+    """A Food-101-layout copy of a data set with known faults: which training labels were changed, which test
+    photos were copied (altered) into the training split, under which new training ids."""
+
+    root: Path
+    flipped: list[str]  # training ids whose label (class folder) was changed
+    leaked: dict[str, str]  # new training id -> the test id it copies
+
+
+def tampered_copy(
+    source: Path, dest: Path, flip_fraction: float = 0.05, leaks: int = 10, seed: int = 0, classes: int = 0
+) -> Tampered:
+    """`source` (Food-101 layout) again at `dest` with a share of its training labels moved to another class at
+    random, and `leaks` test photos copied, altered, into the training split. Unchanged photos are symlinks."""
+    rng = np.random.default_rng(seed)
+    class_list = (source / "meta" / "classes.txt").read_text().split()
+    names = (source / "meta" / "labels.txt").read_text().splitlines()
+    if classes:
+        class_list, names = class_list[:classes], names[:classes]
+    keep = set(class_list)
+    lines = {s: [x for x in (source / "meta" / f"{s}.txt").read_text().split() if x.split("/")[0] in keep]
+             for s in ("train", "test")}  # fmt: skip
+    flip = set(rng.choice(len(lines["train"]), round(flip_fraction * len(lines["train"])), replace=False).tolist())
+    train, flipped = [], []
+    for k, image_id in enumerate(lines["train"]):
+        cls, name = image_id.split("/")
+        if k in flip:
+            cls = rng.choice([c for c in class_list if c != cls])
+            flipped.append(f"{cls}/{name}")
+        (dest / "images" / cls).mkdir(parents=True, exist_ok=True)
+        (dest / "images" / cls / f"{name}.jpg").symlink_to((source / "images" / f"{image_id}.jpg").resolve())
+        train.append(f"{cls}/{name}")
+    leaked = {}
+    for k, j in enumerate(rng.choice(len(lines["test"]), leaks, replace=False)):
+        test_id = lines["test"][j]
+        new_id = f"{test_id.split('/')[0]}/leak{k}"
+        how = ALTERATIONS[k % len(ALTERATIONS)]
+        altered(source / "images" / f"{test_id}.jpg", how).save(dest / "images" / f"{new_id}.jpg", quality=75)
+        train.append(new_id)
+        leaked[new_id] = test_id
+    for test_id in lines["test"]:
+        (dest / "images" / test_id.split("/")[0]).mkdir(parents=True, exist_ok=True)
+        (dest / "images" / f"{test_id}.jpg").symlink_to((source / "images" / f"{test_id}.jpg").resolve())
+    _write_meta(dest, class_list, names, train, lines["test"])
+    return Tampered(dest, flipped, leaked)
 
 
 def main(argv: list[str] | None = None) -> int:

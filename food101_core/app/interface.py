@@ -5,7 +5,17 @@ from __future__ import annotations
 import gradio as gr
 
 from ..bundle import Bundle
-from . import calibration_tab, confusion_tab, header, map_tab, mistakes_tab, per_class_tab, predict_tab, training_tab
+from . import (
+    calibration_tab,
+    confusion_tab,
+    header,
+    map_tab,
+    mistakes_tab,
+    per_class_tab,
+    predict_tab,
+    quality_tab,
+    training_tab,
+)
 from .context import PLOTLY_JS, AppContext
 
 __all__ = ["CSS", "PLOTLY_JS", "build_app", "no_run_app"]
@@ -31,6 +41,7 @@ def build_app(bundle: Bundle, demo: bool = False) -> gr.Blocks:
             per_class_tab.build(ctx)
             mistakes_tab.build(ctx)
             map_tab.build(ctx)
+            quality_tab.build(ctx)
             training_tab.build(ctx)
             calibration_tab.build(ctx)
     return page

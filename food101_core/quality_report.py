@@ -1,0 +1,119 @@
+"""What the Data-quality tab shows, from a bundle's `quality/` files: the suspect labels (filtered, as a gallery and
+as CSV), the near-duplicate pairs side by side, and the counts per class. No Gradio here, so scripts and tests use
+the same tables the app does."""
+
+from __future__ import annotations
+
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from .bundle import Bundle, BundleError
+
+NO_DATA_QUALITY = (
+    "This bundle has no data-quality analysis (it was written before the suspect-label and duplicate search "
+    "existed, or with `--suspect-thumbs 0`). Where the data set is at hand, add it by re-evaluating: "
+    "`python -m food101_core.evaluate RUN [--data PATH]`."
+)
+KINDS = {"test ↔ train (leakage)": "train-test", "within the test split": "test-test"}
+
+
+def require(b: Bundle):
+    """The bundle's analysis, or a clear error naming how to add it."""
+    dq = b.data_quality()
+    if dq is None:
+        raise BundleError(NO_DATA_QUALITY)
+    return dq
+
+
+def suspects_table(b: Bundle, given: str | None = None, suggested: str | None = None) -> pd.DataFrame:
+    """Suspected label errors, most suspect first, with display names; filtered by given / suggested dish name."""
+    s = require(b).suspects.copy()
+    s.insert(0, "rank", range(1, len(s) + 1))
+    s["given_name"] = s["given"].map(b.name_of)
+    s["suggested_name"] = s["suggested"].map(b.name_of)
+    if given:
+        s = s[s["given_name"] == given]
+    if suggested:
+        s = s[s["suggested_name"] == suggested]
+    return s
+
+
+def suspect_gallery(
+    b: Bundle, given: str | None, suggested: str | None, limit: int
+) -> tuple[list[tuple[str, str]], str]:
+    """Thumbnails of the matching suspects that the bundle has, captioned, and a line that counts them."""
+    s = suspects_table(b, given, suggested)
+    items = []
+    for row in s.itertuples():
+        thumb = b.quality_thumb("train", row.index)
+        if thumb is not None:
+            caption = f"#{row.rank} labelled {row.given_name}, looks like {row.suggested_name} · {row.quality:.2f}"
+            items.append((str(thumb), caption))
+        if len(items) >= limit:
+            break
+    line = (
+        f"**{len(s):,}** suspect labels match; the {len(items)} with thumbnails in the bundle are shown "
+        "(most suspect first; the score is the out-of-sample probability of the given label). The CSV has them all."
+    )
+    return items, line
+
+
+def pair_image(b: Bundle, row) -> Image.Image | None:
+    """The two photos of a near-duplicate pair side by side (None when a thumbnail is missing)."""
+    paths = [b.quality_thumb(row.a_split, row.a_index), b.quality_thumb(row.b_split, row.b_index)]
+    if None in paths:
+        return None
+    ims = [Image.open(p).convert("RGB") for p in paths]
+    h = max(im.height for im in ims)
+    out = Image.new("RGB", (sum(im.width for im in ims) + 6, h), "white")
+    out.paste(ims[0], (0, 0))
+    out.paste(ims[1], (ims[0].width + 6, 0))
+    ImageDraw.Draw(out).line([(ims[0].width + 3, 0), (ims[0].width + 3, h)], fill="white", width=6)
+    return out
+
+
+def duplicate_gallery(b: Bundle, kind: str, limit: int) -> tuple[list[tuple[Image.Image, str]], str]:
+    """Pairs of one kind ("train-test" or "test-test"), most similar first, as side-by-side images."""
+    d = require(b).duplicates
+    d = d[d["kind"] == kind]
+    items = []
+    for row in d.head(limit).itertuples():
+        im = pair_image(b, row)
+        if im is not None:
+            items.append((im, f"{row.a_split} {row.a_id} ↔ {row.b_split} {row.b_id} · cosine {row.similarity:.3f}"))
+    what = "test ↔ train pairs" if kind == "train-test" else "pairs within the test split"
+    threshold = require(b).summary.get("duplicate_threshold")
+    return items, f"**{len(d):,}** {what} (feature cosine similarity ≥ {threshold}); {len(items)} shown"
+
+
+def class_counts(b: Bundle) -> pd.DataFrame:
+    """Per dish: training photos analysed, suspects labelled as it, suspects suggested as it, duplicate pairs."""
+    dq = require(b)
+    per_class = dq.summary.get("train_per_class", {})
+    d = dq.duplicates
+    dup_class = pd.concat([d["a_id"], d["b_id"]]).str.split("/").str[0] if len(d) else pd.Series([], dtype=str)
+    rows = []
+    for cid in b.class_ids:
+        n, given = per_class.get(cid, 0), int((dq.suspects["given"] == cid).sum())
+        rows.append(
+            {
+                "class": b.name_of[cid],
+                "training photos": n,
+                "suspect labels": given,
+                "suspect share": round(given / n, 4) if n else 0.0,
+                "suggested as this": int((dq.suspects["suggested"] == cid).sum()),
+                "in duplicate pairs": int((dup_class == cid).sum()),
+            }
+        )
+    return pd.DataFrame(rows).sort_values("suspect share", ascending=False, kind="stable")
+
+
+def summary_line(b: Bundle) -> str:
+    s = require(b).summary
+    dups = s.get("duplicates", {})
+    return (
+        f"**{s['suspects']:,}** of {s['n_train']:,} training photos have a suspect label (cleanlab's confident "
+        f"learning on {s['folds']}-fold cross-validated probabilities of the frozen backbone's features; their "
+        f"top-1 is {s['cv_top1']:.1%}). **{dups.get('train-test', 0):,}** test ↔ train pairs are near-copies "
+        f"(leakage) and **{dups.get('test-test', 0):,}** pairs within the test split."
+    )
