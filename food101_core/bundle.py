@@ -188,7 +188,7 @@ def write_manifest(folder: Path, stages: list[str]) -> None:
     files = {
         p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
         for p in sorted(folder.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.relative_to(folder).as_posix() != "bundle.json"  # a rewrite must not list itself
     }
     manifest = {
         "format": FORMAT,

@@ -284,7 +284,38 @@ def exercise_map(page, out: Path, seen: dict, timeout_ms: int) -> None:
     page.screenshot(path=str(out / "map.png"), full_page=True)
 
 
-def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000) -> dict:
+def exercise_quality(page, out: Path, seen: dict, timeout_ms: int) -> None:
+    """Suspect labels show as thumbnails; a "labelled as" filter narrows them; duplicate pairs and the chart draw."""
+    from playwright.sync_api import expect
+
+    _tab(page, "Data quality")
+    expect(page.locator("#suspect-count")).to_contain_text("suspect labels match", timeout=timeout_ms)
+    seen["suspects_all"] = page.locator("#suspect-count").inner_text()
+    seen["suspect_images"] = visible_images_loaded(page, "#suspects-gallery", timeout_ms)
+    seen["suspect_captions"] = page.locator("#suspects-gallery").inner_text()
+    seen["quality_bars"] = drawn_marks(page, "#quality-plot", "bars", timeout_ms)
+    with page.expect_download(timeout=timeout_ms) as download:  # what a click on the button saves
+        page.locator("#suspects-csv").click()
+    seen["suspects_csv"] = Path(download.value.path()).read_text()
+    expect(page.locator("#pair-count")).to_contain_text("pairs", timeout=timeout_ms)
+    seen["pair_count"] = page.locator("#pair-count").inner_text()
+    if page.locator("#pairs-gallery img").count():
+        seen["pair_images"] = visible_images_loaded(page, "#pairs-gallery", timeout_ms)
+    page.screenshot(path=str(out / "quality.png"), full_page=True)
+    given = seen["quality_filter"]
+    page.locator("#q-given input").click()
+    page.locator("#q-given input").fill(given)
+    page.get_by_role("option", name=given, exact=True).click()
+    page.wait_for_function(  # the new count, once the tab is idle again
+        """([sel, before]) => { const t = document.querySelector(sel).innerText;
+            return t.includes('suspect labels match') && !/queue|processing/.test(t) && t !== before; }""",
+        arg=["#suspect-count", seen["suspects_all"]],
+        timeout=timeout_ms,
+    )
+    seen["suspects_filtered"] = page.locator("#suspect-count").inner_text()
+
+
+def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000, quality_filter: str = "") -> dict:
     """On a desktop screen: the first screen, every tab, their charts drawn. Returns what it saw."""
     from playwright.sync_api import sync_playwright
 
@@ -308,6 +339,9 @@ def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000) -> 
         exercise_curves(page, out, seen, timeout_ms)
         if page.locator("#map-missing").count() == 0:
             exercise_map(page, out, seen, timeout_ms)
+        if quality_filter:
+            seen["quality_filter"] = quality_filter
+            exercise_quality(page, out, seen, timeout_ms)
         seen["page_errors"] = errors
         browser.close()
     return seen

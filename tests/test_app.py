@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import ROOT, start_app
 from PIL import Image
@@ -221,6 +222,35 @@ def check_what_the_browser_saw(seen: dict, b, shots: Path) -> None:
         assert seen["map_colours"] >= min(b.num_classes, 8), seen["map_colours"]  # points drawn, class colours
         assert "test image" in seen["map_caption"] and seen["map_similar"] >= 1
         print(f"map of {len(b.test_ids)} photos drawn {seen['map_seconds']:.2f} s after the tab's click")
+    if "quality_filter" in seen:
+        check_the_data_quality_tab(seen, b)
+
+
+def quality_filter(b) -> str:
+    """A "labelled as" dish whose suspects are fewer than all of them, so the filter visibly narrows the list."""
+    if not b.has_data_quality:
+        return ""
+    counts = b.data_quality().suspects["given"].value_counts()
+    return b.name_of[min(b.class_ids, key=lambda c: counts.get(c, 0))]
+
+
+def check_the_data_quality_tab(seen: dict, b) -> None:
+    suspects = b.data_quality().suspects
+    assert f"{len(suspects):,} suspect labels match" in seen["suspects_all"], seen["suspects_all"]
+    given = suspects["given"] == b.id_of[seen["quality_filter"]]
+    assert f"{given.sum():,} suspect labels match" in seen["suspects_filtered"], seen["suspects_filtered"]
+    assert (
+        seen["suspect_images"] >= 1
+        and "labelled" in seen["suspect_captions"]
+        and "looks like" in seen["suspect_captions"]
+    )
+    assert seen["quality_bars"] >= 1
+    downloaded = pd.read_csv(io.StringIO(seen["suspects_csv"]))  # the whole list, the ids train.py --exclude reads
+    assert downloaded["id"].tolist() == suspects["id"].tolist()
+    pairs = b.data_quality().duplicates
+    assert f"{(pairs['kind'] == 'train-test').sum():,} test ↔ train pairs" in seen["pair_count"], seen["pair_count"]
+    if (pairs["kind"] == "train-test").any():
+        assert seen["pair_images"] >= 1
 
 
 @pytest.mark.browser
@@ -230,7 +260,7 @@ def test_in_a_real_browser(app, tiny_bundle, tmp_path):
     needs_chromium()
     b = load_bundle(tiny_bundle)
     photo = b.original_image(5)
-    seen = exercise_app(app, tmp_path / "shots", photo)
+    seen = exercise_app(app, tmp_path / "shots", photo, quality_filter=quality_filter(b))
     check_what_the_browser_saw(seen, b, tmp_path / "shots")
     assert not any(word in seen["desktop"]["text"] for word in DEMO_WORDS)  # the user's own run: no demo note
 

@@ -38,7 +38,7 @@ def build(ctx: AppContext) -> None:
             given = gr.Dropdown([None, *names], value=None, label="Labelled as", elem_id="q-given")
             suggested = gr.Dropdown([None, *names], value=None, label="Looks like", elem_id="q-suggested")
         count = gr.Markdown(elem_id="suspect-count")
-        gallery = gr.Gallery(columns=6, height=520, label="Suspect training labels", elem_id="suspects-gallery")
+        gallery = gr.Gallery(columns=4, height=560, label="Suspect training labels", elem_id="suspects-gallery")
         csv = gr.DownloadButton("Download these suspects (CSV, for train.py --exclude)", elem_id="suspects-csv")
         gr.Markdown("### Near-duplicate photos")
         kind = gr.Radio(list(quality_report.KINDS), value=next(iter(quality_report.KINDS)), label="Pairs")

@@ -1,0 +1,200 @@
+"""Data quality: suspect labels from out-of-sample probabilities, near-duplicates, the loop back through --exclude."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import MINI, MOBILENET_WEIGHTS, needs_mini, needs_weights, tiny_args
+
+from food101_core import data_quality as dq
+from food101_core.bundle import load_bundle
+
+
+def test_cross_validated_probabilities_are_out_of_sample():
+    """Random labels on features a classifier can memorise: in sample it is sure of them, out of sample not.
+
+    Each fold's rows are also recomputed independently (scikit-learn, trained on the other folds only) and must
+    equal what cross_val_probs returned for them.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 200)).astype(np.float32)  # 200 dims < PCA_DIMS: no PCA, so the check can redo it
+    y = rng.integers(0, 6, 300)
+    probs, fold = dq.cross_val_probs(x, y, 6, folds=5, seed=1)
+    assert sorted(np.unique(fold)) == list(range(5))
+    given = probs[np.arange(300), y]
+    in_sample = LogisticRegression(C=dq.C, max_iter=300, tol=1e-3).fit(dq.unit(x), y).predict_proba(dq.unit(x))
+    assert in_sample[np.arange(300), y].mean() > 0.35  # one that saw the labels has learnt them (measured 0.42)
+    assert given.mean() < 0.2  # one that never saw them is at chance, 1/6 (measured 0.16)
+    for f in range(5):
+        held = fold == f
+        clf = LogisticRegression(C=dq.C, max_iter=300, tol=1e-3).fit(dq.unit(x)[~held], y[~held])
+        np.testing.assert_allclose(probs[held], clf.predict_proba(dq.unit(x)[held]), atol=1e-5)
+    for c in range(6):  # stratified: every fold holds about a fifth of each class
+        counts = np.bincount(fold[y == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+
+
+def test_similar_pairs_match_a_brute_force_search():
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 16)), rng.normal(size=(70, 16))
+    a[3], a[40] = b[7] + 0.01, a[12] * 3  # a near-copy across, and one within a (a scaled copy: cosine 1)
+    for other in (b, None):
+        found = dq.similar_pairs(a, other, 0.95, chunk=8)  # chunks smaller than the data: the seams are tested
+        sims = 1 - cdist(a, a if other is None else other, "cosine")
+        i, j = np.nonzero(sims >= 0.95)
+        want = {(p, q) for p, q in zip(i, j) if other is not None or p < q}
+        assert {(p, q) for p, q, _ in found} == want and want
+        for p, q, s in found:
+            assert s == pytest.approx(sims[p, q], abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tampered_analysis(tmp_path_factory):
+    """food101-mini with 5 % of the training labels moved to another class and 10 test photos copied (re-encoded,
+    resized or cropped) into the training split, analysed on MobileNet's ImageNet features at 224 px."""
+    from food101_core.config import TrainConfig
+    from food101_core.data import load_data
+    from food101_core.evaluate import backbone_features
+    from food101_core.model import build_model
+    from food101_core.synthetic import tampered_copy
+
+    t = tampered_copy(MINI, tmp_path_factory.mktemp("tampered") / "food", flip_fraction=0.05, leaks=10)
+    cfg = TrainConfig(data=str(t.root), backbone="mobilenet", weights=str(MOBILENET_WEIGHTS), image_size=224,
+                      val_fraction=0.0, batch_size=64, cache="none")  # fmt: skip
+    data = load_data(cfg)
+    model = build_model(cfg, data.num_classes)
+    train = backbone_features(model, data.train, data.num_classes, cfg)
+    test = backbone_features(model, data.test, data.num_classes, cfg)
+    result = dq.analyse((train, data.train.labels, data.train.ids), (test, data.test.ids), data.class_ids)
+    return t, result
+
+
+@needs_mini
+@needs_weights
+def test_changed_labels_lead_the_suspect_list(tampered_analysis):
+    t, result = tampered_analysis
+    k = len(t.flipped)
+    top = set(result.suspects["id"][:k])
+    precision = len(top & set(t.flipped)) / k
+    recall = len(set(result.suspects["id"]) & set(t.flipped)) / k
+    print(f"{k} labels changed: top-{k} precision {precision:.1%}, recall of all {len(result.suspects)} {recall:.1%}")
+    assert precision >= 0.6
+    s = result.suspects.iloc[0]  # the most suspect one is suggested as another class than it is labelled
+    assert s["given"] != s["suggested"] and s["id"].split("/")[0] == s["given"]
+
+
+@needs_mini
+@needs_weights
+def test_test_photos_copied_into_training_are_found(tampered_analysis):
+    t, result = tampered_analysis
+    d = result.duplicates
+    pairs = set(zip(d.query("kind == 'train-test'")["a_id"], d.query("kind == 'train-test'")["b_id"]))
+    found = [new for new, test_id in t.leaked.items() if (test_id, new) in pairs]
+    print(f"found {len(found)} of {len(t.leaked)} leaked copies; {len(d)} pairs in all")
+    assert len(found) == len(t.leaked)
+    assert (d["similarity"] >= dq.DUPLICATE_SIMILARITY).all()
+    for _, kind in d.groupby("kind"):
+        assert kind["similarity"].is_monotonic_decreasing
+
+
+def test_the_bundle_carries_the_analysis_as_training_writes_it(tiny_bundle):
+    """train.py writes the analysis: a row per suspect, thumbnails for the top N and every pair, counts that add up."""
+    from food101_core import quality_report
+
+    b = load_bundle(tiny_bundle)
+    q = b.data_quality()
+    assert q is not None and q.summary["n_train"] == 36 and q.summary["suspects"] == len(q.suspects)
+    assert q.suspects["quality"].is_monotonic_increasing  # most suspect (lowest given-label probability) first
+    assert set(q.suspects["given"]) <= set(b.class_ids) and (q.suspects["given"] != q.suspects["suggested"]).any()
+    top = q.suspects.head(int(b.train_config.suspect_thumbs))
+    assert all(b.quality_thumb("train", i) is not None for i in top["index"])
+    for row in q.duplicates.itertuples():
+        assert b.quality_thumb(row.a_split, row.a_index) and b.quality_thumb(row.b_split, row.b_index)
+    counts = quality_report.class_counts(b)
+    assert counts["suspect labels"].sum() == len(q.suspects) and counts["training photos"].sum() == 36
+
+
+def test_suspects_endpoint_and_the_csv_that_train_reads(client, tiny_bundle, tmp_path):
+    from food101_core import quality_report
+    from food101_core.app.quality_tab import CSV_COLUMNS
+    from food101_core.data import read_id_list
+
+    b = load_bundle(tiny_bundle)
+    rows = client.predict(None, None, api_name="/suspects")
+    assert [r["id"] for r in rows] == b.data_quality().suspects["id"].tolist()
+    name = b.class_names[0]
+    some = client.predict(name, None, api_name="/suspects")
+    assert some and all(r["given_name"] == name for r in some)
+    quality_report.suspects_table(b)[CSV_COLUMNS].to_csv(tmp_path / "s.csv", index=False)  # what the tab serves
+    assert read_id_list(tmp_path / "s.csv") == [r["id"] for r in rows]
+
+
+def test_old_bundle_without_the_analysis_says_how_to_add_it(bundle_copy):
+    import shutil
+
+    from food101_core import quality_report
+    from food101_core.bundle import write_manifest
+
+    shutil.rmtree(bundle_copy / "quality")
+    write_manifest(bundle_copy, load_bundle(bundle_copy, verify=False).stages)
+    b = load_bundle(bundle_copy)
+    assert not b.has_data_quality and b.data_quality() is None
+    with pytest.raises(Exception, match=r"python -m food101_core\.evaluate"):
+        quality_report.suspects_table(b)
+    from food101_core.app import build_app
+
+    page = build_app(b)  # builds, with the message in place of the tab's content
+    shown = [blk.value for blk in page.blocks.values() if getattr(blk, "elem_id", None) == "quality-missing"]
+    assert shown and "python -m food101_core.evaluate" in shown[0]
+
+
+def test_exclude_drops_the_listed_photos_and_records_them(tmp_path, tiny_food101):
+    import train
+    from food101_core.data import read_id_list
+
+    listed = tmp_path / "suspects.csv"
+    pd.DataFrame({"rank": [1, 2], "id": ["red_soup/3", "green_salad/5"], "given": ["x", "y"]}).to_csv(listed)
+    assert read_id_list(listed) == ["red_soup/3", "green_salad/5"]
+    assert train.main(tiny_args(tiny_food101, tmp_path / "runs", exclude=str(listed), stage2_epochs=0)) == 0
+    b = load_bundle(tmp_path / "runs" / "tiny")
+    assert b.data_source["excluded"] == ["green_salad/5", "red_soup/3"]
+    assert b.data_source["train"] == 36 - 2 and b.train_config.exclude == str(listed)
+    assert not {"red_soup/3", "green_salad/5"} & set(b.data_quality().suspects["id"])
+
+
+def test_exclude_refuses_unknown_ids_before_training_and_empty_excludes_nothing(tmp_path, tiny_food101, capsys):
+    import train
+    from food101_core.config import TrainConfig
+    from food101_core.data import load_data
+
+    bad = tmp_path / "ids.txt"
+    bad.write_text("red_soup/3\nno_such/1\nred_soup/999\n")
+    assert train.main(tiny_args(tiny_food101, tmp_path / "runs", exclude=str(bad))) == 2
+    err = capsys.readouterr().err
+    assert "no_such/1" in err and "red_soup/999" in err and "red_soup/3" not in err
+    assert not (tmp_path / "runs" / ".work" / "tiny" / "stage1.keras").exists()  # refused before training
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    cfg = TrainConfig(data=str(tiny_food101), val_fraction=0.0)
+    assert len(load_data(TrainConfig(**{**cfg.to_dict(), "exclude": str(empty)})).train) == len(load_data(cfg).train)
+    assert "exclude" not in cfg.recipe()  # off: runs named before the setting existed keep their names
+    assert TrainConfig(**{**cfg.to_dict(), "exclude": str(empty)}).run_name() != cfg.run_name()
+
+
+def test_read_id_list_reads_text_and_csv(tmp_path: Path):
+    from food101_core.data import DataError, read_id_list
+
+    (tmp_path / "a.txt").write_text("# suspects\napple_pie/1\n\n apple_pie/2 \n")
+    assert read_id_list(tmp_path / "a.txt") == ["apple_pie/1", "apple_pie/2"]
+    (tmp_path / "b.csv").write_text("rank,name\n1,x\n")
+    with pytest.raises(DataError, match="'id' column"):
+        read_id_list(tmp_path / "b.csv")
+    with pytest.raises(DataError, match="no such file"):
+        read_id_list(tmp_path / "missing.txt")
