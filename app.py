@@ -1,8 +1,9 @@
 """Food-101 Explorer's Gradio app: live prediction and visual error analysis over one run bundle.
 
-    python app.py [--run PATH_OR_HUB_REPO_ID]
+    python app.py [--run PATH_OR_HUB_REPO_ID] [--compare PATH_OR_HUB_REPO_ID]
 
 Which bundle: --run, else $FOOD101_RUN, else the newest bundle under runs/, else the demo bundle in assets/.
+--compare (or $FOOD101_COMPARE) adds a Compare tab against a second run evaluated on the same test set.
 Binds to 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise (a Hugging Face Space sets 0.0.0.0).
 """
 
@@ -32,6 +33,7 @@ def choose_run(arg: str | None) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", help="bundle folder or Hugging Face Hub model repo id (default: see above)")
+    ap.add_argument("--compare", default=os.environ.get("FOOD101_COMPARE"), help="a second run, for the Compare tab")
     ap.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     ap.add_argument("--concurrency", type=int, default=2, help="predictions at once (2 suits a 2-core Space)")
     args = ap.parse_args(argv)
@@ -48,8 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         try:
             bundle = load_bundle(ref)
+            other = load_bundle(args.compare) if args.compare else None
             is_demo = bundle.path.resolve() == DEMO_BUNDLE.resolve()
-            page, allowed = build_app(bundle, demo=is_demo), [str(bundle.path)]
+            page = build_app(bundle, demo=is_demo, compare=other)
+            allowed = [str(bundle.path)] + ([str(other.path)] if other else [])
             print(f"serving bundle {bundle.path}", file=sys.stderr)
         except BundleError as e:
             print(f"error: {e}", file=sys.stderr)

@@ -79,6 +79,7 @@ class TrainConfig:
     ema_momentum: float = setting(
         0.0, "validate, keep and ship the exponential moving average of the weights (e.g. 0.998; 0 = off)"
     )
+    clipnorm: float = setting(0.0, "clip the gradients' global norm to this in both stages (e.g. 1.0; 0 = off)")
     augment: bool = setting(False, "random flip, crop/zoom and rotation on images that pass through the backbone")
     mixup: float = setting(
         0.0,
@@ -189,6 +190,7 @@ NON_NEGATIVE = (
     "unfreeze_blocks",
     "cpu_devices",
     "mixup",
+    "clipnorm",
     "stage1_lr",
     "stage2_lr",
     "thumbs_correct_per_class",
@@ -196,5 +198,5 @@ NON_NEGATIVE = (
     "suspect_thumbs",
 )
 # Recipe settings added after runs were named: left out of the recipe while off, so those runs keep their names.
-LATER_SETTINGS_OFF = {"exclude": ""}
+LATER_SETTINGS_OFF = {"exclude": "", "clipnorm": 0.0}
 NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class", "suspect_thumbs", "quality_folds"}

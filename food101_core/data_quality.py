@@ -20,7 +20,7 @@ import pandas as pd
 FOLDS = 5
 PCA_DIMS = 256  # the K-fold classifier's input: 5x faster than 1280 dims, the same suspects (docs/data-quality.md)
 DUPLICATE_SIMILARITY = 0.90  # altered copies measured 0.906-0.992; distinct photos 99th percentile 0.846 (docs)
-C = 3.0  # inverse L2 strength for unit features: best top-k precision of 0.01-30 on food101-mini (docs/data-quality.md)
+C = 0.003  # inverse L2 strength: the best top-k precision of 0.003-0.1 on food101-mini (docs/data-quality.md)
 MAX_PAIRS = 5000  # per kind: a degenerate data set (one photo copied everywhere) must not flood the bundle
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,23 @@ def fold_of(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
+def prepare(features: np.ndarray, seed: int = 42) -> np.ndarray:
+    """The classifier's input: unit-length features, PCA to at most PCA_DIMS (unsupervised, so fitting it on every
+    image leaks no label), scaled to unit variance on average so that one C suits any backbone's width."""
+    from sklearn.decomposition import PCA
+
+    x = unit(features)
+    if x.shape[1] > PCA_DIMS and len(x) > PCA_DIMS:
+        x = PCA(PCA_DIMS, random_state=seed).fit_transform(x).astype(np.float32)
+    return x / max(float(x.std()), 1e-12)
+
+
+def classifier():
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, max_iter=500, tol=1e-4)
+
+
 def cross_val_probs(
     features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = FOLDS, seed: int = 42
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -65,18 +82,14 @@ def cross_val_probs(
     The classifier of fold f never sees fold f's images: each image's probabilities are those of a model trained
     on the other folds only, as confident learning requires.
     """
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression
     from tqdm.auto import tqdm
 
-    x = unit(features)
-    if x.shape[1] > PCA_DIMS and len(x) > PCA_DIMS:  # unsupervised, so fitting it on every image leaks no label
-        x = PCA(PCA_DIMS, random_state=seed).fit_transform(x).astype(np.float32)
+    x = prepare(features, seed)
     fold = fold_of(labels, folds, seed)
     probs = np.zeros((len(x), num_classes), np.float32)
     for f in tqdm(range(fold.max() + 1), desc="cross-validation folds", leave=False):
         held = fold == f
-        clf = LogisticRegression(C=C, max_iter=300, tol=1e-3).fit(x[~held], labels[~held])
+        clf = classifier().fit(x[~held], labels[~held])
         probs[np.ix_(held, clf.classes_)] = clf.predict_proba(x[held])
     return probs, fold
 

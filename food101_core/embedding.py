@@ -100,7 +100,8 @@ def fit_embedding(
     emb.test, emb.test_resid = emb.project(test_pooled)
     emb.ref, emb.ref_resid = emb.project(ref_pooled)
     emb.ref_labels = np.asarray(ref_labels)
-    emb.xy = umap_2d(emb.test, seed)
+    # from the coordinates as the bundle stores them (float16): anyone can redraw the bundle's map from the bundle
+    emb.xy = umap_2d(emb.test.astype(np.float16).astype(np.float32), seed)
     emb.threshold = float(np.quantile(emb.unfamiliarity(emb.test, emb.test_resid), PASS_RATE))
     return emb
 

@@ -141,7 +141,8 @@ def evaluate_models(
         results.seconds["embedding_s"] = time.perf_counter() - t0
     if cfg.suspect_thumbs > 0 and "stage1" in models:
         t0 = time.perf_counter()
-        results.quality = data_quality(models["stage1"], data, cfg, feature_cache)
+        plain_test = None if cfg.tta_flip else pooled["stage1"]  # without the mirror, evaluation's pass is it
+        results.quality = data_quality(models["stage1"], data, cfg, feature_cache, plain_test)
         results.seconds["data_quality_s"] = time.perf_counter() - t0
     return results
 
@@ -155,16 +156,20 @@ def frozen_features(model: keras.Model, split: Split, data: FoodData, cfg: Train
     return backbone_features(model, split, data.num_classes, cfg)
 
 
-def data_quality(stage1: keras.Model, data: FoodData, cfg: TrainConfig, cache: Path | None) -> DataQuality:
+def data_quality(
+    stage1: keras.Model, data: FoodData, cfg: TrainConfig, cache: Path | None, test: np.ndarray | None = None
+) -> DataQuality:
     """Suspected label errors of the training split and near-duplicate pairs, with the thumbnails the app shows.
 
     The stage-1 model's backbone is the frozen ImageNet one, so its features are those stage 1 cached (`cache /
-    features_train.npy`; with no validation split, `features_val.npy` holds the test split's).
+    features_train.npy`; with no validation split, `features_val.npy` holds the test split's). `test`: the test
+    split's plain (not mirror-averaged) stage-1 features, when evaluation has them already.
     """
     cache = Path(cache) if cache else None
     train = frozen_features(stage1, data.train, data, cfg, cache and cache / "features_train.npy")
-    test_cache = cache / "features_val.npy" if cache and data.val is None else None
-    test = frozen_features(stage1, data.test, data, cfg, test_cache)
+    if test is None:
+        test_cache = cache / "features_val.npy" if cache and data.val is None else None
+        test = frozen_features(stage1, data.test, data, cfg, test_cache)
     dq = analyse((train, data.train.labels, data.train.ids), (test, data.test.ids), data.class_ids, cfg.quality_folds,
                  cfg.seed)  # fmt: skip
     wanted = {"train": set(dq.suspects["index"][: cfg.suspect_thumbs]), "test": set()}

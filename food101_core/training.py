@@ -94,12 +94,17 @@ def stage2_learning_rate(
     return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, alpha=0.0, warmup_target=lr, warmup_steps=warmup)
 
 
-def compile_model(model: keras.Model, lr, label_smoothing: float, xla: bool, ema_momentum: float = 0.0) -> None:
-    """Adam, cross-entropy (optionally smoothed), accuracy and top-5; weight EMA when a momentum is given."""
+def compile_model(
+    model: keras.Model, lr, label_smoothing: float, xla: bool, ema_momentum: float = 0.0, clipnorm: float = 0.0
+) -> None:
+    """Adam, cross-entropy (optionally smoothed), accuracy and top-5; weight EMA when a momentum is given; the
+    gradients' global norm clipped when `clipnorm` is set (the ResNet study's gradient clipping)."""
     import keras
 
     model.compile(
-        optimizer=keras.optimizers.Adam(lr, use_ema=ema_momentum > 0, ema_momentum=ema_momentum),
+        optimizer=keras.optimizers.Adam(
+            lr, use_ema=ema_momentum > 0, ema_momentum=ema_momentum, global_clipnorm=clipnorm or None
+        ),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=[
             keras.metrics.CategoricalAccuracy(name="accuracy"),
@@ -184,7 +189,7 @@ def stage1_on_features(
     train = train.shuffle(len(data.train), seed=cfg.seed).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
     val_split = data.val if data.val is not None else data.test
     val = tf.data.Dataset.from_tensor_slices((pooled("val", val_split), tf.one_hot(val_split.labels, n)))
-    compile_model(head, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum)
+    compile_model(head, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum, cfg.clipnorm)
     hist = head.fit(
         train,
         validation_data=val.batch(cfg.batch_size),
@@ -264,7 +269,7 @@ def run_stage1(
                 )
             stage1_on_features(model, data, cfg, work, fit.xla, fit.callbacks)
         elif cfg.stage1_epochs > 0:
-            compile_model(model, cfg.stage1_lr, 0.0, fit.xla, cfg.ema_momentum)
+            compile_model(model, cfg.stage1_lr, 0.0, fit.xla, cfg.ema_momentum, cfg.clipnorm)
             hist = model.fit(
                 fit.train,
                 validation_data=fit.val,
@@ -286,7 +291,9 @@ def run_stage2(
         blocks = unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
         log.info("stage 2 unfreezes %d blocks: %s … %s", len(blocks), blocks[0], blocks[-1])
         steps = math.ceil(len(data.train) / cfg.batch_size)
-        compile_model(model, stage2_learning_rate(cfg, steps), cfg.label_smoothing, fit.xla, cfg.ema_momentum)
+        compile_model(
+            model, stage2_learning_rate(cfg, steps), cfg.label_smoothing, fit.xla, cfg.ema_momentum, cfg.clipnorm
+        )
         hist = model.fit(
             fit.train,
             validation_data=fit.val,

@@ -2,7 +2,7 @@
 
 Used by tests/test_app.py, and to refresh the README's screenshots (they are taken once each chart has drawn):
 
-    python tests/browser.py http://127.0.0.1:7860 docs/ PHOTO.jpg
+    python tests/browser.py http://127.0.0.1:7860 docs/ PHOTO.jpg ["Labelled-as dish" for the Data-quality tab]
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM_ARGS = [
@@ -379,7 +380,42 @@ def exercise_phone(url: str, out: Path, timeout_ms: int = 60_000) -> dict:
     return seen
 
 
+@contextmanager
+def launch_page(url: str, viewport: dict = DESKTOP, timeout_ms: int = 60_000):
+    """A page of the app in headless Chromium; `page.errors` collects the page's JavaScript errors."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport=viewport)
+        page.set_default_timeout(timeout_ms)
+        page.errors = []
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("#photo")
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def exercise_compare(page, out: Path, timeout_ms: int = 60_000) -> dict:
+    """The Compare tab: the per-class F1 change chart draws, the verdict shows, the flips' thumbnails load."""
+    out.mkdir(parents=True, exist_ok=True)
+    _tab(page, "Compare")
+    seen = {"bars": drawn_marks(page, "#compare-plot", "bars", timeout_ms)}
+    seen["verdict"] = page.locator("#compare-verdict").inner_text()
+    try:
+        page.locator("#compare-flips img").first.wait_for(timeout=10_000)
+        seen["flips"] = visible_images_loaded(page, "#compare-flips", timeout_ms)
+    except Exception:  # no flip with a thumbnail: the gallery stays empty
+        seen["flips"] = 0
+    page.screenshot(path=str(out / "compare.png"), full_page=True)
+    seen["page_errors"] = page.errors
+    return seen
+
+
 if __name__ == "__main__":
     shots = Path(sys.argv[2])
-    print(exercise_app(sys.argv[1], shots, Path(sys.argv[3])))
+    print(exercise_app(sys.argv[1], shots, Path(sys.argv[3]), quality_filter=sys.argv[4] if len(sys.argv) > 4 else ""))
     print(exercise_phone(sys.argv[1], shots))

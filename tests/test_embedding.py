@@ -10,7 +10,7 @@ import pytest
 from helpers import DEMO_BUNDLE, MINI, needs_mini
 
 from food101_core.bundle import load_bundle
-from food101_core.embedding import fit_embedding, reference_indices, unit
+from food101_core.embedding import fit_embedding, reference_indices, umap_2d, unit
 
 
 def clusters(n_per: int, classes: int, dims: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +58,8 @@ def test_the_bundle_carries_the_feature_space(tiny_bundle):
     emb = b.embedding("stage2")  # the shipped model's; stage 1 keeps none (the size budget)
     assert emb.test.shape[0] == len(b.test_ids) and emb.ref.shape[0] == len(ref) and b.embedding("stage1") is None
     assert all(b.reference_thumb(i) is not None for i in range(len(ref)))
+    redrawn = umap_2d(emb.test, b.train_config.seed)  # from the stored coordinates: the bundle's own map again
+    np.testing.assert_allclose(redrawn, emb.xy, atol=1e-4)
 
 
 def test_map_endpoint_is_the_test_set_in_order(client, tiny_bundle):

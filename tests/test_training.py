@@ -25,9 +25,22 @@ def _weights_by_layer(model) -> dict[str, list[np.ndarray]]:
     return {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
 
 
+class OptimizerSeen(keras.callbacks.Callback):
+    """Records the gradient clipping of the optimizer each stage's fit runs with."""
+
+    def __init__(self):
+        super().__init__()
+        self.clipnorms = []
+
+    def on_train_begin(self, logs=None):
+        self.clipnorms.append(self.model.optimizer.global_clipnorm)
+
+
 def test_stage2_trains_unfrozen_blocks_and_never_touches_batchnorm(tiny_food101, tmp_path):
-    cfg = tiny_config(tiny_food101, tmp_path, unfreeze_blocks=3)
-    models, _, _ = train(cfg, tmp_path / "work")
+    cfg = tiny_config(tiny_food101, tmp_path, unfreeze_blocks=3, clipnorm=1.0)
+    seen = OptimizerSeen()
+    models, _, _ = train(cfg, tmp_path / "work", extra_callbacks=[seen])
+    assert seen.clipnorms == [1.0, 1.0]  # --clipnorm: both stages clip the gradients' global norm
     before, after = _weights_by_layer(models["stage1"]), _weights_by_layer(models["stage2"])
     opened = backbone_blocks(models["stage2"], "mobilenetv2")[-3:]
     bn = [layer.name for layer in models["stage2"].layers if isinstance(layer, keras.layers.BatchNormalization)]

@@ -7,6 +7,7 @@ import gradio as gr
 from ..bundle import Bundle
 from . import (
     calibration_tab,
+    compare_tab,
     confusion_tab,
     header,
     map_tab,
@@ -29,8 +30,9 @@ CSS = """
 """
 
 
-def build_app(bundle: Bundle, demo: bool = False) -> gr.Blocks:
-    """The whole UI over one bundle; `demo` marks the small model shipped in assets/ (a note says so)."""
+def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None) -> gr.Blocks:
+    """The whole UI over one bundle; `demo` marks the small model shipped in assets/ (a note says so); `compare`:
+    another run on the same test set, for the Compare tab."""
     with gr.Blocks(title="Food-101 Explorer") as page:
         stage = header.build(bundle, demo)
         ctx = AppContext(bundle=bundle, blocks=page, stage=stage, demo=demo)
@@ -44,6 +46,8 @@ def build_app(bundle: Bundle, demo: bool = False) -> gr.Blocks:
             quality_tab.build(ctx)
             training_tab.build(ctx)
             calibration_tab.build(ctx)
+            if compare is not None:
+                compare_tab.build(ctx, compare)
     return page
 
 
