@@ -319,8 +319,9 @@ class Bundle:
 
     @property
     def has_feature_space(self) -> bool:
-        """Whether this bundle carries the map, the reference photos and the unfamiliar-photo statistics."""
-        return (self.path / "reference.csv").is_file()
+        """Whether this bundle carries the map, the reference photos and the unfamiliar-photo statistics (of its
+        shipped, last stage: the one the app serves)."""
+        return (self.path / "reference.csv").is_file() and (self.path / self.stages[-1] / "embedding.npz").is_file()
 
     def embedding(self, stage: str = "stage2") -> Embedding | None:
         """The stage's feature space, or None for a bundle written before it existed (re-evaluation adds it)."""

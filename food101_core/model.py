@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .backbones import BACKBONES, Backbone, block_of
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> keras.Model:
     x = inputs
     if spec.rescale:
         x = keras.layers.Rescaling(spec.rescale[0], offset=spec.rescale[1], name="preprocess")(x)
+    elif spec.caffe:
+        x = caffe_preprocess(x)
     build = getattr(keras.applications, spec.builder)
     try:
         base = build(
@@ -57,6 +61,23 @@ def build_model(cfg: TrainConfig, num_classes: int) -> keras.Model:
     # float32 softmax: stable under mixed precision
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"{cfg.backbone}_food")
+
+
+IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def caffe_preprocess(x):
+    """`keras.applications.resnet.preprocess_input` as a frozen 1x1 convolution (RGB to BGR, ImageNet's mean
+    subtracted): a standard layer, so the saved model still loads in Keras safe mode (no Lambda)."""
+    import keras
+
+    layer = keras.layers.Conv2D(3, 1, name="preprocess", trainable=False, dtype="float32")
+    y = layer(x)
+    kernel = np.zeros((1, 1, 3, 3), np.float32)
+    for out_channel, in_channel in enumerate((2, 1, 0)):
+        kernel[0, 0, in_channel, out_channel] = 1.0
+    layer.set_weights([kernel, -np.array(IMAGENET_MEAN_BGR, np.float32)])
+    return y
 
 
 def _load_backbone_weights(base: keras.Model, path: str, cfg: TrainConfig, spec: Backbone) -> None:

@@ -53,6 +53,11 @@ def test_similar_pairs_match_a_brute_force_search():
         assert {(p, q) for p, q, _ in found} == want and want
         for p, q, s in found:
             assert s == pytest.approx(sims[p, q], abs=1e-5)
+    same = np.ones((300, 8)) + rng.normal(0, 1e-3, (300, 8))  # every photo alike: 44,850 pairs above any threshold
+    capped = dq.similar_pairs(same, None, 0.9, chunk=50, limit=100)
+    sims = 1 - cdist(same, same, "cosine")
+    best = np.sort(sims[np.triu_indices(300, 1)])[::-1][:100]
+    assert len(capped) == 100 and np.allclose([s for _, _, s in capped], best, atol=1e-6)  # the best 100, in order
 
 
 @pytest.fixture(scope="module")

@@ -74,3 +74,23 @@ def test_missing_or_mismatched_weights_fail_clearly(tmp_path):
         build_model(tiny_config(".", tmp_path, backbone="mobilenet", weights=str(path)), 3)
     with pytest.raises(ValueError, match="unknown backbone"):
         build_model(tiny_config(".", tmp_path, backbone="resnet9000"), 3)
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "resnet50v2"])
+def test_resnet_backbones_preprocess_like_keras_and_unfreeze_whole_stages(backbone):
+    """ResNet's input preprocessing equals keras.applications' own; its blocks are the residual stages, so
+    `--unfreeze-blocks 3` opens conv3-conv5 (torchvision's layer2-layer4, as in the ResNet-18 study)."""
+    from food101_core.config import TrainConfig
+
+    cfg = TrainConfig(backbone=backbone, weights="none", image_size=32)
+    model = build_model(cfg, 3)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    pre = keras.Model(model.input, model.get_layer("preprocess").output)(x)
+    module = keras.applications.resnet if backbone == "resnet50" else keras.applications.resnet_v2
+    np.testing.assert_allclose(np.asarray(pre), np.asarray(module.preprocess_input(x.copy())), atol=1e-4)
+    assert backbone_blocks(model, backbone) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert unfreeze_for_stage2(model, backbone, 3) == ["conv3", "conv4", "conv5"]
+    assert not model.get_layer("preprocess").trainable
+    assert all(not layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    trainable = {layer.name.split("_")[0] for layer in model.layers if layer.trainable and layer.weights}
+    assert trainable == {"conv3", "conv4", "conv5", "predictions"}
