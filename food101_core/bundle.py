@@ -238,7 +238,6 @@ class Bundle:
         self._evals: dict[str, Evaluation] = {}
         self._embeddings: dict[str, Embedding] = {}
         self._reference: pd.DataFrame | None = None
-        self._quality: DataQuality | None = None
         self._lock = threading.Lock()
 
     @property
@@ -360,14 +359,11 @@ class Bundle:
         """The data-quality analysis, or None for a bundle written before it existed."""
         if not self.has_data_quality:
             return None
-        with self._lock:  # read once: every filter and page of the tab uses the same tables
-            if self._quality is None:
-                self._quality = DataQuality(
-                    suspects=self._csv("quality/suspects.csv"),
-                    duplicates=self._csv("quality/duplicates.csv"),
-                    summary=_read_json(self.path, "quality/summary.json"),
-                )
-            return self._quality
+        return DataQuality(
+            suspects=self._csv("quality/suspects.csv"),
+            duplicates=self._csv("quality/duplicates.csv"),
+            summary=_read_json(self.path, "quality/summary.json"),
+        )
 
     def quality_thumb(self, split: str, index: int) -> Path | None:
         """A data-quality thumbnail (split "train" or "test", position in that split), if the bundle has it."""
