@@ -307,9 +307,10 @@ def exercise_quality(page, out: Path, seen: dict, timeout_ms: int) -> None:
     page.locator("#q-given input").click()
     page.locator("#q-given input").fill(given)
     page.get_by_role("option", name=given, exact=True).click()
-    page.wait_for_function(  # the new count, once the tab is idle again
-        """([sel, before]) => { const t = document.querySelector(sel).innerText;
-            return t.includes('suspect labels match') && !/queue|processing/.test(t) && t !== before; }""",
+    page.wait_for_function(  # the new count (not the progress timer Gradio shows while the filter runs)
+        """([sel, before]) => { const count = t => (t.match(/([\\d,]+) suspect labels match/) || [])[1];
+            const now = count(document.querySelector(sel).innerText);
+            return now !== undefined && now !== count(before); }""",
         arg=["#suspect-count", seen["suspects_all"]],
         timeout=timeout_ms,
     )
