@@ -98,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     clear_work(work)
-    m1, m2 = evals["stage1"].metrics, evals["stage2"].metrics
-    print(f"bundle: {dest}\nstage 1 top-1 {m1['top1']:.2%}  stage 2 top-1 {m2['top1']:.2%}  (top-5 {m2['top5']:.2%})")
+    print(f"bundle: {dest}")
+    for stage, ev in evals.items():
+        m = ev.metrics
+        print(f"{stage}: top-1 {m['top1']:.2%}  top-5 {m['top5']:.2%}  ECE {m['ece']:.3f} (raw {m['ece_raw']:.3f})")
     return 0
 
 

@@ -104,6 +104,7 @@ def recipe_extras(cfg: TrainConfig) -> list[str]:
     extras += [f"label smoothing {cfg.label_smoothing:g}"] if cfg.label_smoothing else []
     extras += [f"mixup {cfg.mixup:g}"] if cfg.mixup else []
     extras += [f"weight EMA {cfg.ema_momentum:g}"] if cfg.ema_momentum else []
+    extras += [f"gradient clipping {cfg.clipnorm:g}"] if cfg.clipnorm else []
     extras += ["test-time flip"] if cfg.tta_flip else []
     extras += ["last epoch of each stage kept"] if cfg.keep_epoch == "last" else []
     return extras
@@ -121,13 +122,31 @@ def summary_line(b: Bundle) -> str:
 
 def results_table(b: Bundle) -> str:
     """Each stage's test metrics beside the published reference numbers, as a short Markdown table (fits a phone)."""
-    lines = ["| | top-1 | top-5 | F1 | ECE |", "|---|---|---|---|---|"]
+    lines = ["| | top-1 | top-5 | F1 | ECE (raw) |", "|---|---|---|---|---|"]
     for stage in b.stages:
         m = b.evaluation(stage).metrics
-        cells = [f"{m['top1']:.2%}", f"{m['top5']:.2%}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}"]
+        ece = f"{m['ece']:.3f}" + (f" ({m['ece_raw']:.3f})" if "ece_raw" in m else "")
+        cells = [f"{m['top1']:.2%}", f"{m['top5']:.2%}", f"{m['macro_f1']:.3f}", ece]
         lines.append(f"| {stage.replace('stage', 'stage ')} | {' | '.join(cells)} |")
     lines += [f"| {name} | {acc:.2%} | – | – | – |" for name, acc in REFERENCE.items()]
     return "\n".join(lines) + "\n\n" + REFERENCE_NOTE
+
+
+def polish_words(cfg: TrainConfig) -> str:
+    return f" + {cfg.polish_epochs} epochs polish at {cfg.final_size} px" if cfg.polish_epochs > 0 else ""
+
+
+def calibration_words(b: Bundle) -> str:
+    """How the shipped model's confidences were calibrated, with the ECE and warning rate before and after."""
+    m = b.evaluation().metrics
+    c = m.get("calibration") or {}
+    if not c.get("fitted_on"):
+        return "none (no held-out training photos: the confidences are the model's own)"
+    return (
+        f"temperature {c['temperature']:.2f} fitted on the {c['fitted_on']} ({c['n']:,} photos); ECE "
+        f"{m['ece_raw']:.3f} → {m['ece']:.3f}, low-confidence warnings {m['warning_rate_raw']:.0%} → "
+        f"{m['warning_rate']:.0%} of test photos"
+    )
 
 
 def summary_details(b: Bundle) -> str:
@@ -151,7 +170,7 @@ def summary_details(b: Bundle) -> str:
         f"**Backbone** {cfg.backbone} ({weights} weights) · **data** {data.get('kind', '?')}, {scope} · "
         f"{data.get('train', '?')} training / {data.get('test', len(b.test_ids))} test images · "
         f"**recipe** {cfg.stage1_epochs} epochs head-only + {cfg.stage2_epochs} epochs fine-tuning "
-        f"(BatchNorm frozen), {recipe}{note}"
+        f"(BatchNorm frozen){polish_words(cfg)}, {recipe} · **calibration** {calibration_words(b)}{note}"
     )
 
 

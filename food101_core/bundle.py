@@ -9,9 +9,10 @@ module imports neither. Layout (format version 1; docs/bundle-format.md has the 
     classes.json         [{"id": "apple_pie", "name": "Apple pie"}, ...] in model output order
     test_set.csv         index, id, label: the test images in the order every other file refers to
     history.csv          epoch, stage, loss, accuracy, top5, val_* (both stages)
-    models/stage1.keras  best model of each stage (inference only, loads in Keras safe mode)
-    models/stage2.keras
-    stage1/ stage2/      predictions.csv, probs.npz (float16 matrix), metrics.json, per_class.csv, confusion.csv
+    models/stage1.keras  kept model of each stage (inference only, loads in Keras safe mode); stage3 only for a
+    models/stage2.keras  run with a resolution polish, evaluated at its own image size
+    stage1/ stage2/      predictions.csv, probs.npz (float16 matrix, calibrated), metrics.json (with the fitted
+                         temperature and the raw ECE), per_class.csv, confusion.csv
     thumbs/<index>.jpg   <=128 px thumbnails: every misclassified test image and a few correct ones per class
     reference.csv        index, id, label: up to N training photos per class, the "similar photos" of the app
     reference/<i>.jpg    their <=128 px thumbnails
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 FORMAT = "food101-explorer-bundle"
 VERSION = 1
-STAGES = ("stage1", "stage2")
+STAGES = ("stage1", "stage2", "stage3")  # stage3: the optional resolution polish
 EMBEDDING_ARRAYS = ("test", "test_resid", "xy", "mean", "components", "ref", "ref_resid")
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -275,8 +276,10 @@ class Bundle:
         except Exception as e:
             raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
 
-    def model(self, stage: str = "stage2") -> keras.Model:
-        """The stage's model, loaded once in Keras safe mode and checked against the class list."""
+    def model(self, stage: str | None = None) -> keras.Model:
+        """The stage's model (default: the shipped, last one), loaded once in Keras safe mode and checked against
+        the class list."""
+        stage = stage or self.stages[-1]
         with self._lock:
             if stage not in self._models:
                 from .model import load_model
@@ -294,7 +297,8 @@ class Bundle:
                 self._models[stage] = model
             return self._models[stage]
 
-    def evaluation(self, stage: str = "stage2") -> Evaluation:
+    def evaluation(self, stage: str | None = None) -> Evaluation:
+        stage = stage or self.stages[-1]
         with self._lock:
             if stage not in self._evals:
                 d = f"{stage}/"
@@ -323,8 +327,9 @@ class Bundle:
         shipped, last stage: the one the app serves)."""
         return (self.path / "reference.csv").is_file() and (self.path / self.stages[-1] / "embedding.npz").is_file()
 
-    def embedding(self, stage: str = "stage2") -> Embedding | None:
+    def embedding(self, stage: str | None = None) -> Embedding | None:
         """The stage's feature space, or None for a bundle written before it existed (re-evaluation adds it)."""
+        stage = stage or self.stages[-1]
         rel = f"{stage}/embedding.npz"
         if not (self.path / rel).is_file():
             return None

@@ -37,6 +37,11 @@ class TrainConfig:
     val_fraction: float = setting(
         0.05, "fraction of training images held out to pick each stage's best epoch (0 = monitor the test split)"
     )
+    calibration_fraction: float = setting(
+        0.05,
+        "with --val-fraction 0: fraction of training images held out (never trained on) to fit the temperature "
+        "that calibrates the confidences; with a validation split, that split is used (0 = no calibration)",
+    )
     keep_epoch: str = setting(
         "best",
         "best (by validation accuracy) or last: for a final fit on all training images (--val-fraction 0) "
@@ -79,6 +84,11 @@ class TrainConfig:
     ema_momentum: float = setting(
         0.0, "validate, keep and ship the exponential moving average of the weights (e.g. 0.998; 0 = off)"
     )
+    polish_epochs: int = setting(
+        0, "a third stage after stage 2: N more epochs at --polish-size, same blocks unfrozen (0 = no polish)"
+    )
+    polish_size: int = setting(0, "image size of the polish stage (0 = 1.25 x --image-size, a multiple of 16)")
+    polish_lr: float = setting(0.0, "constant learning rate of the polish stage (0 = a tenth of stage 2's)")
     clipnorm: float = setting(0.0, "clip the gradients' global norm to this in both stages (e.g. 1.0; 0 = off)")
     augment: bool = setting(False, "random flip, crop/zoom and rotation on images that pass through the backbone")
     mixup: float = setting(
@@ -127,6 +137,11 @@ class TrainConfig:
         rules = {  # setting: (holds, what it must be)
             "train_fraction": (0 < self.train_fraction <= 1, "must be in (0, 1]"),
             "val_fraction": (0 <= self.val_fraction < 1, "must be in [0, 1)"),
+            "calibration_fraction": (0 <= self.calibration_fraction < 1, "must be in [0, 1)"),
+            "polish_size": (
+                self.polish_size == 0 or self.polish_size >= 32,
+                "must be 0 (1.25 x --image-size) or at least 32",
+            ),
             "dropout": (0 <= self.dropout < 1, "must be in [0, 1)"),
             "label_smoothing": (0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             "ema_momentum": (0 <= self.ema_momentum < 1, "must be in [0, 1)"),
@@ -145,11 +160,31 @@ class TrainConfig:
             said = "; ".join(f"{k} {getattr(self, k)!r} {why}" for k, why in found.items())
             raise ValueError(f"invalid settings: {said}")
 
+    @property
+    def final_size(self) -> int:
+        """The image size of the shipped model: the polish stage's when there is one."""
+        if self.polish_epochs <= 0:
+            return self.image_size
+        return self.polish_size or int(round(self.image_size * 1.25 / 16) * 16)
+
+    @property
+    def stages(self) -> list[str]:
+        """The stages this recipe trains, in order; the last one is shipped."""
+        return ["stage1", "stage2"] + (["stage3"] if self.polish_epochs > 0 else [])
+
     def recipe(self) -> dict:
         """The settings that change the trained model: not where it is written, the memory cache, the last-bit
-        rounding, or what the evaluation keeps (so adding an evaluation setting renames no run)."""
+        rounding, or what the evaluation keeps (so adding an evaluation setting renames no run). The calibration
+        hold-out only matters without a validation split, and the polish's size and rate only with a polish."""
+        unused = set()
+        if self.val_fraction > 0:
+            unused.add("calibration_fraction")
+        if self.polish_epochs <= 0:
+            unused |= {"polish_size", "polish_lr"}
         return {
-            k: v for k, v in self.to_dict().items() if k not in NOT_RECIPE and (k, v) not in LATER_SETTINGS_OFF.items()
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in NOT_RECIPE | unused and (k, v) not in LATER_SETTINGS_OFF.items()
         }
 
     def recipe_hash(self) -> str:
@@ -173,11 +208,11 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         """Build from a saved dict; unknown keys (from a newer version) are ignored, missing ones defaulted.
 
-        A bundle written before a setting existed gets that setting's default, which is always "off" for
-        the optional parts of the recipe.
+        A bundle written before a setting existed gets that setting's "off" value (`LATER_SETTINGS_OFF`), else its
+        default: a run trained on every training photo must not, re-evaluated, fit a temperature on some of them.
         """
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{**LATER_SETTINGS_OFF, **{k: v for k, v in d.items() if k in names}})
 
 
 SETTINGS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -191,6 +226,8 @@ NON_NEGATIVE = (
     "cpu_devices",
     "mixup",
     "clipnorm",
+    "polish_epochs",
+    "polish_lr",
     "stage1_lr",
     "stage2_lr",
     "thumbs_correct_per_class",
@@ -198,5 +235,12 @@ NON_NEGATIVE = (
     "suspect_thumbs",
 )
 # Recipe settings added after runs were named: left out of the recipe while off, so those runs keep their names.
-LATER_SETTINGS_OFF = {"exclude": "", "clipnorm": 0.0}
+LATER_SETTINGS_OFF = {
+    "exclude": "",
+    "clipnorm": 0.0,
+    "calibration_fraction": 0.0,
+    "polish_epochs": 0,
+    "polish_size": 0,
+    "polish_lr": 0.0,
+}
 NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class", "suspect_thumbs", "quality_folds"}

@@ -85,6 +85,7 @@ class FoodData:
     val: Split | None
     test: Split
     source: dict = field(default_factory=dict)  # identity: kind, location, counts, skipped files
+    calibration: Split | None = None  # held-out photos the temperature is fitted on: val, or a hold-out of its own
 
     @property
     def num_classes(self) -> int:
@@ -131,6 +132,11 @@ def load_data(cfg: TrainConfig) -> FoodData:
         val_pos = _per_class_pick(train.labels, cfg.val_fraction, rng)
         val = train.subset(val_pos)
         train = train.subset(np.setdiff1d(np.arange(len(train)), val_pos))
+    calibration = None
+    if val is None and cfg.calibration_fraction > 0:  # a final fit on all photos still leaves these untrained on
+        cal_pos = _per_class_pick(train.labels, cfg.calibration_fraction, rng)
+        calibration = train.subset(cal_pos)
+        train = train.subset(np.setdiff1d(np.arange(len(train)), cal_pos))
 
     if train.paths is not None:  # files: find unreadable ones now rather than hours into training
         train, bad_train = _drop_unreadable(train, "train")
@@ -138,11 +144,16 @@ def load_data(cfg: TrainConfig) -> FoodData:
         bad_val: list = []
         if val is not None:
             val, bad_val = _drop_unreadable(val, "val")
+        if calibration is not None:
+            calibration, bad_cal = _drop_unreadable(calibration, "calibration")
+            bad_val += bad_cal
         source["skipped"] = bad_train + bad_val + bad_test
     source.update(classes=len(class_ids), train=len(train), val=len(val) if val is not None else 0, test=len(test))
+    if calibration is not None:
+        source["calibration"] = len(calibration)
     if len(train) == 0 or len(test) == 0:
         raise DataError(f"{cfg.data}: no usable training or test images after selection ({source})")
-    return FoodData(class_ids, class_names, train, val, test, source)
+    return FoodData(class_ids, class_names, train, val, test, source, calibration if val is None else val)
 
 
 def _from_food101_folder(root: Path):

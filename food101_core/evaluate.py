@@ -7,6 +7,7 @@ data, or to add files a newer version writes) and rewrites it atomically.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import logging
 import sys
@@ -20,6 +21,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from .bundle import BundleError, load_bundle, write_bundle
+from .calibration import NOT_CALIBRATED, fit_report
 from .data import DataError, load_data
 from .data_quality import DataQuality, analyse
 from .embedding import Embedding, fit_embedding, reference_indices
@@ -34,12 +36,17 @@ if TYPE_CHECKING:
 THUMB_SIZE = 128
 
 
+def at_model_size(model: keras.Model, cfg: TrainConfig) -> TrainConfig:
+    """The settings with the image size the model takes: a polished stage is evaluated at its own, larger size."""
+    return dataclasses.replace(cfg, image_size=int(model.input_shape[1]))
+
+
 def predict(model: keras.Model, split: Split, num_classes: int, cfg: TrainConfig) -> np.ndarray:
     """Class probabilities for a split, in order; with `tta_flip`, averaged with the mirrored image."""
     from .data import make_dataset
     from .inference import mirror_averaged
 
-    ds = make_dataset(split, num_classes, cfg, training=False, with_labels=False)
+    ds = make_dataset(split, num_classes, at_model_size(model, cfg), training=False, with_labels=False)
     served = mirror_averaged(model) if cfg.tta_flip else model
     return served.predict(ds, verbose=1).astype(np.float32)
 
@@ -51,7 +58,7 @@ def predict_with_features(
     from .data import make_dataset
     from .inference import mirror_averaged, with_features
 
-    ds = make_dataset(split, num_classes, cfg, training=False, with_labels=False)
+    ds = make_dataset(split, num_classes, at_model_size(model, cfg), training=False, with_labels=False)
     served = mirror_averaged(with_features(model)) if cfg.tta_flip else with_features(model)
     probs, pooled = served.predict(ds, verbose=1)
     return probs.astype(np.float32), pooled.astype(np.float32)
@@ -63,7 +70,7 @@ def backbone_features(model: keras.Model, split: Split, num_classes: int, cfg: T
 
     from .data import make_dataset
 
-    ds = make_dataset(split, num_classes, cfg, training=False, with_labels=False)
+    ds = make_dataset(split, num_classes, at_model_size(model, cfg), training=False, with_labels=False)
     pooled = keras.Model(model.inputs, model.get_layer("avg_pool").output, name="pooled")
     return pooled.predict(ds, verbose=1).astype(np.float32)
 
@@ -130,9 +137,14 @@ def evaluate_models(
     evals, pooled = {}, {}
     for stage, model in models.items():
         probs, pooled[stage] = predict_with_features(model, data.test, data.num_classes, cfg)
-        evals[stage] = evaluate_probs(probs, data.test.labels, data.test.ids, data.class_ids)
+        calibrated = fit_calibration(model, data, cfg)
+        evals[stage] = evaluate_probs(probs, data.test.labels, data.test.ids, data.class_ids, calibrated)
         m = evals[stage].metrics
-        print(f"{stage}: top-1 {m['top1']:.2%}  top-5 {m['top5']:.2%}  ECE {m['ece']:.3f}  (n={m['n']})")
+        print(
+            f"{stage}: top-1 {m['top1']:.2%}  top-5 {m['top5']:.2%}  ECE {m['ece']:.3f} (raw {m['ece_raw']:.3f}, "
+            f"T {calibrated['temperature']:.3f})  low-confidence {m['warning_rate']:.1%} (raw "
+            f"{m['warning_rate_raw']:.1%})  (n={m['n']})"
+        )
     idx = thumbnail_indices(evals, data.test.labels, cfg.thumbs_correct_per_class)
     results = Results(evals, make_thumbnails(data.test, idx))
     if cfg.reference_per_class > 0:
@@ -145,6 +157,16 @@ def evaluate_models(
         results.quality = data_quality(models["stage1"], data, cfg, feature_cache, plain_test)
         results.seconds["data_quality_s"] = time.perf_counter() - t0
     return results
+
+
+def fit_calibration(model: keras.Model, data: FoodData, cfg: TrainConfig) -> dict:
+    """The temperature fitted on the held-out photos (validation split, or the calibration hold-out), predicted
+    exactly as the test split is (`tta_flip`); none without held-out photos (`NOT_CALIBRATED`)."""
+    split = data.calibration
+    if split is None or len(split) == 0:
+        return dict(NOT_CALIBRATED)
+    probs = predict(model, split, data.num_classes, cfg)
+    return fit_report(probs, split.labels, "validation split" if data.val is not None else "calibration hold-out")
 
 
 def frozen_features(model: keras.Model, split: Split, data: FoodData, cfg: TrainConfig, cached: Path | None):

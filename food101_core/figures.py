@@ -122,14 +122,14 @@ def training_figure(b: Bundle) -> go.Figure:
                     1,
                     col,
                 )
-    stage2 = h[h["stage"] == 2]
-    if len(stage2):
-        boundary = float(stage2["epoch"].min()) + 0.5
+    for stage, words in ((2, "stage 2: blocks unfrozen"), (3, "stage 3: polish")):
+        later = h[h["stage"] == stage]
+        if not len(later):
+            continue
+        boundary = float(later["epoch"].min()) + 0.5
         for col in (1, 2):
             fig.add_vline(x=boundary, line_dash="dash", line_color="gray", row=1, col=col)
-        fig.add_annotation(
-            x=boundary, y=1.08, xref="x", yref="paper", text="stage 2: blocks unfrozen", showarrow=False, xanchor="left"
-        )
+        fig.add_annotation(x=boundary, y=1.08, xref="x", yref="paper", text=words, showarrow=False, xanchor="left")
     fig.update_xaxes(title="epoch")
     fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 60, "b": 10})
     return fig
@@ -158,11 +158,25 @@ def reliability_figure(b: Bundle, stage: str) -> go.Figure:
             x=[x["confidence"] for x in bins], y=[x["accuracy"] for x in bins], mode="markers", name="mean confidence"
         )
     )
+    raw = [x for x in m.get("reliability_raw", []) if x["count"]]
+    t = m.get("calibration", {}).get("temperature", 1.0)
+    title = f"Reliability diagram: expected calibration error {m['ece']:.3f}"
+    if raw and t != 1.0:  # a calibrated stage: where the raw confidences were, and the numbers before and after
+        fig.add_trace(
+            go.Scatter(
+                x=[x["confidence"] for x in raw],
+                y=[x["accuracy"] for x in raw],
+                mode="markers",
+                marker={"symbol": "x", "color": "gray"},
+                name="before calibration",
+            )
+        )
+        title += f" (before calibration {m['ece_raw']:.3f}; temperature {t:.2f})"
     fig.update_layout(
         height=460,
         xaxis={"title": "confidence", "range": [0, 1]},
         yaxis={"title": "accuracy", "range": [0, 1]},
-        title=f"Reliability diagram: expected calibration error {m['ece']:.3f}",
+        title=title,
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
     )
     return fig

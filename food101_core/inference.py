@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from .calibration import LOW_CONFIDENCE, temper
 from .images import read_image
 
 if TYPE_CHECKING:
     import keras
 
     from .bundle import Bundle
-
-LOW_CONFIDENCE = 0.5
 
 
 @dataclass
@@ -42,7 +41,14 @@ class Predictor:
     and tests.
     """
 
-    def __init__(self, model: keras.Model, class_ids: list[str], class_names: list[str], tta_flip: bool = False):
+    def __init__(
+        self,
+        model: keras.Model,
+        class_ids: list[str],
+        class_names: list[str],
+        tta_flip: bool = False,
+        temperature: float = 1.0,
+    ):
         import tensorflow as tf
 
         from .data import resize_uint8
@@ -55,6 +61,7 @@ class Predictor:
         self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[batch])
         self._resize = tf.function(lambda img: resize_uint8(img, self.size), input_signature=[image])
         self.tta_flip = tta_flip
+        self.temperature = temperature  # the bundle's calibration: the app's confidences are the metrics' ones
         self.has_features = has_features(model)
 
         # The same model as the evaluation ran (mirror or not), so that the app's answers are those its metrics show;
@@ -79,9 +86,11 @@ class Predictor:
         self._cam_model = None
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, stage: str = "stage2") -> Predictor:
-        """The bundle's model of one stage, served as its evaluation ran (`tta_flip`)."""
-        return cls(bundle.model(stage), bundle.class_ids, bundle.class_names, bundle.tta_flip)
+    def from_bundle(cls, bundle: Bundle, stage: str | None = None) -> Predictor:
+        """The bundle's model of one stage, served as its evaluation ran (`tta_flip`, the fitted temperature)."""
+        stage = stage or bundle.stages[-1]
+        temperature = bundle.evaluation(stage).temperature
+        return cls(bundle.model(stage), bundle.class_ids, bundle.class_names, bundle.tta_flip, temperature)
 
     def read(self, src: str | os.PathLike | bytes) -> Image.Image:
         """An upload read for this model: a JPEG decodes at a reduced scale still twice the model's input size."""
@@ -97,6 +106,7 @@ class Predictor:
     def predict(self, image: Image.Image, k: int = 5) -> Prediction:
         t0 = time.perf_counter()
         probs, pooled = (t.numpy() for t in self._predict_image(np.asarray(image)))
+        probs = temper(probs, self.temperature)
         seconds = time.perf_counter() - t0
         order = np.argsort(-probs)[:k]
         top = [(self.class_ids[i], self.class_names[i], float(probs[i])) for i in order]

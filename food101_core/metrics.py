@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from .calibration import NOT_CALIBRATED, temper, warning_rate
+
 CALIBRATION_BINS = 15
 
 
@@ -18,15 +20,27 @@ CALIBRATION_BINS = 15
 class Evaluation:
     """One model's results on the test split."""
 
-    probs: np.ndarray  # (n, classes) float
+    probs: np.ndarray  # (n, classes) float, calibrated (the temperature applied): what the app shows
     predictions: pd.DataFrame  # one row per test image, in test order
     per_class: pd.DataFrame  # precision, recall, f1, support per class
     confusion: np.ndarray  # (classes, classes): rows true, columns predicted
-    metrics: dict  # top1, top5, ece, macro averages, reliability bins
+    metrics: dict  # top1, top5, ece, macro averages, reliability bins, calibration (temperature, raw ECE)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.metrics.get("calibration", NOT_CALIBRATED)["temperature"])
 
 
-def evaluate_probs(probs: np.ndarray, labels: np.ndarray, ids: list[str], class_ids: list[str]) -> Evaluation:
-    """All metrics from a probability matrix; scikit-learn for the per-class numbers."""
+def evaluate_probs(
+    raw: np.ndarray, labels: np.ndarray, ids: list[str], class_ids: list[str], calibrated: dict | None = None
+) -> Evaluation:
+    """All metrics from the model's probabilities, scikit-learn for the per-class numbers.
+
+    `calibrated`: a `calibration.fit_report` (its temperature is applied to `raw` before anything is computed);
+    the raw probabilities' ECE and warning rate are kept beside the calibrated ones.
+    """
+    calibrated = calibrated or NOT_CALIBRATED
+    probs = temper(raw, calibrated["temperature"])
     n, c = probs.shape
     labels = np.asarray(labels)
     top5 = np.argsort(-probs, axis=1, kind="stable")[:, : min(5, c)]
@@ -59,7 +73,13 @@ def evaluate_probs(probs: np.ndarray, labels: np.ndarray, ids: list[str], class_
         "macro_f1": float(f.mean()),
         "ece": ece,
         "reliability": bins,
+        "warning_rate": warning_rate(probs),
+        "mean_confidence": float(conf.mean()) if n else 0.0,
+        "calibration": calibrated,
     }
+    raw_conf = np.asarray(raw, np.float32)[np.arange(n), pred]
+    metrics["ece_raw"], metrics["reliability_raw"] = calibration(raw_conf, correct)
+    metrics["warning_rate_raw"] = warning_rate(raw)
     cm = confusion_matrix(labels, pred, labels=np.arange(c))
     return Evaluation(probs, predictions, per_class, cm, metrics)
 

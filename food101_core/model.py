@@ -181,3 +181,21 @@ def load_model(path: Path) -> keras.Model:
     import keras
 
     return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def at_size(model: keras.Model, size: int) -> keras.Model:
+    """The same network taking `size` x `size` images, with the same weights: the polish stage's model.
+
+    A convolutional backbone ending in global pooling has no weight that depends on the input size, so only the
+    input layer's shape changes; trainable flags are set again by the caller (`unfreeze_for_stage2`).
+    """
+    import keras
+
+    config = model.get_config()
+    inputs = [layer for layer in config["layers"] if layer["class_name"] == "InputLayer"]
+    if len(inputs) != 1:
+        raise ValueError(f"{model.name}: expected one input layer, found {len(inputs)}")
+    inputs[0]["config"]["batch_shape"] = [None, size, size, 3]
+    resized = keras.Model.from_config(config)
+    resized.set_weights(model.get_weights())
+    return resized

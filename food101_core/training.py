@@ -1,7 +1,8 @@
 """Two-stage fine-tuning with Keras `fit` and callbacks; resumable, distributable, NaN-safe.
 
 Stage 1 trains the new head on a frozen backbone (optionally on pooled features computed once);
-stage 2 unfreezes whole blocks with every BatchNormalization frozen and a lower learning rate.
+stage 2 unfreezes whole blocks with every BatchNormalization frozen and a lower learning rate; an optional stage 3
+("polish", the ResNet study's two-phase resolution) goes on for a few epochs at a larger image size.
 Each stage keeps its best epoch by validation accuracy, or its last (`keep_epoch="last"`: a final fit on all the
 training images for a number of epochs chosen earlier on validation); `BackupAndRestore` lets the same command
 resume.
@@ -9,6 +10,7 @@ resume.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -25,7 +27,15 @@ import pandas as pd
 from .backbones import BACKBONES
 from .config import TrainConfig
 from .data import FoodData, load_data, make_dataset
-from .model import build_model, calibrate_batchnorm, freeze_backbone, load_model, save_model, unfreeze_for_stage2
+from .model import (
+    at_size,
+    build_model,
+    calibrate_batchnorm,
+    freeze_backbone,
+    load_model,
+    save_model,
+    unfreeze_for_stage2,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -94,6 +104,11 @@ def stage2_learning_rate(
     return keras.optimizers.schedules.CosineDecay(0.0, total - warmup, alpha=0.0, warmup_target=lr, warmup_steps=warmup)
 
 
+def polish_learning_rate(cfg: TrainConfig) -> float:
+    """The polish stage's constant rate: --polish-lr, or a tenth of stage 2's base rate."""
+    return cfg.polish_lr or (cfg.stage2_lr or BACKBONES[cfg.backbone].stage2_lr) / 10
+
+
 def compile_model(
     model: keras.Model, lr, label_smoothing: float, xla: bool, ema_momentum: float = 0.0, clipnorm: float = 0.0
 ) -> None:
@@ -152,9 +167,9 @@ def _check_finite(fit_history: keras.callbacks.History, stage: int, work: Path) 
 
 
 def read_history(work: Path) -> pd.DataFrame:
-    """Both stages' per-epoch logs; a resumed epoch appears once (the last run of it)."""
+    """Every stage's per-epoch log; a resumed epoch appears once (the last run of it)."""
     frames = []
-    for stage in (1, 2):
+    for stage in (1, 2, 3):
         path = work / f"history{stage}.csv"
         if path.exists() and path.stat().st_size:
             frames.append(pd.read_csv(path).assign(stage=stage))
@@ -204,7 +219,7 @@ def stage1_on_features(
 def train(
     cfg: TrainConfig, work: Path, data: FoodData | None = None, extra_callbacks: list | None = None
 ) -> tuple[dict[str, keras.Model], FoodData, dict]:
-    """Run both stages (resuming from `work`), return the best model of each stage, the data and timings."""
+    """Run every stage (resuming from `work`); return the kept model of each stage, the data and timings."""
     import tensorflow as tf
 
     cfg.check()  # every setting, before the data is read
@@ -238,7 +253,14 @@ def train(
         model = load_model(work / "stage1.keras")
     if not (work / "stage2.keras").exists():
         timings["stage2_s"] = run_stage2(model, cfg, data, work, strategy, fit)
-    return {"stage1": stage1, "stage2": load_model(work / "stage2.keras")}, data, timings
+    models = {"stage1": stage1, "stage2": load_model(work / "stage2.keras")}
+    if cfg.polish_epochs > 0:
+        if not (work / "stage3.keras").exists():
+            with strategy.scope():
+                model = load_model(work / "stage2.keras")
+            timings["stage3_s"] = run_stage3(model, cfg, data, work, strategy, fit)
+        models["stage3"] = load_model(work / "stage3.keras")
+    return models, data, timings
 
 
 @dataclass
@@ -305,6 +327,37 @@ def run_stage2(
         _check_finite(hist, 2, work)
         model.load_weights(work / "stage2.kept.weights.h5")
     save_model(model, work / "stage2.keras")
+    return time.perf_counter() - t0
+
+
+def run_stage3(
+    stage2: keras.Model, cfg: TrainConfig, data: FoodData, work: Path, strategy: tf.distribute.Strategy, fit: FitInputs
+) -> float:
+    """Polish: the stage-2 model at --polish-size for --polish-epochs more epochs, the same blocks unfrozen and
+    BatchNorm frozen, at its own constant rate; saves `stage3.keras`. Its pipelines are made at the new size."""
+    t0 = time.perf_counter()
+    size = cfg.final_size
+    at = dataclasses.replace(cfg, image_size=size)
+    val_split = data.val if data.val is not None else data.test
+    train_ds = make_dataset(data.train, data.num_classes, at, training=True, augment=cfg.augment, mixup=cfg.mixup)
+    val_ds = make_dataset(val_split, data.num_classes, at, training=False)
+    start = cfg.stage1_epochs + cfg.stage2_epochs
+    with strategy.scope():
+        model = at_size(stage2, size)
+        unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
+        log.info("stage 3 (polish): %d epochs at %d px, learning rate %g", cfg.polish_epochs, size,
+                 polish_learning_rate(cfg))  # fmt: skip
+        compile_model(model, polish_learning_rate(cfg), cfg.label_smoothing, fit.xla, cfg.ema_momentum, cfg.clipnorm)
+        hist = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            initial_epoch=start,
+            epochs=start + cfg.polish_epochs,
+            callbacks=_callbacks(work, 3, read_history(work), cfg) + fit.callbacks,
+        )
+    _check_finite(hist, 3, work)
+    model.load_weights(work / "stage3.kept.weights.h5")
+    save_model(model, work / "stage3.keras")
     return time.perf_counter() - t0
 
 

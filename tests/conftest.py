@@ -20,12 +20,13 @@ def tiny_food101(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
-    """One bundle trained through train.py's own code path on tiny data; shared read-only by many tests."""
+    """One bundle trained through train.py's own code path on tiny data, with a polish stage at 40 px (so the
+    app's final model is stage 3, at another size than stages 1 and 2); shared read-only by many tests."""
     import train
 
     base = tmp_path_factory.mktemp("bundle")
     data = make_food101_layout(base / "food")
-    args = tiny_args(data, base / "runs")
+    args = tiny_args(data, base / "runs", polish_epochs=1, polish_size=40)
     assert train.main(args) == 0
     return base / "runs" / "tiny"
 

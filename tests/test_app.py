@@ -19,7 +19,7 @@ from PIL import Image
 from food101_core.bundle import load_bundle
 
 
-def predict(client, path: Path, cam: bool = False, stage: str = "stage2"):
+def predict(client, path: Path, cam: bool = False, stage: str = "stage3"):
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(path)), cam, stage, api_name="/predict")
@@ -42,7 +42,7 @@ def test_predictions_equal_the_evaluation_pipeline(client, tiny_bundle):
     """The app (PIL decode, one photo) and the evaluation (tf.data, batches) agree on the test photos."""
     b = load_bundle(tiny_bundle)
     root = Path(b.config["data"]["location"])
-    stored = b.evaluation("stage2").probs
+    stored = b.evaluation("stage3").probs
     for i in (0, 7, 17):
         label, verdict, cam = predict(client, root / "images" / f"{b.test_ids[i]}.jpg")
         got = probs_of(label, b.class_names)
@@ -142,8 +142,8 @@ def test_gradcam_overlay_has_the_photos_size(client, tiny_bundle):
 
 def test_analysis_endpoints_match_the_bundle(client, tiny_bundle):
     b = load_bundle(tiny_bundle)
-    ev = b.evaluation("stage2")
-    result = client.predict("stage2", False, False, "alphabetical", api_name="/confusion")
+    ev = b.evaluation("stage3")
+    result = client.predict("stage3", False, False, "alphabetical", api_name="/confusion")
     heat = result["figure"]["data"][0]
     order = [b.class_names.index(n) for n in heat["y"]]
     np.testing.assert_array_equal(typed_array(heat["z"]), ev.confusion[np.ix_(order, order)])
@@ -151,18 +151,18 @@ def test_analysis_endpoints_match_the_bundle(client, tiny_bundle):
     for row in result["pairs"]:
         t, p = b.class_names.index(row["true"]), b.class_names.index(row["predicted"])
         assert row["images"] == ev.confusion[t, p] and t != p
-        title, gallery = client.predict("stage2", row["true"], row["predicted"], api_name="/pair")
+        title, gallery = client.predict("stage3", row["true"], row["predicted"], api_name="/pair")
         assert f"{row['images']} mistaken test image" in title and len(gallery) == row["images"]
-    per_class = {r["class"]: r for r in client.predict("stage2", api_name="/per_class")}
+    per_class = {r["class"]: r for r in client.predict("stage3", api_name="/per_class")}
     for name, f1 in zip(b.class_names, ev.per_class["f1"]):
         assert abs(per_class[name]["f1"] - f1) < 1e-4
-    mistakes = client.predict("stage2", None, None, 0.0, api_name="/mistakes")
+    mistakes = client.predict("stage3", None, None, 0.0, api_name="/mistakes")
     wrong = ev.predictions[~ev.predictions["correct"]]
     assert sorted(m["index"] for m in mistakes) == sorted(wrong["index"])
     assert all(a["confidence"] >= b_["confidence"] for a, b_ in itertools.pairwise(mistakes))
     if mistakes:
         name = mistakes[0]["true_name"]
-        only = client.predict("stage2", name, None, 0.0, api_name="/mistakes")
+        only = client.predict("stage3", name, None, 0.0, api_name="/mistakes")
         assert only and all(m["true_name"] == name for m in only)
     metrics = client.predict("stage1", api_name="/metrics")
     assert metrics["top1"] == b.evaluation("stage1").metrics["top1"]
@@ -172,11 +172,11 @@ def test_analysis_endpoints_match_the_bundle(client, tiny_bundle):
 
 
 def test_broken_or_missing_run_shows_what_to_do(bundle_copy, tmp_path):
-    (bundle_copy / "stage2" / "metrics.json").write_text("{}")
+    (bundle_copy / "stage3" / "metrics.json").write_text("{}")
     proc, url = start_app([], env={"FOOD101_RUN": str(bundle_copy)})
     try:
         config = urllib.request.urlopen(url + "config", timeout=10).read().decode()
-        assert "No run bundle could be loaded" in config and "stage2/metrics.json is corrupt" in config
+        assert "No run bundle could be loaded" in config and "stage3/metrics.json is corrupt" in config
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -204,13 +204,13 @@ def check_what_the_browser_saw(seen: dict, b, shots: Path) -> None:
     assert (seen["example_dish"] == dish) == (mark == "✓"), (caption, seen["example_dish"])
     assert seen["verdict_dish"] in b.class_names
     true_name, pred_name = seen["cell"]
-    cm = b.evaluation("stage2").confusion
+    cm = b.evaluation("stage3").confusion
     n = cm[b.class_names.index(true_name), b.class_names.index(pred_name)]
     assert f"{n} mistaken" in seen["cell_title"] and seen["cell_images"] >= 1 and seen["cell_images_in_sight"] >= 1
-    wrong = b.evaluation("stage2").predictions.query("not correct")
+    wrong = b.evaluation("stage3").predictions.query("not correct")
     assert seen["mistakes_all"] == len(wrong)
     assert seen["mistakes_filtered"] == (wrong["true"] == b.id_of[true_name]).sum()
-    f1 = b.evaluation("stage2").per_class["f1"]
+    f1 = b.evaluation("stage3").per_class["f1"]
     assert seen["heatmap_marks"] >= 1 and seen["training_lines"] >= 2 and seen["calibration_bars"] >= 1
     assert seen["f1_bars"] >= (f1 > 0).sum()  # one bar per class with a non-zero F1, at least
     assert seen["page_errors"] == []
@@ -323,7 +323,7 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
         assert "augmentation" in extras and all(part in config for part in extras)
         thumb = next((b.path / "thumbs").iterdir())
         label, verdict, _ = Client(url, verbose=False).predict(
-            handle_file(str(thumb)), False, "stage2", api_name="/predict"
+            handle_file(str(thumb)), False, b.stages[-1], api_name="/predict"
         )
         assert label["label"] in b.class_names and "predicted in" in verdict
     finally:

@@ -19,18 +19,19 @@ from food101_core.data import load_data, make_dataset
 def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
     b = load_bundle(tiny_bundle)
     assert b.class_ids == TINY_CLASSES and b.class_names[0] == "Red soup"
-    assert b.stages == ["stage1", "stage2"]
+    assert b.stages == ["stage1", "stage2", "stage3"]  # stage 3: the polish at 40 px
     cfg = b.config["train"]
     assert cfg["backbone"] == "mobilenetv2" and cfg["seed"] == 42 and cfg["image_size"] == 32
+    assert [b.model(s).input_shape[1] for s in b.stages] == [32, 32, 40]
     assert b.config["data"]["kind"] == "food101-folder" and b.config["data"]["test"] == 18
     assert {"tensorflow", "keras", "numpy"} <= set(b.config["versions"])
-    assert set(b.history["stage"]) == {1, 2} and len(b.history) == 4
+    assert b.history.groupby("stage")["epoch"].apply(list).to_dict() == {1: [0, 1], 2: [2, 3], 3: [4]}
     for stage in b.stages:
         ev = b.evaluation(stage)
         assert ev.probs.shape == (18, 3) and len(ev.predictions) == 18
         assert ev.confusion.shape == (3, 3) and ev.confusion.sum() == 18
         assert 0 <= ev.metrics["top1"] <= 1 and len(ev.metrics["reliability"]) == 15
-    wrong = set(np.flatnonzero(~b.evaluation("stage2").predictions["correct"].to_numpy()))
+    wrong = set(np.flatnonzero(~b.evaluation("stage3").predictions["correct"].to_numpy()))
     for i in wrong:
         assert b.thumb(i) is not None, f"no thumbnail for mistake {i}"
     from PIL import Image
@@ -51,16 +52,22 @@ def test_training_curves_name_what_was_validated_on(tiny_bundle):
 
 
 def test_reloaded_models_predict_what_the_bundle_recorded(tiny_bundle):
-    """The bundle's .keras files, loaded in safe mode, reproduce the stored probabilities on the test images."""
+    """The bundle's .keras files, loaded in safe mode, reproduce the stored probabilities on the test images, each
+    stage at its own size (the polish's 40 px), once its fitted temperature is applied."""
+    from food101_core.calibration import temper
+
     b = load_bundle(tiny_bundle)
     cfg = TrainConfig.from_dict(b.config["train"])
     data = load_data(cfg)
     assert data.test.ids == b.test_ids
-    x = np.concatenate([xb for xb in make_dataset(data.test, 3, cfg, training=False, with_labels=False)])
     for stage in b.stages:
-        probs = b.model(stage).predict(x, verbose=0)
-        np.testing.assert_allclose(probs, b.evaluation(stage).probs, atol=2e-3)  # stored as float16
-        assert (probs.argmax(1) == b.evaluation(stage).probs.argmax(1)).all()
+        at = TrainConfig.from_dict({**b.config["train"], "image_size": b.model(stage).input_shape[1]})
+        x = np.concatenate([xb for xb in make_dataset(data.test, 3, at, training=False, with_labels=False)])
+        ev = b.evaluation(stage)
+        assert ev.temperature != 1.0 and ev.metrics["calibration"]["fitted_on"] == "calibration hold-out"
+        probs = temper(b.model(stage).predict(x, verbose=0), ev.temperature)
+        np.testing.assert_allclose(probs, ev.probs, atol=2e-3)  # stored as float16
+        assert (probs.argmax(1) == ev.probs.argmax(1)).all()
 
 
 def test_re_evaluation_reproduces_the_metrics(tiny_bundle, tmp_path):
@@ -120,7 +127,7 @@ def test_model_that_does_not_match_its_classes_is_refused(bundle_copy):
     (bundle_copy / "classes.json").write_text(json.dumps([*classes, {"id": "extra", "name": "Extra"}]))
     b = load_bundle(bundle_copy, verify=False)  # the checksum would catch it first; test the deeper check
     with pytest.raises(BundleError, match=r"predicts 3 classes, classes\.json lists 4"):
-        b.model("stage2")
+        b.model("stage3")
 
 
 def test_hub_id_offline_fails_clearly(monkeypatch):
@@ -157,7 +164,7 @@ def test_class_folder_run_writes_ids_the_app_can_use(tmp_path):
     )
     b = load_bundle(tmp_path / "runs" / "folders")
     test = pd.read_csv(tmp_path / "runs" / "folders" / "test_set.csv")
-    assert b.evaluation("stage2").predictions["id"].tolist() == test["id"].tolist()
+    assert b.evaluation().predictions["id"].tolist() == test["id"].tolist()
     assert b.config["data"]["kind"] == "class-folders" and len(test) == 3  # 6 per class, 25% held out
 
 
@@ -171,7 +178,7 @@ def test_demo_bundle_numbers_are_its_models_answers_on_the_real_photos():
     from food101_core.inference import Predictor
 
     b = load_bundle(ROOT / "assets" / "demo-bundle")
-    ev = b.evaluation("stage2")
+    ev = b.evaluation()
     true = [i.split("/")[0] for i in b.test_ids]  # the label is the photo's folder in Food-101's layout
     rows = ev.predictions
     pred_ids = rows["pred"].tolist()

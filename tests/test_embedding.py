@@ -55,7 +55,7 @@ def test_the_bundle_carries_the_feature_space(tiny_bundle):
     b = load_bundle(tiny_bundle)
     ref = b.reference
     assert len(ref) == 3 * 12 and ref["label"].value_counts().tolist() == [12, 12, 12]  # all 12 per class
-    emb = b.embedding("stage2")  # the shipped model's; stage 1 keeps none (the size budget)
+    emb = b.embedding("stage3")  # the shipped model's; stage 1 keeps none (the size budget)
     assert emb.test.shape[0] == len(b.test_ids) and emb.ref.shape[0] == len(ref) and b.embedding("stage1") is None
     assert all(b.reference_thumb(i) is not None for i in range(len(ref)))
     redrawn = umap_2d(emb.test, b.train_config.seed)  # from the stored coordinates: the bundle's own map again
@@ -64,13 +64,13 @@ def test_the_bundle_carries_the_feature_space(tiny_bundle):
 
 def test_map_endpoint_is_the_test_set_in_order(client, tiny_bundle):
     b = load_bundle(tiny_bundle)
-    p = b.evaluation("stage2").predictions
-    points = client.predict("stage2", api_name="/embedding_map")
+    p = b.evaluation("stage3").predictions
+    points = client.predict("stage3", api_name="/embedding_map")
     assert [pt["id"] for pt in points] == b.test_ids
     assert [pt["true"] for pt in points] == [b.name_of[t] for t in p["true"]]
     assert [pt["pred"] for pt in points] == [b.name_of[t] for t in p["pred"]]
     np.testing.assert_allclose([pt["confidence"] for pt in points], p["confidence"], atol=1e-6)
-    np.testing.assert_allclose([[pt["x"], pt["y"]] for pt in points], b.embedding("stage2").xy, atol=1e-5)
+    np.testing.assert_allclose([[pt["x"], pt["y"]] for pt in points], b.embedding("stage3").xy, atol=1e-5)
 
 
 def test_explain_puts_a_photo_where_the_evaluation_did(client, tiny_bundle):
@@ -80,8 +80,8 @@ def test_explain_puts_a_photo_where_the_evaluation_did(client, tiny_bundle):
     from food101_core.inference import Predictor
 
     b = load_bundle(tiny_bundle)
-    emb = b.embedding("stage2")
-    p = Predictor.from_bundle(b, "stage2")
+    emb = b.embedding("stage3")
+    p = Predictor.from_bundle(b, "stage3")
     for i in (0, 4, 11):
         y, r = emb.project(p.predict(p.read(b.original_image(i))).features)
         scale = np.linalg.norm(emb.test[i]) + 1e-3
@@ -90,9 +90,9 @@ def test_explain_puts_a_photo_where_the_evaluation_did(client, tiny_bundle):
     root = Path(b.data_source["location"]) / "images"
     for row in (0, 17):
         ref_id = b.reference["id"].iloc[row]
-        got = client.predict(handle_file(str(root / f"{ref_id}.jpg")), "stage2", api_name="/explain")
+        got = client.predict(handle_file(str(root / f"{ref_id}.jpg")), "stage3", api_name="/explain")
         assert got["similar"][0]["id"] == ref_id
-        assert abs(got["similar"][0]["distance"] - b.embedding("stage2").ref_resid[row]) < 5e-3
+        assert abs(got["similar"][0]["distance"] - b.embedding("stage3").ref_resid[row]) < 5e-3
         assert got["similar"][0]["label"] == b.class_names[int(b.reference["label"].iloc[row])]
         assert got["top"][0]["name"] in b.class_names and isinstance(got["unfamiliar"], bool)
 
@@ -102,12 +102,12 @@ def test_bad_input_to_the_new_endpoints_is_refused_and_the_app_keeps_serving(cli
 
     with pytest.raises(Exception, match="unknown stage"):
         client.predict("stage9", api_name="/embedding_map")
-    with pytest.raises(Exception, match="kept for stage2 only"):
+    with pytest.raises(Exception, match="kept for stage3 only"):
         client.predict("stage1", api_name="/embedding_map")
     (tmp_path / "notes.txt").write_text("not a photo")
     with pytest.raises(Exception, match="not a format this app reads"):
-        client.predict(handle_file(str(tmp_path / "notes.txt")), "stage2", api_name="/explain")
-    assert len(client.predict("stage2", api_name="/embedding_map")) > 0
+        client.predict(handle_file(str(tmp_path / "notes.txt")), "stage3", api_name="/explain")
+    assert len(client.predict("stage3", api_name="/embedding_map")) > 0
 
 
 def non_food_images(n_each: int = 5) -> list:
@@ -144,8 +144,8 @@ def test_demo_bundle_tells_food_from_non_food_and_explains_by_example():
     from food101_core.inference import Predictor
 
     b = load_bundle(DEMO_BUNDLE)
-    emb = b.embedding("stage2")
-    p = Predictor.from_bundle(b, "stage2")
+    emb = b.embedding()
+    p = Predictor.from_bundle(b)
     fake = non_food_images()
     flagged = np.mean([emb.unfamiliarity(*emb.project(p.predict(im).features))[0] > emb.threshold for im in fake])
     real_ids = b.test_ids[::25]  # 50 real test photos through the same path as an upload
@@ -160,7 +160,7 @@ def test_demo_bundle_tells_food_from_non_food_and_explains_by_example():
     near, _ = emb.nearest(emb.test, emb.test_resid, 5)
     votes = np.array([np.bincount(emb.ref_labels[r], minlength=b.num_classes).argmax() for r in near])
     knn = (votes == b.test_labels).mean()
-    model = b.evaluation("stage2").metrics["top1"]
+    model = b.evaluation().metrics["top1"]
     print(f"5-NN majority of the reference photos: {knn:.2%} of test photos right; the model: {model:.2%}")
     # 20 reference photos a class: measured 59.8 % against the model's 80.4 % (head_bn features or k = 10 did no
     # better, 61-65 % on a fifth of the photos); five times chance is what this test holds to.

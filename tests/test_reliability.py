@@ -38,10 +38,10 @@ def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle
     b = load_bundle(tiny_bundle)
     photos = [Path(b.config["data"]["location"]) / "images" / f"{i}.jpg" for i in b.test_ids[:6]]
     solo = Client(url, verbose=False)
-    expected = [solo.predict(handle_file(str(p)), False, "stage2", api_name="/predict")[0] for p in photos]
+    expected = [solo.predict(handle_file(str(p)), False, "stage3", api_name="/predict")[0] for p in photos]
     assert len({json.dumps(e, sort_keys=True) for e in expected}) > 1  # the photos are told apart
     for _ in range(10):  # warm up before measuring memory
-        solo.predict(handle_file(str(photos[0])), False, "stage2", api_name="/predict")
+        solo.predict(handle_file(str(photos[0])), False, "stage3", api_name="/predict")
     before = rss_mib(proc.pid)
     local = threading.local()
 
@@ -49,7 +49,7 @@ def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle
         if not hasattr(local, "client"):
             local.client = Client(url, verbose=False)
         k = i % len(photos)
-        label, _, _ = local.client.predict(handle_file(str(photos[k])), False, "stage2", api_name="/predict")
+        label, _, _ = local.client.predict(handle_file(str(photos[k])), False, "stage3", api_name="/predict")
         return k, label
 
     t0 = time.perf_counter()
@@ -188,7 +188,7 @@ def test_same_command_same_seed_same_metrics(tmp_path):
         )
         assert done.returncode == 0, done.stderr[-3000:]
         b = load_bundle(tmp_path / f"runs{i}" / "same")
-        metrics.append((b.evaluation("stage2").probs, b.history))
+        metrics.append((b.evaluation().probs, b.history))
     (p1, h1), (p2, h2) = metrics
     print(
         f"largest difference: probabilities {np.abs(p1 - p2).max():.2e}, "

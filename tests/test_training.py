@@ -91,6 +91,50 @@ def test_interrupted_run_resumes_from_last_finished_epoch(tiny_food101, tmp_path
     assert models["stage2"] is not None and best2 > 0
 
 
+def test_polish_is_a_third_stage_at_its_own_size_that_resumes_inside(tiny_food101, tmp_path):
+    """The polish goes on from stage 2's model at 48 px with its own constant rate, BatchNorm still frozen (its
+    statistics are stage 2's to the bit) and the backbone's weights moving; killed inside, it resumes there."""
+    work = tmp_path / "work"
+    cfg = tiny_config(
+        tiny_food101, tmp_path, stage1_epochs=1, stage2_epochs=1, polish_epochs=2, polish_size=48, polish_lr=5e-4
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, work, extra_callbacks=[Interrupt(2)])  # dies after the polish's first epoch
+    assert (work / "stage2.keras").exists() and not (work / "stage3.keras").exists()
+    rates = LearningRates()
+    models, _, _ = train(cfg, work, extra_callbacks=[rates])
+    hist = read_history(work)
+    assert hist["epoch"].tolist() == [0, 1, 2, 3] and hist["stage"].tolist() == [1, 2, 3, 3]
+    assert list(rates.by_epoch) == [3] and np.allclose(rates.by_epoch[3], 5e-4)  # only the unfinished epoch
+    s2, s3 = models["stage2"], models["stage3"]
+    assert s2.input_shape[1:] == (32, 32, 3) and s3.input_shape[1:] == (48, 48, 3)
+    moved = 0
+    for a, b in zip(s2.layers, s3.layers):
+        assert a.name == b.name
+        if isinstance(a, keras.layers.BatchNormalization):
+            for wa, wb in zip(a.get_weights(), b.get_weights()):
+                np.testing.assert_array_equal(wa, wb, err_msg=a.name)
+        elif a.get_weights() and block_of("mobilenetv2", a.name) is not None:
+            moved += not np.array_equal(a.get_weights()[0], b.get_weights()[0])
+    assert moved > 10  # the unfrozen blocks trained on at the new size
+
+
+def test_resnet50_with_a_polish_writes_a_complete_bundle(tiny_food101, tmp_path):
+    """train.py end to end with ResNet50 (random weights), its top three residual stages unfrozen, and a polish:
+    a verified bundle whose three models load in safe mode, the last at the polish's size."""
+    import train as train_script
+
+    args = tiny_args(tiny_food101, tmp_path / "runs", "resnet", backbone="resnet50", unfreeze_blocks=3,
+                     stage1_epochs=1, stage2_epochs=1, polish_epochs=1, polish_size=48, reference_per_class=0,
+                     suspect_thumbs=0)  # fmt: skip
+    assert train_script.main(args) == 0
+    b = load_bundle(tmp_path / "runs" / "resnet")  # verifies every file against bundle.json
+    assert b.stages == ["stage1", "stage2", "stage3"] and b.train_config.backbone == "resnet50"
+    assert [b.model(s).input_shape[1] for s in b.stages] == [32, 32, 48]
+    assert b.model().get_layer("preprocess").get_config()["trainable"] is False  # caffe preprocessing inside
+    assert set(b.history["stage"]) == {1, 2, 3} and b.evaluation().metrics["n"] == len(b.test_ids)
+
+
 class LearningRates(keras.callbacks.Callback):
     """The optimizer's learning rate at every training step, by epoch."""
 

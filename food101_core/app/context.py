@@ -17,7 +17,16 @@ from ..inference import Predictor, overlay_heatmap
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"  # served locally: no CDN on a Space
 PLOTLY_HEAD = f'<script src="/gradio_api/file={PLOTLY_JS}"></script>'
-STAGE_LABELS = {"stage2": "Stage 2: fine-tuned (final)", "stage1": "Stage 1: head only"}
+
+
+def stage_label(b: Bundle, stage: str) -> str:
+    """The Model selector's words for a stage; the last one is the shipped, "(final)" model."""
+    words = {
+        "stage1": "Stage 1: head only",
+        "stage2": "Stage 2: fine-tuned",
+        "stage3": f"Stage 3: polished at {b.train_config.final_size} px",
+    }[stage]
+    return words + (" (final)" if stage == b.stages[-1] else "")
 
 
 def plotly_html(div_class: str, elem_id: str, bind: str) -> gr.HTML:

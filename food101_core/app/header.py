@@ -7,7 +7,7 @@ import gradio as gr
 from .. import analysis
 from ..backbones import BACKBONES
 from ..bundle import Bundle
-from .context import STAGE_LABELS
+from .context import stage_label
 
 DEMO_NOTE = (
     "**Demo model**: {backbone} fine-tuned on a CPU on *food101-mini* (10 Food-101 classes), shipped so that the "
@@ -21,7 +21,7 @@ def build(b: Bundle, demo: bool) -> gr.Dropdown:
         with gr.Column(scale=4, min_width=280):
             gr.Markdown(f"## Food-101 Explorer\n{analysis.summary_line(b)}", elem_id="header-text")
         stage = gr.Dropdown(
-            [(STAGE_LABELS[s], s) for s in reversed(b.stages)],
+            [(stage_label(b, s), s) for s in reversed(b.stages)],
             value=b.stages[-1],
             label="Model",
             elem_id="stage",
