@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .embedding import unit
+
 FOLDS = 5
 PCA_DIMS = 256  # the K-fold classifier's input: 5x faster than 1280 dims, the same suspects (docs/data-quality.md)
 DUPLICATE_SIMILARITY = 0.90  # altered copies measured 0.906-0.992; distinct photos 99th percentile 0.846 (docs)
@@ -33,11 +35,6 @@ class DataQuality:
     duplicates: pd.DataFrame  # kind, a_split, a_index, a_id, b_split, b_index, b_id, similarity
     summary: dict  # method, folds, cv_top1, n_train, threshold, counts...
     thumbs: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (split, index) -> JPEG
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def fold_of(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:

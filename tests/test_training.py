@@ -340,3 +340,40 @@ print(json.dumps({{"cpus": len(tf.config.list_logical_devices("CPU")),
     assert "MirroredStrategy with 2 replicas" in out.stderr
     hist = read_history(tmp_path / "work")
     assert hist["stage"].tolist() == [1, 2]
+
+
+def test_two_workers_train_one_run_and_only_the_chief_writes_the_bundle(tiny_food101, tmp_path):
+    """--strategy multiworker on two processes of this machine, as on two machines: TF_CONFIG with two
+    127.0.0.1 ports, each worker with its own --out (its own disk). Both train in step to the end; worker 0 (the
+    chief) writes one complete bundle, worker 1 writes none."""
+    from helpers import free_port
+
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    procs = []
+    for i in range(2):
+        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": i}}
+        args = tiny_args(tiny_food101, tmp_path / f"machine{i}", "multi", strategy="multiworker", stage1_epochs=1,
+                         stage2_epochs=1, reference_per_class=0, suspect_thumbs=0)  # fmt: skip
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "train.py"), *args],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    try:
+        logs = [p.communicate(timeout=480)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for i, (p, log) in enumerate(zip(procs, logs)):
+        assert p.returncode == 0, f"worker {i}:\n{log[-3000:]}"
+        assert "MultiWorkerMirroredStrategy with 2 replicas" in log, log[-3000:]
+    chief = load_bundle(tmp_path / "machine0" / "multi")  # verified against its manifest
+    assert chief.stages == ["stage1", "stage2"] and set(chief.history["stage"]) == {1, 2}
+    assert not list((tmp_path / "machine1").rglob("bundle.json"))  # the other worker wrote no bundle
+    assert not (tmp_path / "machine1" / "multi").exists()

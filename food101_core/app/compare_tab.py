@@ -46,7 +46,7 @@ def build(ctx: AppContext, other: Bundle) -> None:
             if thumb is not None:
                 mark = ("✓", "✗") if label.endswith("A only") else ("✗", "✓")
                 items.append((str(thumb), f"A: {a.name_of[pa['pred'].iloc[i]]} {mark[0]} · "
-                                          f"B: {a.name_of[pb['pred'].iloc[i]]} {mark[1]}"))  # fmt: skip
+                                          f"B: {other.name_of[pb['pred'].iloc[i]]} {mark[1]}"))  # fmt: skip
             if len(items) >= MAX_FLIPS:
                 break
         return items
