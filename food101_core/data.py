@@ -395,6 +395,13 @@ def cache_fits(n_images: int, size: int, budget_fraction: float = 0.3) -> bool:
     return n_images * size * size * 3 < budget_fraction * total
 
 
+def whole_batches(cfg: TrainConfig) -> bool:
+    """Whether training and validation keep whole batches only: a distribution strategy splits each batch between
+    its replicas, and a final batch shorter than their number leaves one with an empty share, on which TensorFlow's
+    CPU kernels fail (a batch of 1 on 2 replicas; see multiworker.py)."""
+    return cfg.strategy != "default"
+
+
 def make_dataset(
     split: Split,
     num_classes: int,
@@ -421,7 +428,7 @@ def make_dataset(
         ds = ds.cache()
     if training:
         ds = ds.shuffle(min(len(split), 10_000), seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(cfg.batch_size, drop_remainder=False)
+    ds = ds.batch(cfg.batch_size, drop_remainder=whole_batches(cfg) and with_labels)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)), tf.data.AUTOTUNE)
     if augment:
         aug = augmenter(cfg.seed)

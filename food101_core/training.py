@@ -26,7 +26,7 @@ import pandas as pd
 
 from .backbones import BACKBONES
 from .config import TrainConfig
-from .data import FoodData, load_data, make_dataset
+from .data import FoodData, load_data, make_dataset, whole_batches
 from .model import (
     at_size,
     build_model,
@@ -66,6 +66,9 @@ def setup_engine(cfg: TrainConfig) -> tf.distribute.Strategy:
         devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpus else "CPU")]
         return tf.distribute.MirroredStrategy(devices)
     if cfg.strategy == "multiworker":
+        from .multiworker import patch_keras
+
+        patch_keras()  # Keras 3's trainer needs two fixes under this strategy (see multiworker.py)
         return tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
     return tf.distribute.get_strategy()
 
@@ -196,18 +199,23 @@ def stage1_on_features(
         path = work / f"features_{name}.npy"
         if not path.exists():  # saved, so a resumed run does not pay for them again
             ds = make_dataset(split, data.num_classes, cfg, training=False, with_labels=False)
-            np.save(path, features.predict(ds, verbose=1).astype(np.float32))
+            if whole_batches(cfg):  # distributed: each worker its own whole pass, no empty shares (multiworker.py)
+                from .multiworker import local_predict
+
+                np.save(path, local_predict(features, ds).astype(np.float32))
+            else:
+                np.save(path, features.predict(ds, verbose=1).astype(np.float32))
         return np.load(path)
 
-    n = data.num_classes
+    n, whole = data.num_classes, whole_batches(cfg)
     train = tf.data.Dataset.from_tensor_slices((pooled("train", data.train), tf.one_hot(data.train.labels, n)))
-    train = train.shuffle(len(data.train), seed=cfg.seed).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+    train = train.shuffle(len(data.train), seed=cfg.seed).batch(cfg.batch_size, drop_remainder=whole)
     val_split = data.val if data.val is not None else data.test
     val = tf.data.Dataset.from_tensor_slices((pooled("val", val_split), tf.one_hot(val_split.labels, n)))
     compile_model(head, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum, cfg.clipnorm)
     hist = head.fit(
-        train,
-        validation_data=val.batch(cfg.batch_size),
+        train.prefetch(tf.data.AUTOTUNE),
+        validation_data=val.batch(cfg.batch_size, drop_remainder=whole),
         epochs=cfg.stage1_epochs,
         callbacks=_callbacks(work, 1, read_history(work), cfg) + extra,
         verbose=2,
