@@ -16,27 +16,27 @@ LOW_CONFIDENCE = 0.5  # the app warns below this top probability
 T_BOUNDS = (0.05, 20.0)  # beyond these a fit has gone wrong (a handful of photos, or a constant model)
 
 
+def log_probs(probs: np.ndarray) -> np.ndarray:
+    """The logits up to a per-row constant (which the softmax ignores), safe for zero probabilities."""
+    return np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0))
+
+
 def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities with the logits divided by `temperature` (the log-probabilities are the logits up to a
-    per-row constant, which the softmax ignores). T = 1 returns them unchanged."""
-    probs = np.asarray(probs, np.float64)
+    """Probabilities with the logits divided by `temperature`. T = 1 returns them unchanged."""
     if temperature == 1.0:
-        return probs.astype(np.float32)
-    logp = np.log(np.clip(probs, 1e-12, 1.0))
-    return np.exp(log_softmax(logp / temperature, axis=-1)).astype(np.float32)
+        return np.asarray(probs, np.float32)
+    return np.exp(log_softmax(log_probs(probs) / temperature, axis=-1)).astype(np.float32)
 
 
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood of the true labels."""
-    p = np.clip(np.asarray(probs, np.float64)[np.arange(len(labels)), labels], 1e-12, 1.0)
-    return float(-np.log(p).mean())
+    return float(-log_probs(probs)[np.arange(len(labels)), labels].mean())
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The T in `T_BOUNDS` that minimises the NLL of `labels` under `temper(probs, T)` (searched over log T)."""
     labels = np.asarray(labels)
-    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0))
-    rows = np.arange(len(labels))
+    logp, rows = log_probs(probs), np.arange(len(labels))
 
     def loss(log_t: float) -> float:
         return float(-log_softmax(logp / np.exp(log_t), axis=-1)[rows, labels].mean())

@@ -167,11 +167,6 @@ class TrainConfig:
             return self.image_size
         return self.polish_size or int(round(self.image_size * 1.25 / 16) * 16)
 
-    @property
-    def stages(self) -> list[str]:
-        """The stages this recipe trains, in order; the last one is shipped."""
-        return ["stage1", "stage2"] + (["stage3"] if self.polish_epochs > 0 else [])
-
     def recipe(self) -> dict:
         """The settings that change the trained model: not where it is written, the memory cache, the last-bit
         rounding, or what the evaluation keeps (so adding an evaluation setting renames no run). The calibration

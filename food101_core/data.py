@@ -91,6 +91,11 @@ class FoodData:
     def num_classes(self) -> int:
         return len(self.class_ids)
 
+    @property
+    def monitored(self) -> Split:
+        """The split each training epoch is validated on: the validation split, else the test split."""
+        return self.val if self.val is not None else self.test
+
 
 def display_name(class_id: str) -> str:
     """Food-101's own convention: 'apple_pie' is shown as 'Apple pie'."""

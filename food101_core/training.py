@@ -210,8 +210,7 @@ def stage1_on_features(
     n, whole = data.num_classes, whole_batches(cfg)
     train = tf.data.Dataset.from_tensor_slices((pooled("train", data.train), tf.one_hot(data.train.labels, n)))
     train = train.shuffle(len(data.train), seed=cfg.seed).batch(cfg.batch_size, drop_remainder=whole)
-    val_split = data.val if data.val is not None else data.test
-    val = tf.data.Dataset.from_tensor_slices((pooled("val", val_split), tf.one_hot(val_split.labels, n)))
+    val = tf.data.Dataset.from_tensor_slices((pooled("val", data.monitored), tf.one_hot(data.monitored.labels, n)))
     compile_model(head, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum, cfg.clipnorm)
     hist = head.fit(
         train.prefetch(tf.data.AUTOTUNE),
@@ -246,10 +245,9 @@ def train(
     log.info("data: %s", {k: v for k, v in data.source.items() if k != "skipped"})
     with strategy.scope():
         model = build_model(cfg, data.num_classes)
-    val_split = data.val if data.val is not None else data.test
     fit = FitInputs(
         train=make_dataset(data.train, data.num_classes, cfg, training=True, augment=cfg.augment, mixup=cfg.mixup),
-        val=make_dataset(val_split, data.num_classes, cfg, training=False),
+        val=make_dataset(data.monitored, data.num_classes, cfg, training=False),
         xla=xla,
         callbacks=list(extra_callbacks or []),
     )
@@ -346,9 +344,8 @@ def run_stage3(
     t0 = time.perf_counter()
     size = cfg.final_size
     at = dataclasses.replace(cfg, image_size=size)
-    val_split = data.val if data.val is not None else data.test
     train_ds = make_dataset(data.train, data.num_classes, at, training=True, augment=cfg.augment, mixup=cfg.mixup)
-    val_ds = make_dataset(val_split, data.num_classes, at, training=False)
+    val_ds = make_dataset(data.monitored, data.num_classes, at, training=False)
     start = cfg.stage1_epochs + cfg.stage2_epochs
     with strategy.scope():
         model = at_size(stage2, size)
