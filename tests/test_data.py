@@ -17,7 +17,7 @@ def batches(ds):
 
 
 def test_food101_folder_source(tiny_food101, tmp_path):
-    d = load_data(tiny_config(tiny_food101, tmp_path))
+    d = load_data(tiny_config(tiny_food101, tmp_path, calibration_fraction=0.0))  # every training photo read
     assert d.class_ids == TINY_CLASSES
     assert d.class_names == ["Red soup", "Green salad", "Blue cheese"]  # from meta/labels.txt
     assert len(d.train) == 36 and len(d.test) == 18 and d.val is None
@@ -47,7 +47,7 @@ def test_class_folders_source_splits_75_25_with_fixed_seed(tmp_path):
         for i in range(n):
             food_image((120, 60, 30), rng).save(tmp_path / "f" / c / f"{c}{i}.png")
     (tmp_path / "f" / "cake" / "notes.txt").write_text("not an image")
-    cfg = tiny_config(tmp_path / "f", tmp_path)
+    cfg = tiny_config(tmp_path / "f", tmp_path, calibration_fraction=0.0)  # the source's own 75/25 split only
     a, b = load_data(cfg), load_data(cfg)
     assert a.class_ids == ["cake", "soup"]
     assert np.bincount(a.test.labels).tolist() == [3, 2] and np.bincount(a.train.labels).tolist() == [9, 6]
@@ -123,7 +123,7 @@ def test_corrupt_and_unsupported_images_are_reported_by_name_and_skipped(tiny_fo
     (folder / "1.jpg").write_text("this is not a picture")
     food_image((1, 2, 3), np.random.default_rng(0)).save(folder / "2.jpg", "TIFF")  # TF cannot decode TIFF
     (folder / "3.jpg").unlink()
-    d = load_data(tiny_config(tiny_food101, tmp_path))
+    d = load_data(tiny_config(tiny_food101, tmp_path, calibration_fraction=0.0))  # all that is readable trains
     skipped = {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in d.source["skipped"]}
     assert set(skipped) == {"0.jpg", "1.jpg", "2.jpg", "3.jpg"}
     assert "unsupported format TIFF" in skipped["2.jpg"] and "not found" in skipped["3.jpg"]
