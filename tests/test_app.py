@@ -204,13 +204,13 @@ def check_what_the_browser_saw(seen: dict, b, shots: Path) -> None:
     assert (seen["example_dish"] == dish) == (mark == "✓"), (caption, seen["example_dish"])
     assert seen["verdict_dish"] in b.class_names
     true_name, pred_name = seen["cell"]
-    cm = b.evaluation("stage3").confusion
+    cm = b.evaluation().confusion
     n = cm[b.class_names.index(true_name), b.class_names.index(pred_name)]
     assert f"{n} mistaken" in seen["cell_title"] and seen["cell_images"] >= 1 and seen["cell_images_in_sight"] >= 1
-    wrong = b.evaluation("stage3").predictions.query("not correct")
+    wrong = b.evaluation().predictions.query("not correct")
     assert seen["mistakes_all"] == len(wrong)
     assert seen["mistakes_filtered"] == (wrong["true"] == b.id_of[true_name]).sum()
-    f1 = b.evaluation("stage3").per_class["f1"]
+    f1 = b.evaluation().per_class["f1"]
     assert seen["heatmap_marks"] >= 1 and seen["training_lines"] >= 2 and seen["calibration_bars"] >= 1
     assert seen["f1_bars"] >= (f1 > 0).sum()  # one bar per class with a non-zero F1, at least
     assert seen["page_errors"] == []

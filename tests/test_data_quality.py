@@ -115,7 +115,7 @@ def test_the_bundle_carries_the_analysis_as_training_writes_it(tiny_bundle):
 
     b = load_bundle(tiny_bundle)
     q = b.data_quality()
-    assert q is not None and q.summary["n_train"] == 36 and q.summary["suspects"] == len(q.suspects)
+    assert q is not None and q.summary["n_train"] == 36 - 3 and q.summary["suspects"] == len(q.suspects)
     assert q.suspects["quality"].is_monotonic_increasing  # most suspect (lowest given-label probability) first
     assert set(q.suspects["given"]) <= set(b.class_ids) and (q.suspects["given"] != q.suspects["suggested"]).any()
     top = q.suspects.head(int(b.train_config.suspect_thumbs))
@@ -123,7 +123,8 @@ def test_the_bundle_carries_the_analysis_as_training_writes_it(tiny_bundle):
     for row in q.duplicates.itertuples():
         assert b.quality_thumb(row.a_split, row.a_index) and b.quality_thumb(row.b_split, row.b_index)
     counts = quality_report.class_counts(b)
-    assert counts["suspect labels"].sum() == len(q.suspects) and counts["training photos"].sum() == 36
+    assert counts["suspect labels"].sum() == len(q.suspects)
+    assert counts["training photos"].sum() == 36 - 3  # one photo a class is held out to fit the temperature
 
 
 def test_suspects_endpoint_and_the_csv_that_train_reads(client, tiny_bundle, tmp_path):
@@ -170,7 +171,8 @@ def test_exclude_drops_the_listed_photos_and_records_them(tmp_path, tiny_food101
     assert train.main(tiny_args(tiny_food101, tmp_path / "runs", exclude=str(listed), stage2_epochs=0)) == 0
     b = load_bundle(tmp_path / "runs" / "tiny")
     assert b.data_source["excluded"] == ["green_salad/5", "red_soup/3"]
-    assert b.data_source["train"] == 36 - 2 and b.train_config.exclude == str(listed)
+    assert b.data_source["train"] == 36 - 2 - 3  # and one photo a class held out for calibration
+    assert b.train_config.exclude == str(listed)
     assert not {"red_soup/3", "green_salad/5"} & set(b.data_quality().suspects["id"])
 
 
