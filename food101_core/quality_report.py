@@ -111,9 +111,10 @@ def class_counts(b: Bundle) -> pd.DataFrame:
 def summary_line(b: Bundle) -> str:
     s = require(b).summary
     dups = s.get("duplicates", {})
+    within = dups.get("test-test", 0)
     return (
         f"**{s['suspects']:,}** of {s['n_train']:,} training photos have a suspect label (cleanlab's confident "
         f"learning on {s['folds']}-fold cross-validated probabilities of the frozen backbone's features; their "
         f"top-1 is {s['cv_top1']:.1%}). **{dups.get('train-test', 0):,}** test ↔ train pairs are near-copies "
-        f"(leakage) and **{dups.get('test-test', 0):,}** pairs within the test split."
+        f"(leakage) and **{within:,}** {'pair' if within == 1 else 'pairs'} within the test split."
     )
