@@ -9,6 +9,11 @@ Binds to 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise (a Hugging Face Spac
 
 from __future__ import annotations
 
+try:  # ZeroGPU (a free account's Space): `spaces` first of all, before Gradio and anything that touches CUDA
+    import spaces
+except ImportError:  # CPU Basic, a laptop: nothing changes
+    spaces = None
+
 import argparse
 import os
 import sys
@@ -40,8 +45,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import gradio as gr
 
-    from food101_core.app import CSS, PLOTLY_JS, build_app, no_run_app
+    from food101_core.app import CSS, PLOTLY_JS, build_app, no_run_app, zerogpu
     from food101_core.bundle import BundleError, load_bundle
+
+    zerogpu.register(spaces)  # before launch(), which sends ZeroGPU's start-up report
 
     gr.set_static_paths([PLOTLY_JS])
     ref, allowed = choose_run(args.run), []

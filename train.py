@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     check_writable(out)
 
-    from food101_core.data import DataError
-    from food101_core.evaluate import evaluate_and_write
-    from food101_core.training import TrainingError, clear_work, is_chief, read_history, stale_recipe, train
+    from food101_core.training.data import DataError
+    from food101_core.training.evaluate import evaluate_and_write
+    from food101_core.training.fit import TrainingError, clear_work, is_chief, read_history, stale_recipe, train
 
     if args.force and stale_recipe(cfg, work):
         print(f"--force: discarding the unfinished run of another recipe in {work}")

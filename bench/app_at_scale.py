@@ -2,7 +2,7 @@
 
 Prints the bundle's size, the evaluation's time, and how long each tab takes to draw in Chromium (the browser
 test's own steps), for both bundles, and the ratio. The data are generated from food101-mini's photos (tinted and
-patterned per class, `food101_core.synthetic`); the model is a tiny MobileNetV2 at 32 px (speed of the app does
+patterned per class, `food101_core.training.synthetic`); the model is a tiny MobileNetV2 at 32 px (speed of the app does
 not depend on its accuracy, and the test photos' count and the class count are what grow).
 
     python bench/app_at_scale.py [--test-per-class 250] [--work /tmp/food101-scale]
@@ -25,7 +25,7 @@ def make_bundle(work: Path, test_per_class: int) -> Path:
     from helpers import tiny_args
 
     import train
-    from food101_core.synthetic import make_food101_layout, make_from_photos
+    from food101_core.training.synthetic import make_food101_layout, make_from_photos
 
     data = work / f"food-{test_per_class}"
     if not data.exists():
@@ -37,7 +37,7 @@ def make_bundle(work: Path, test_per_class: int) -> Path:
     if not (work / "runs" / name / "bundle.json").exists():
         assert train.main(tiny_args(data, work / "runs", name, stage1_epochs=1, stage2_epochs=1)) == 0
     elif not (work / "runs" / name / "reference.csv").exists():  # an older bundle: add the feature space
-        from food101_core.evaluate import reevaluate
+        from food101_core.training.evaluate import reevaluate
 
         reevaluate(str(work / "runs" / name))
     return work / "runs" / name

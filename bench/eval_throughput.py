@@ -17,8 +17,8 @@ from common import BACKBONES, DEMO_BUNDLE, MINI, config, loop_seconds, median
 def measure(label: str, cfg, model=None) -> None:
     """One table row: `model` (default: a new one of `cfg`) on the test split through the pipeline, and on the
     same images held in memory."""
-    from food101_core.data import load_data, make_dataset
-    from food101_core.model import build_model
+    from food101_core.training.data import load_data, make_dataset
+    from food101_core.training.model import build_model
 
     data = load_data(cfg)
     model = model or build_model(cfg, data.num_classes)
@@ -58,7 +58,7 @@ def main() -> None:
 
     from food101_core.bundle import load_bundle
     from food101_core.config import TrainConfig
-    from food101_core.inference import mirror_averaged
+    from food101_core.serving.predictor import mirror_averaged
 
     print("| model | pipeline (img/s) | in memory (img/s) | ratio | decoding alone (img/s) | if decoding adds |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -19,10 +19,10 @@ from common import MINI
 
 def main() -> None:
     from food101_core.config import TrainConfig
-    from food101_core.data import load_data
-    from food101_core.evaluate import evaluate_models
-    from food101_core.model import build_model
-    from food101_core.synthetic import make_food101_layout, make_from_photos
+    from food101_core.training.data import load_data
+    from food101_core.training.evaluate import evaluate_models
+    from food101_core.training.model import build_model
+    from food101_core.training.synthetic import make_food101_layout, make_from_photos
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--test-per-class", type=int, default=250)

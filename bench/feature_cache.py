@@ -17,9 +17,9 @@ from common import BACKBONES, config
 def main() -> None:
     import keras
 
-    from food101_core.data import load_data
-    from food101_core.evaluate import predict
-    from food101_core.training import train
+    from food101_core.training.data import load_data
+    from food101_core.training.evaluate import predict
+    from food101_core.training.fit import train
 
     print("| backbone | weights | cached: time, top-1 | uncached: time, top-1 | speed-up |")
     print("| --- | --- | --- | --- | --- |")

@@ -13,7 +13,7 @@ from common import BACKBONES, DEMO_BUNDLE, MINI, config, interleaved, median
 def overhead(label: str, predictor, photos: list) -> None:
     """The app's predict (read, decode, resize, mirror if the bundle has it, model) against the bare forward pass
     of the same batch (one photo, or photo and mirror) ready in memory; medians of interleaved runs."""
-    from food101_core.images import read_image
+    from food101_core.serving.images import read_image
 
     ready = predictor.preprocess(read_image(photos[0]))
     if predictor.tta_flip:
@@ -36,8 +36,8 @@ def main() -> None:
     import keras
 
     from food101_core.bundle import load_bundle
-    from food101_core.inference import Predictor
-    from food101_core.model import build_model
+    from food101_core.serving.predictor import Predictor
+    from food101_core.training.model import build_model
 
     photos = sorted((MINI / "images").glob("*/*.jpg"))[:50]
     print("| model | app predict (ms) | bare forward (ms) | overhead |")

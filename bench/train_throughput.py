@@ -20,9 +20,9 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from food101_core.data import load_data, make_dataset
-    from food101_core.model import build_model, unfreeze_for_stage2
-    from food101_core.training import compile_model
+    from food101_core.training.data import load_data, make_dataset
+    from food101_core.training.fit import compile_model
+    from food101_core.training.model import build_model, unfreeze_for_stage2
 
     print("| backbone | pipeline, 1st epoch (img/s) | pipeline, cached (img/s) | in memory (img/s) | cached / memory |")
     print("| --- | --- | --- | --- | --- |")

@@ -27,55 +27,36 @@ module imports neither. Layout (format version 1; docs/bundle-format.md has the 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import platform
 import re
 import shutil
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from . import __version__
 from .config import TrainConfig
 from .data_quality import DataQuality
 from .embedding import Embedding
 from .metrics import Evaluation
 
-if TYPE_CHECKING:
-    import keras
-
-    from .data import FoodData
-
 FORMAT = "food101-explorer-bundle"
 VERSION = 1
 STAGES = ("stage1", "stage2", "stage3")  # stage3: the optional resolution polish
+HEAD_FILE = "models/{stage}.head.npz"  # the folded head: Grad-CAM without gradients
+ONNX_FILE = "models/{stage}.onnx"  # the serving graph: probabilities, pooled features, last feature map
+ADD_ONNX = "python -m food101_core.training.export RUN"  # adds both to a bundle written before them
 EMBEDDING_ARRAYS = ("test", "test_resid", "xy", "mean", "components", "ref", "ref_resid")
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 class BundleError(RuntimeError):
     """A bundle that cannot be used; the message names the part."""
-
-
-def library_versions() -> dict:
-    import keras
-    import sklearn
-    import tensorflow as tf
-
-    return {
-        "python": platform.python_version(),
-        "food101_core": __version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
 
 
 def _sha256(path: Path) -> str:
@@ -86,22 +67,32 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_bundle(
-    dest: Path,
-    *,
-    cfg: TrainConfig,
-    data: FoodData,
-    model_files: dict[str, Path],
-    history: pd.DataFrame,
-    evals: dict[str, Evaluation],
-    thumbs: dict[int, bytes],
-    extra: dict | None = None,
-    overwrite: bool = False,
-    embeddings: dict[str, Embedding] | None = None,
-    reference: pd.DataFrame | None = None,
-    reference_thumbs: dict[int, bytes] | None = None,
-    quality: DataQuality | None = None,
-) -> Path:
+@dataclass
+class Results:
+    """Everything a bundle holds, handed to `write_bundle` whole by the evaluation.
+
+    One field per artifact; each has one writer below (`write_bundle` calls them in turn) and one reader in
+    `Bundle`. Adding an artifact is a field, a writer and a reader (docs/developing.md).
+    """
+
+    config: dict  # {"train": TrainConfig.to_dict(), "data": the data set's identity, "versions", "timings"}
+    class_ids: list[str]
+    class_names: list[str]
+    test_ids: list[str]
+    test_labels: np.ndarray
+    history: pd.DataFrame
+    model_files: dict[str, Path]  # stage -> its .keras file
+    evals: dict[str, Evaluation] = field(default_factory=dict)
+    thumbs: dict[int, bytes] = field(default_factory=dict)  # test index -> JPEG
+    onnx_files: dict[str, Path] = field(default_factory=dict)  # stage -> its serving graph (ONNX)
+    heads: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # stage -> folded head (Grad-CAM)
+    embeddings: dict[str, Embedding] = field(default_factory=dict)
+    reference: pd.DataFrame | None = None  # the reference training photos: id, label
+    reference_thumbs: dict[int, bytes] = field(default_factory=dict)  # reference row -> JPEG
+    quality: DataQuality | None = None
+
+
+def write_bundle(dest: Path, results: Results, overwrite: bool = False) -> Path:
     """Write into a hidden temporary folder beside `dest`, then rename it into place."""
     dest = Path(dest)
     if dest.exists() and not overwrite:
@@ -110,32 +101,10 @@ def write_bundle(
     for stale in dest.parent.glob(f".{dest.name}.partial-*"):  # left by a write that was killed
         shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
-    (tmp / "models").mkdir(parents=True)
-    config = {"train": cfg.to_dict(), "data": data.source, "versions": library_versions(), "timings": extra or {}}
-    (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    classes = [{"id": i, "name": n} for i, n in zip(data.class_ids, data.class_names)]
-    (tmp / "classes.json").write_text(json.dumps(classes, indent=1))
-    pd.DataFrame({"index": np.arange(len(data.test)), "id": data.test.ids, "label": data.test.labels}).to_csv(
-        tmp / "test_set.csv", index=False
-    )
-    history.to_csv(tmp / "history.csv", index=False)
-    for stage, src in model_files.items():
-        shutil.copyfile(src, tmp / "models" / f"{stage}.keras")
-    for stage, ev in evals.items():
-        write_evaluation(tmp / stage, ev, data.class_ids)
-    for stage, emb in (embeddings or {}).items():
-        write_embedding(tmp / stage / "embedding.npz", emb)
-    if reference is not None:
-        reference.rename_axis("index").to_csv(tmp / "reference.csv")
-        (tmp / "reference").mkdir()
-        for i, jpeg in (reference_thumbs or {}).items():
-            (tmp / "reference" / f"{i}.jpg").write_bytes(jpeg)
-    if quality is not None:
-        write_quality(tmp / "quality", quality)
-    (tmp / "thumbs").mkdir()
-    for i, jpeg in thumbs.items():
-        (tmp / "thumbs" / f"{i}.jpg").write_bytes(jpeg)
-    write_manifest(tmp, list(evals))
+    tmp.mkdir()
+    for writer in (write_run, write_models, write_evaluations, write_feature_space, write_quality, write_thumbs):
+        writer(tmp, results)
+    write_manifest(tmp, list(results.evals))
     if dest.exists():
         old = dest.parent / f".{dest.name}.old-{os.getpid()}"
         os.replace(dest, old)
@@ -144,6 +113,75 @@ def write_bundle(
     else:
         os.replace(tmp, dest)
     return dest
+
+
+def write_run(folder: Path, r: Results) -> None:
+    """config.json, classes.json, test_set.csv, history.csv: what was trained, on what."""
+    (folder / "config.json").write_text(json.dumps(r.config, indent=2))
+    classes = [{"id": i, "name": n} for i, n in zip(r.class_ids, r.class_names)]
+    (folder / "classes.json").write_text(json.dumps(classes, indent=1))
+    test = pd.DataFrame({"index": np.arange(len(r.test_ids)), "id": r.test_ids, "label": r.test_labels})
+    test.to_csv(folder / "test_set.csv", index=False)
+    r.history.to_csv(folder / "history.csv", index=False)
+
+
+def write_models(folder: Path, r: Results) -> None:
+    """models/: each stage's .keras file (training side), ONNX graph and folded head (serving side)."""
+    (folder / "models").mkdir()
+    for stage, src in r.model_files.items():
+        shutil.copyfile(src, folder / "models" / f"{stage}.keras")
+    for stage, src in r.onnx_files.items():
+        shutil.copyfile(src, folder / ONNX_FILE.format(stage=stage))
+    for stage, head in r.heads.items():
+        (folder / HEAD_FILE.format(stage=stage)).write_bytes(encode_head(head))
+
+
+def encode_head(head: dict[str, np.ndarray]) -> bytes:
+    """The folded head (weights: features x classes, bias: classes) as .npz bytes."""
+    buf = io.BytesIO()
+    np.savez(buf, weights=np.asarray(head["weights"], np.float32), bias=np.asarray(head["bias"], np.float32))
+    return buf.getvalue()
+
+
+def write_evaluations(folder: Path, r: Results) -> None:
+    for stage, ev in r.evals.items():
+        write_evaluation(folder / stage, ev, r.class_ids)
+
+
+def write_feature_space(folder: Path, r: Results) -> None:
+    """stageN/embedding.npz, reference.csv and reference/ (optional: none with --reference-per-class 0)."""
+    for stage, emb in r.embeddings.items():
+        write_embedding(folder / stage / "embedding.npz", emb)
+    if r.reference is not None:
+        r.reference.rename_axis("index").to_csv(folder / "reference.csv")
+        (folder / "reference").mkdir()
+        for i, jpeg in r.reference_thumbs.items():
+            (folder / "reference" / f"{i}.jpg").write_bytes(jpeg)
+
+
+def write_thumbs(folder: Path, r: Results) -> None:
+    (folder / "thumbs").mkdir()
+    for i, jpeg in r.thumbs.items():
+        (folder / "thumbs" / f"{i}.jpg").write_bytes(jpeg)
+
+
+def add_files(folder: Path, files: dict[str, Path | bytes]) -> None:
+    """Add files to a complete bundle in place (bundle path -> source file or bytes), then list them in bundle.json.
+
+    Each file lands by an atomic rename and the manifest is rewritten last, so a crash leaves the bundle as it was
+    (an unlisted file is never read).
+    """
+    folder = Path(folder)
+    for rel, src in files.items():
+        target = folder / rel
+        tmp = target.with_name(f".{target.name}.partial")
+        if isinstance(src, bytes):
+            tmp.write_bytes(src)
+        else:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, target)
+    manifest = _read_json(folder, "bundle.json")
+    write_manifest(folder, manifest["stages"])
 
 
 def write_evaluation(folder: Path, ev: Evaluation, class_ids: list[str]) -> None:
@@ -173,8 +211,11 @@ def write_embedding(path: Path, emb: Embedding) -> None:
     )
 
 
-def write_quality(folder: Path, dq: DataQuality) -> None:
-    """The data-quality analysis: two tables, a summary and the thumbnails the app shows."""
+def write_quality(folder: Path, r: Results) -> None:
+    """quality/: the data-quality analysis: two tables, a summary and the thumbnails the app shows (optional)."""
+    if r.quality is None:
+        return
+    folder, dq = folder / "quality", r.quality
     for split in ("train", "test"):
         (folder / split).mkdir(parents=True)
     dq.suspects.to_csv(folder / "suspects.csv", index=False)
@@ -235,7 +276,6 @@ class Bundle:
             raise BundleError(f"{self.path}: bundle.json lists no stages")
         if len(self.test_labels) and self.test_labels.max() >= len(self.class_ids):
             raise BundleError(f"{self.path}: test_set.csv has labels beyond the {len(self.class_ids)} classes")
-        self._models: dict[str, keras.Model] = {}
         self._evals: dict[str, Evaluation] = {}
         self._embeddings: dict[str, Embedding] = {}
         self._reference: pd.DataFrame | None = None
@@ -276,26 +316,34 @@ class Bundle:
         except Exception as e:
             raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
 
-    def model(self, stage: str | None = None) -> keras.Model:
-        """The stage's model (default: the shipped, last one), loaded once in Keras safe mode and checked against
-        the class list."""
-        stage = stage or self.stages[-1]
-        with self._lock:
-            if stage not in self._models:
-                from .model import load_model
+    def has_onnx(self, stage: str | None = None) -> bool:
+        """Whether the stage's serving graph is in the bundle (and listed in bundle.json: a complete write)."""
+        return ONNX_FILE.format(stage=stage or self.stages[-1]) in self.manifest.get("files", {})
 
-                rel = f"models/{stage}.keras"
-                try:
-                    model = load_model(self.path / rel)
-                except Exception as e:
-                    raise BundleError(f"{self.path}: {rel} cannot be loaded safely: {e}") from e
-                out = model.output_shape[-1]
-                if out != self.num_classes:
-                    raise BundleError(
-                        f"{self.path}: {rel} predicts {out} classes, classes.json lists {self.num_classes}"
-                    )
-                self._models[stage] = model
-            return self._models[stage]
+    def onnx_file(self, stage: str | None = None) -> Path:
+        """The stage's ONNX model, which the app serves; a bundle written before them is told how to add them."""
+        stage = stage or self.stages[-1]
+        if not self.has_onnx(stage):
+            raise BundleError(
+                f"{self.path}: no ONNX model for {stage} (the bundle was written before the app served ONNX). "
+                f"Add them where TensorFlow is installed (requirements-train.txt): "
+                f"{ADD_ONNX.replace('RUN', str(self.path))}"
+            )
+        return self.path / ONNX_FILE.format(stage=stage)
+
+    def head(self, stage: str | None = None) -> dict[str, np.ndarray] | None:
+        """The stage's head folded into one linear map (weights, bias) for Grad-CAM; None if the head is not linear."""
+        rel = HEAD_FILE.format(stage=stage or self.stages[-1])
+        if rel not in self.manifest.get("files", {}):
+            return None
+        try:
+            with np.load(self.path / rel) as z:
+                head = {"weights": z["weights"].astype(np.float32), "bias": z["bias"].astype(np.float32)}
+        except Exception as e:
+            raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
+        if head["weights"].shape[1] != self.num_classes:
+            raise BundleError(f"{self.path}: {rel} has {head['weights'].shape[1]} classes, not {self.num_classes}")
+        return head
 
     def evaluation(self, stage: str | None = None) -> Evaluation:
         stage = stage or self.stages[-1]

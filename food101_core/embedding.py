@@ -4,8 +4,9 @@ The pooled features (the classification head's input) of the final model are mad
 PCA (keeping each photo's residual), so that a 25,250-photo test set fits in about 3 MB (float16). A reference set of
 training photos (up to N per class) lives in the same space: a photo's nearest reference photos explain its
 prediction by example, and its mean cosine distance to the k nearest is its "unfamiliarity", with a threshold that
-about 99 % of the test photos pass. The 2-D map is UMAP (umap-learn) of the compressed test features, seeded. Pure
-numpy, scikit-learn and umap-learn: nothing here runs a model or reads a bundle.
+about 99 % of the test photos pass. The 2-D map is UMAP of the compressed test features, seeded. This module is
+what the bundle stores and the app reads (numpy only); the fitting is the training side's
+(`training/feature_space.py`).
 """
 
 from __future__ import annotations
@@ -67,50 +68,3 @@ class Embedding:
     def unfamiliarity(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         """Mean distance to the k nearest reference photos (higher: less like anything trained on)."""
         return self.nearest(y, r, self.k)[1].mean(axis=1)
-
-
-def fit_pca(features: np.ndarray, dims: int = DIMS) -> tuple[np.ndarray, np.ndarray]:
-    """PCA of unit features: (mean, components), at most `dims` axes (fewer for tiny data)."""
-    from sklearn.decomposition import PCA
-
-    x = unit(features)
-    pca = PCA(n_components=min(dims, x.shape[0], x.shape[1]), svd_solver="auto", random_state=0).fit(x)
-    return pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
-
-
-def umap_2d(y: np.ndarray, seed: int) -> np.ndarray:
-    """A seeded 2-D UMAP of PCA coordinates; the same input and seed give the same map."""
-    import umap
-
-    if len(y) < 4:  # UMAP needs a few neighbours; a toy test set gets its first two PCA axes
-        return np.pad(y[:, :2], ((0, 0), (0, max(0, 2 - y.shape[1])))).astype(np.float32)
-    reducer = umap.UMAP(
-        n_components=2, n_neighbors=min(15, len(y) - 1), min_dist=0.1, metric="cosine", random_state=seed, n_jobs=1
-    )
-    return reducer.fit_transform(y).astype(np.float32)
-
-
-def fit_embedding(
-    test_pooled: np.ndarray, ref_pooled: np.ndarray, ref_labels: np.ndarray, seed: int = 42, dims: int = DIMS
-) -> Embedding:
-    """Compress, map and calibrate the features (PCA fitted on the test and reference photos together)."""
-    mean, components = fit_pca(np.concatenate([test_pooled, ref_pooled]), dims)
-    empty = np.empty((0, components.shape[0]), np.float32)
-    emb = Embedding(empty, empty[:, 0], np.empty((0, 2)), mean, components, empty, empty[:, 0], ref_labels, 0.0)
-    emb.test, emb.test_resid = emb.project(test_pooled)
-    emb.ref, emb.ref_resid = emb.project(ref_pooled)
-    emb.ref_labels = np.asarray(ref_labels)
-    # from the coordinates as the bundle stores them (float16): anyone can redraw the bundle's map from the bundle
-    emb.xy = umap_2d(emb.test.astype(np.float16).astype(np.float32), seed)
-    emb.threshold = float(np.quantile(emb.unfamiliarity(emb.test, emb.test_resid), PASS_RATE))
-    return emb
-
-
-def reference_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Up to `per_class` training photos of each class, drawn with the seed, in their split order."""
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        picked.append(rng.choice(members, size=min(per_class, len(members)), replace=False))
-    return np.sort(np.concatenate(picked)) if picked else np.array([], int)

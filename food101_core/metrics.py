@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .calibration import NOT_CALIBRATED, temper, warning_rate
 
@@ -39,6 +38,8 @@ def evaluate_probs(
     `calibrated`: a `calibration.fit_report` (its temperature is applied to `raw` before anything is computed);
     the raw probabilities' ECE and warning rate are kept beside the calibrated ones.
     """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # training side only
+
     calibrated = calibrated or NOT_CALIBRATED
     probs = temper(raw, calibrated["temperature"])
     n, c = probs.shape

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from food101_core.synthetic import TINY_CLASSES, make_food101_layout, noisy_image
+from food101_core.training.synthetic import TINY_CLASSES, make_food101_layout, noisy_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -51,18 +51,26 @@ def tiny_config(data: Path, out: Path, **overrides):
 
 
 def lopsided_model(size: int = 32, classes: int = 4):
-    """A small image model that is far from mirror-symmetric: its answers for a photo and its mirror differ."""
+    """A small image model shaped like ours (convolution, `avg_pool`, softmax head) that is far from
+    mirror-symmetric: its answers for a photo and its mirror differ."""
     import keras
 
     keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input((size, size, 3)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Flatten(),
-            keras.layers.Dense(classes, "softmax", kernel_initializer=keras.initializers.RandomNormal(stddev=0.1)),
-        ]
-    )
+    image = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255)(image)
+    x = keras.layers.Conv2D(8, 5, strides=2, activation="relu", kernel_initializer="he_normal", name="conv")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    init = keras.initializers.RandomNormal(stddev=2.0)
+    return keras.Model(image, keras.layers.Dense(classes, "softmax", kernel_initializer=init, name="predictions")(x))
+
+
+def onnx_predictor(model, folder: Path, class_ids: list[str], **kwargs):
+    """The serving side's Predictor over `model`, exported to ONNX as evaluation exports a stage."""
+    from food101_core.serving.predictor import Predictor
+    from food101_core.training.export import export_stage
+
+    exported = export_stage(model, folder, "stage1")
+    return Predictor(exported.onnx, class_ids, [c.upper() for c in class_ids], head=exported.head, **kwargs)
 
 
 def tiny_args(data: Path, out: Path, name: str = "tiny", **overrides) -> list[str]:

@@ -11,9 +11,10 @@ import pytest
 from helpers import MINI, ROOT, TINY_CLASSES, make_food101_layout, needs_mini, tiny_args
 
 from food101_core import bundle as fbundle
-from food101_core.bundle import BundleError, find_newest_bundle, load_bundle, write_bundle
+from food101_core.bundle import BundleError, Results, find_newest_bundle, load_bundle, write_bundle
 from food101_core.config import TrainConfig
-from food101_core.data import load_data, make_dataset
+from food101_core.training.data import load_data, make_dataset
+from food101_core.training.model import load_stage_model
 
 
 def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
@@ -22,7 +23,7 @@ def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
     assert b.stages == ["stage1", "stage2", "stage3"]  # stage 3: the polish at 40 px
     cfg = b.config["train"]
     assert cfg["backbone"] == "mobilenetv2" and cfg["seed"] == 42 and cfg["image_size"] == 32
-    assert [b.model(s).input_shape[1] for s in b.stages] == [32, 32, 40]
+    assert [load_stage_model(b, s).input_shape[1] for s in b.stages] == [32, 32, 40]
     assert b.config["data"]["kind"] == "food101-folder" and b.config["data"]["test"] == 18
     assert {"tensorflow", "keras", "numpy"} <= set(b.config["versions"])
     assert b.history.groupby("stage")["epoch"].apply(list).to_dict() == {1: [0, 1], 2: [2, 3], 3: [4]}
@@ -41,7 +42,7 @@ def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
 
 
 def test_training_curves_name_what_was_validated_on(tiny_bundle):
-    from food101_core.figures import training_figure
+    from food101_core.app.figures import training_figure
 
     b = load_bundle(tiny_bundle)  # trained with --val-fraction 0: Keras validated on the test split
     curves = {(t.name, t.xaxis): list(t.y) for t in training_figure(b).data}
@@ -61,17 +62,17 @@ def test_reloaded_models_predict_what_the_bundle_recorded(tiny_bundle):
     data = load_data(cfg)
     assert data.test.ids == b.test_ids
     for stage in b.stages:
-        at = TrainConfig.from_dict({**b.config["train"], "image_size": b.model(stage).input_shape[1]})
+        at = TrainConfig.from_dict({**b.config["train"], "image_size": load_stage_model(b, stage).input_shape[1]})
         x = np.concatenate([xb for xb in make_dataset(data.test, 3, at, training=False, with_labels=False)])
         ev = b.evaluation(stage)
         assert ev.temperature != 1.0 and ev.metrics["calibration"]["fitted_on"] == "calibration hold-out"
-        probs = temper(b.model(stage).predict(x, verbose=0), ev.temperature)
+        probs = temper(load_stage_model(b, stage).predict(x, verbose=0), ev.temperature)
         np.testing.assert_allclose(probs, ev.probs, atol=2e-3)  # stored as float16
         assert (probs.argmax(1) == ev.probs.argmax(1)).all()
 
 
 def test_re_evaluation_reproduces_the_metrics(tiny_bundle, tmp_path):
-    from food101_core.evaluate import main
+    from food101_core.training.evaluate import main
 
     out = tmp_path / "re"
     assert main([str(tiny_bundle), "--out", str(out)]) == 0
@@ -90,7 +91,9 @@ def test_interrupted_write_leaves_no_bundle(bundle_copy, tmp_path, monkeypatch):
     models = {s: bundle_copy / f"models/{s}.keras" for s in b.stages}
 
     def write():
-        write_bundle(runs / "r", cfg=cfg, data=data, model_files=models, history=b.history, evals=evals, thumbs={})
+        run = Results(b.config, data.class_ids, data.class_names, data.test.ids, data.test.labels, b.history, models)
+        run.evals = evals
+        write_bundle(runs / "r", run)
 
     def die(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing")
@@ -127,7 +130,7 @@ def test_model_that_does_not_match_its_classes_is_refused(bundle_copy):
     (bundle_copy / "classes.json").write_text(json.dumps([*classes, {"id": "extra", "name": "Extra"}]))
     b = load_bundle(bundle_copy, verify=False)  # the checksum would catch it first; test the deeper check
     with pytest.raises(BundleError, match=r"predicts 3 classes, classes\.json lists 4"):
-        b.model("stage3")
+        load_stage_model(b, "stage3")
 
 
 def test_hub_id_offline_fails_clearly(monkeypatch):
@@ -174,8 +177,8 @@ def test_demo_bundle_numbers_are_its_models_answers_on_the_real_photos():
     """The shipped metrics come from the shipped predictions, and those from the shipped model on the real photos."""
     from sklearn.metrics import accuracy_score
 
-    from food101_core.images import read_image
-    from food101_core.inference import Predictor
+    from food101_core.serving.images import read_image
+    from food101_core.serving.predictor import Predictor
 
     b = load_bundle(ROOT / "assets" / "demo-bundle")
     ev = b.evaluation()

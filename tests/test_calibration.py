@@ -10,8 +10,8 @@ from sklearn.metrics import log_loss
 
 from food101_core.calibration import LOW_CONFIDENCE, fit_report, fit_temperature, temper, warning_rate
 from food101_core.config import TrainConfig
-from food101_core.data import load_data
 from food101_core.metrics import calibration, evaluate_probs
+from food101_core.training.data import load_data
 
 
 def under_confident(n: int, classes: int = 10, squash: float = 0.4, seed: int = 0):

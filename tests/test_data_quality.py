@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from helpers import MINI, MOBILENET_WEIGHTS, needs_mini, needs_weights, tiny_args
 
-from food101_core import data_quality as dq
 from food101_core.bundle import load_bundle
+from food101_core.training import quality as dq
 
 
 def test_cross_validated_probabilities_are_out_of_sample():
@@ -65,10 +65,10 @@ def tampered_analysis(tmp_path_factory):
     """food101-mini with 5 % of the training labels moved to another class and 10 test photos copied (re-encoded,
     resized or cropped) into the training split, analysed on MobileNet's ImageNet features at 224 px."""
     from food101_core.config import TrainConfig
-    from food101_core.data import load_data
-    from food101_core.evaluate import backbone_features
-    from food101_core.model import build_model
-    from food101_core.synthetic import tampered_copy
+    from food101_core.training.data import load_data
+    from food101_core.training.evaluate import backbone_features
+    from food101_core.training.model import build_model
+    from food101_core.training.synthetic import tampered_copy
 
     t = tampered_copy(MINI, tmp_path_factory.mktemp("tampered") / "food", flip_fraction=0.05, leaks=10)
     cfg = TrainConfig(data=str(t.root), backbone="mobilenet", weights=str(MOBILENET_WEIGHTS), image_size=224,
@@ -130,7 +130,7 @@ def test_the_bundle_carries_the_analysis_as_training_writes_it(tiny_bundle):
 def test_suspects_endpoint_and_the_csv_that_train_reads(client, tiny_bundle, tmp_path):
     from food101_core import quality_report
     from food101_core.app.quality_tab import CSV_COLUMNS
-    from food101_core.data import read_id_list
+    from food101_core.training.data import read_id_list
 
     b = load_bundle(tiny_bundle)
     rows = client.predict(None, None, api_name="/suspects")
@@ -158,12 +158,12 @@ def test_old_bundle_without_the_analysis_says_how_to_add_it(bundle_copy):
 
     page = build_app(b)  # builds, with the message in place of the tab's content
     shown = [blk.value for blk in page.blocks.values() if getattr(blk, "elem_id", None) == "quality-missing"]
-    assert shown and "python -m food101_core.evaluate" in shown[0]
+    assert shown and "python -m food101_core.training.evaluate" in shown[0]
 
 
 def test_exclude_drops_the_listed_photos_and_records_them(tmp_path, tiny_food101):
     import train
-    from food101_core.data import read_id_list
+    from food101_core.training.data import read_id_list
 
     listed = tmp_path / "suspects.csv"
     pd.DataFrame({"rank": [1, 2], "id": ["red_soup/3", "green_salad/5"], "given": ["x", "y"]}).to_csv(listed)
@@ -179,7 +179,7 @@ def test_exclude_drops_the_listed_photos_and_records_them(tmp_path, tiny_food101
 def test_exclude_refuses_unknown_ids_before_training_and_empty_excludes_nothing(tmp_path, tiny_food101, capsys):
     import train
     from food101_core.config import TrainConfig
-    from food101_core.data import load_data
+    from food101_core.training.data import load_data
 
     bad = tmp_path / "ids.txt"
     bad.write_text("red_soup/3\nno_such/1\nred_soup/999\n")
@@ -196,7 +196,7 @@ def test_exclude_refuses_unknown_ids_before_training_and_empty_excludes_nothing(
 
 
 def test_read_id_list_reads_text_and_csv(tmp_path: Path):
-    from food101_core.data import DataError, read_id_list
+    from food101_core.training.data import DataError, read_id_list
 
     (tmp_path / "a.txt").write_text("# suspects\napple_pie/1\n\n apple_pie/2 \n")
     assert read_id_list(tmp_path / "a.txt") == ["apple_pie/1", "apple_pie/2"]

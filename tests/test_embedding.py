@@ -10,7 +10,8 @@ import pytest
 from helpers import DEMO_BUNDLE, MINI, needs_mini
 
 from food101_core.bundle import load_bundle
-from food101_core.embedding import fit_embedding, reference_indices, umap_2d, unit
+from food101_core.embedding import unit
+from food101_core.training.feature_space import fit_embedding, reference_indices, umap_2d
 
 
 def clusters(n_per: int, classes: int, dims: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +78,7 @@ def test_explain_puts_a_photo_where_the_evaluation_did(client, tiny_bundle):
     """/explain on a test photo: its features land on the stored ones; on a reference photo: itself comes first."""
     from gradio_client import handle_file
 
-    from food101_core.inference import Predictor
+    from food101_core.serving.predictor import Predictor
 
     b = load_bundle(tiny_bundle)
     emb = b.embedding("stage3")
@@ -141,7 +142,7 @@ def non_food_images(n_each: int = 5) -> list:
 @needs_mini
 @pytest.mark.skipif(not (DEMO_BUNDLE / "reference.csv").is_file(), reason="the demo bundle has no feature space")
 def test_demo_bundle_tells_food_from_non_food_and_explains_by_example():
-    from food101_core.inference import Predictor
+    from food101_core.serving.predictor import Predictor
 
     b = load_bundle(DEMO_BUNDLE)
     emb = b.embedding()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from food101_core.images import FORMATS, ImageError, read_image
+from food101_core.serving.images import FORMATS, ImageError, read_image
 
 
 def photo() -> Image.Image:
@@ -80,16 +80,14 @@ def test_every_allowed_format_reads(fmt, tmp_path: Path):
 def test_heic_from_a_jpeg_predicts_the_same_dish(tmp_path: Path):
     """A phone photo in HEIC (made here with pillow-heif from a JPEG) gets the JPEG's answer."""
     import pillow_heif
-    from helpers import lopsided_model
-
-    from food101_core.inference import Predictor
+    from helpers import lopsided_model, onnx_predictor
 
     jpeg = tmp_path / "lunch.jpg"
     photo().save(jpeg, quality=92)
     heif = pillow_heif.from_pillow(Image.open(jpeg))
     heif.save(tmp_path / "lunch.heic", quality=90)
     assert (tmp_path / "lunch.heic").read_bytes()[4:12] == b"ftypheic"
-    p = Predictor(lopsided_model(32, 4), ["a", "b", "c", "d"], ["A", "B", "C", "D"])
+    p = onnx_predictor(lopsided_model(32, 4), tmp_path, ["a", "b", "c", "d"])
     a, b = p.predict(p.read(jpeg)), p.predict(p.read(tmp_path / "lunch.heic"))
     assert a.top[0][0] == b.top[0][0]
     assert np.abs(a.probs - b.probs).max() < 0.05

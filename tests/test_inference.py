@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 import pytest
-from helpers import lopsided_model
+from helpers import lopsided_model, onnx_predictor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from food101_core.images import ImageError, read_image, to_rgb
-from food101_core.inference import overlay_heatmap
+from food101_core.serving.gradcam import overlay_heatmap
+from food101_core.serving.images import ImageError, read_image, to_rgb
 
 RNG = np.random.default_rng(0)
 PHOTO = Image.fromarray(RNG.integers(0, 255, (120, 160, 3), dtype=np.uint8))
@@ -168,13 +168,12 @@ def test_overlay_keeps_size_and_marks_the_hot_region():
 
 
 @pytest.mark.parametrize("tta", [False, True])
-def test_predictor_averages_the_mirror_image_when_the_evaluation_did(tta):
+def test_predictor_averages_the_mirror_image_when_the_evaluation_did(tta, tmp_path):
     """A bundle evaluated with --tta-flip is served the same way, so the app's answers match its metrics."""
-    from food101_core.inference import Predictor
-
-    predictor = Predictor(lopsided_model(), list("abcd"), list("ABCD"), tta_flip=tta)
+    predictor = onnx_predictor(lopsided_model(), tmp_path, list("abcd"), tta_flip=tta)
     x = predictor.preprocess(PHOTO)
-    plain, mirrored = predictor.forward(x)[0], predictor.forward(x[:, :, ::-1])[0]
+    plain = predictor.forward(x)["probs"][0]
+    mirrored = predictor.forward(np.ascontiguousarray(x[:, :, ::-1]))["probs"][0]
     assert np.abs(plain - mirrored).max() > 1e-4  # the photo is not symmetric, so the two views differ
     expected = (plain + mirrored) / 2 if tta else plain
     np.testing.assert_allclose(predictor.predict(PHOTO).probs, expected, atol=1e-6)

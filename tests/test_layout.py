@@ -51,16 +51,78 @@ def test_the_package_has_no_import_circle():
     assert "food101_core.bundle" in order and "food101_core.app.interface" in order
 
 
-def test_the_bundle_module_imports_neither_training_nor_the_app():
-    graph = import_graph()
-    seen, todo = set(), ["food101_core.bundle"]
-    while todo:  # everything the bundle module loads, directly or not
+def reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every package module `start` loads, directly or not."""
+    seen, todo = set(), [start]
+    while todo:
         m = todo.pop()
         if m not in seen:
             seen.add(m)
             todo += graph.get(m, ())
-    for side in ("food101_core.training", "food101_core.evaluate", "food101_core.app", "food101_core.inference"):
-        assert not any(m == side or m.startswith(side + ".") for m in seen), f"bundle reaches {side}"
+    return seen - {start}
+
+
+def side_of(module: str) -> str:
+    """The house's layers: the floor (bundle and what it reads), the training side, the serving side, the app."""
+    for side in ("training", "serving", "app"):
+        if module.startswith(f"food101_core.{side}"):
+            return side
+    return "floor"
+
+
+# Which layer may load which (docs/developing.md): the floor loads only the floor; each side stands on the floor;
+# the app stands on the serving side; nothing loads the training side but itself.
+MAY_LOAD = {"floor": {"floor"}, "training": {"floor", "training"}, "serving": {"floor", "serving"},
+            "app": {"floor", "serving", "app"}}  # fmt: skip
+TENSORFLOW = ("tensorflow", "keras", "tf2onnx", "tensorflow_datasets")
+
+
+def test_each_side_loads_only_what_its_layer_may():
+    graph = import_graph()
+    graph = {m: {d for d in deps if d != "food101_core"} for m, deps in graph.items()}
+    wrong = [
+        f"{m} ({side_of(m)}) loads {d} ({side_of(d)})"
+        for m in graph
+        for d in reach(graph, m)
+        if side_of(d) not in MAY_LOAD[side_of(m)]
+    ]
+    assert wrong == []
+    assert "food101_core.bundle" in graph and side_of("food101_core.bundle") == "floor"
+
+
+def third_party_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_the_training_side_imports_tensorflow():
+    """The app, the serving side and the floor never import TensorFlow or Keras, not even inside a function."""
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(third_party_imports(p) & set(TENSORFLOW))
+        for p in [*PACKAGE.rglob("*.py"), ROOT / "app.py"]
+        if side_of(module_name(p)) != "training" and third_party_imports(p) & set(TENSORFLOW)
+    }
+    assert offenders == {}
+    assert (
+        third_party_imports(PACKAGE / "training" / "export.py") >= {"keras"}
+        or "keras" in (PACKAGE / "training" / "export.py").read_text()
+    )
+
+
+def test_the_app_requirements_hold_only_what_the_app_imports():
+    """requirements.txt is what a Space installs: no TensorFlow, and ONNX Runtime instead."""
+    names = {
+        line.split("==")[0].strip().lower()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "-"))
+    }
+    assert not names & {"tensorflow", "keras", "tf2onnx", "tensorflow-datasets", "umap-learn", "cleanlab"}
+    assert {"gradio", "onnxruntime", "numpy", "pillow"} <= names
 
 
 def long_functions(paths: list[Path]) -> list[str]:

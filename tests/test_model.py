@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import MOBILENET_WEIGHTS, needs_weights, tiny_config
 
-from food101_core.model import BACKBONES, backbone_blocks, block_of, build_model, unfreeze_for_stage2
+from food101_core.training.model import BACKBONES, backbone_blocks, block_of, build_model, unfreeze_for_stage2
 
 EXPECTED_BLOCKS = {  # stem + repeated units + top conv, as the architectures define them
     "efficientnetb0": 1 + 16 + 1,

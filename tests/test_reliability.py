@@ -20,6 +20,7 @@ import pytest
 from helpers import ROOT, make_food101_layout, tiny_args
 
 from food101_core.bundle import BundleError, find_newest_bundle, load_bundle
+from food101_core.training.model import load_stage_model
 
 
 def rss_mib(pid: int) -> float:
@@ -107,7 +108,7 @@ def test_a_model_with_code_in_it_is_refused_without_running_the_code(bundle_copy
     _rewrite_manifest(bundle_copy, "models/stage2.keras")
     b = load_bundle(bundle_copy)
     with pytest.raises(BundleError, match=r"models/stage2\.keras cannot be loaded safely"):
-        b.model("stage2")
+        load_stage_model(b, "stage2")
     assert not marker.exists()
 
 

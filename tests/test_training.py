@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from helpers import ROOT, tiny_args, tiny_config
 
-from food101_core.analysis import recipe_extras
+from food101_core.app.analysis import recipe_extras
 from food101_core.bundle import load_bundle
 from food101_core.config import CHOICES, TrainConfig
-from food101_core.data import make_dataset
-from food101_core.model import backbone_blocks, block_of, load_model
-from food101_core.training import TrainingError, read_history, train
+from food101_core.training.data import make_dataset
+from food101_core.training.fit import TrainingError, read_history, train
+from food101_core.training.model import backbone_blocks, block_of, load_model, load_stage_model
 
 
 def _weights_by_layer(model) -> dict[str, list[np.ndarray]]:
@@ -130,8 +130,8 @@ def test_resnet50_with_a_polish_writes_a_complete_bundle(tiny_food101, tmp_path)
     assert train_script.main(args) == 0
     b = load_bundle(tmp_path / "runs" / "resnet")  # verifies every file against bundle.json
     assert b.stages == ["stage1", "stage2", "stage3"] and b.train_config.backbone == "resnet50"
-    assert [b.model(s).input_shape[1] for s in b.stages] == [32, 32, 48]
-    assert b.model().get_layer("preprocess").get_config()["trainable"] is False  # caffe preprocessing inside
+    assert [load_stage_model(b, s).input_shape[1] for s in b.stages] == [32, 32, 48]
+    assert load_stage_model(b).get_layer("preprocess").get_config()["trainable"] is False  # caffe preprocessing inside
     assert set(b.history["stage"]) == {1, 2, 3} and b.evaluation().metrics["n"] == len(b.test_ids)
 
 
@@ -251,7 +251,7 @@ def test_a_changed_recipe_never_resumes_the_old_checkpoints(tiny_food101, tmp_pa
     assert "holds an unfinished run of another recipe" in capsys.readouterr().err
     assert train_cli.main([*tiny_args(tiny_food101, tmp_path), *args, "--force"]) == 0
     b = load_bundle(tmp_path / "tiny")
-    assert b.model("stage1").input_shape == (None, 40, 40, 3)  # stage 1 trained anew, not the old one resumed
+    assert load_stage_model(b, "stage1").input_shape == (None, 40, 40, 3)  # stage 1 trained anew, not resumed
     assert b.config["train"]["stage2_lr"] == 5e-4
 
 
@@ -325,7 +325,7 @@ import logging
 import tensorflow as tf
 from helpers import tiny_config
 logging.basicConfig(level=logging.INFO)
-from food101_core.training import train
+from food101_core.training.fit import train
 cfg = tiny_config({str(tiny_food101)!r}, {str(tmp_path)!r}, strategy="mirrored", cpu_devices=2, stage1_epochs=1,
                   stage2_epochs=1)
 models, data, _ = train(cfg, __import__("pathlib").Path({str(tmp_path / "work")!r}))
@@ -380,7 +380,7 @@ def test_two_workers_train_one_run_and_only_the_chief_writes_the_bundle(tiny_foo
     # They trained in step: worker 1's own stage-2 checkpoint has exactly the chief's trained weights (each keeps
     # its own BatchNorm statistics of stage 1's head, which are not synchronised and not trained).
     theirs = load_model(tmp_path / "machine1" / ".work" / "multi" / "stage2.keras")
-    ours = chief.model("stage2")
+    ours = load_stage_model(chief, "stage2")
     assert len(ours.trainable_weights) > 10
     for a, b in zip(ours.trainable_weights, theirs.trainable_weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)

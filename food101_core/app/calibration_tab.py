@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import plotly.graph_objects as go
 
-from .. import figures
+from . import figures
 from .context import AppContext
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import compare, figures
+from .. import compare
 from ..bundle import Bundle
+from . import figures
 from .context import AppContext
 
 MAX_FLIPS = 120

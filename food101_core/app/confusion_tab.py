@@ -8,7 +8,7 @@ import json
 import gradio as gr
 import pandas as pd
 
-from .. import analysis, figures
+from . import analysis, figures
 from .context import AppContext, plotly_html
 
 # plotly events -> Gradio events, bound once on the drawn chart

@@ -12,8 +12,9 @@ import plotly
 from PIL import Image
 
 from ..bundle import Bundle
-from ..images import read_image
-from ..inference import Predictor, overlay_heatmap
+from ..serving.gradcam import overlay_heatmap
+from ..serving.images import read_image
+from ..serving.predictor import Predictor
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"  # served locally: no CDN on a Space
 PLOTLY_HEAD = f'<script src="/gradio_api/file={PLOTLY_JS}"></script>'

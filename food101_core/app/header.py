@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import analysis
 from ..backbones import BACKBONES
 from ..bundle import Bundle
+from . import analysis
 from .context import stage_label
 
 DEMO_NOTE = (

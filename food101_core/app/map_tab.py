@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import analysis, figures
 from ..bundle import Bundle
+from . import analysis, figures
 from .context import AppContext, plotly_html
 
 MAX_SELECTION = 120

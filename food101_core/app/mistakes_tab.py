@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import analysis
+from . import analysis
 from .context import AppContext
 
 MAX_GALLERY = 120

@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from .. import analysis, figures
+from . import analysis, figures
 from .context import AppContext
 
 

@@ -8,9 +8,10 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .. import analysis
-from ..images import ImageError, read_image
-from ..inference import LOW_CONFIDENCE, overlay_heatmap
+from ..serving.gradcam import overlay_heatmap
+from ..serving.images import ImageError, read_image
+from ..serving.predictor import LOW_CONFIDENCE
+from . import analysis
 from .context import AppContext, UploadedImage
 
 START = "Upload, paste or take a photo of a dish, or click one of the test photos below."
@@ -85,7 +86,7 @@ def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
         return None, f"⚠️ {e}", None, []
     pred = p.predict(image)
     why = analysis.explain(b, stage, pred)
-    heat = overlay_heatmap(image, p.gradcam(image, int(np.argmax(pred.probs)))) if cam else None
+    heat = overlay_heatmap(image, p.gradcam(pred, int(np.argmax(pred.probs)))) if cam and p.head else None
     label = {name: prob for _, name, prob in pred.top}
     return label, verdict_text(pred, why, b.num_classes), heat, analysis.similar_gallery(b, why["similar"])
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import analysis, figures, quality_report
 from ..bundle import BundleError
+from . import analysis, figures, quality_report
 from .context import AppContext
 
 MAX_SUSPECTS = 120

@@ -6,7 +6,7 @@ import json
 
 import gradio as gr
 
-from .. import figures
+from . import figures
 from .context import AppContext
 
 

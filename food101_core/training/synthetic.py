@@ -1,6 +1,6 @@
 """Generated data sets in Food-101's layout, for tests and for scale checks without the real 5 GB archive.
 
-    python -m food101_core.synthetic OUT --classes 101 --train-per-class 20 --test-per-class 250 \\
+    python -m food101_core.training.synthetic OUT --classes 101 --train-per-class 20 --test-per-class 250 \\
         [--from ../shared/data/food101-mini]
 
 Without `--from`, each class is a noisy colour (a tiny network separates them in a few steps). With `--from`, the
@@ -174,7 +174,7 @@ def tampered_copy(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m food101_core.synthetic",
+        prog="python -m food101_core.training.synthetic",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .backbones import BACKBONES
-from .config import TrainConfig
+from ..backbones import BACKBONES
+from ..config import TrainConfig
 from .data import FoodData, load_data, make_dataset, whole_batches
 from .model import (
     at_size,

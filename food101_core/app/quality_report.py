@@ -7,12 +7,12 @@ from __future__ import annotations
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from .bundle import Bundle, BundleError
+from ..bundle import Bundle, BundleError
 
 NO_DATA_QUALITY = (
     "This bundle has no data-quality analysis (it was written before the suspect-label and duplicate search "
     "existed, or with `--suspect-thumbs 0`). Where the data set is at hand, add it by re-evaluating: "
-    "`python -m food101_core.evaluate RUN [--data PATH]`."
+    "`python -m food101_core.training.evaluate RUN [--data PATH]`."
 )
 KINDS = {"test ↔ train (leakage)": "train-test", "within the test split": "test-test"}
 

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .backbones import BACKBONES, Backbone, block_of
+from ..backbones import BACKBONES, Backbone, block_of
 
 if TYPE_CHECKING:
     import keras
 
-    from .config import TrainConfig
+    from ..bundle import Bundle
+    from ..config import TrainConfig
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> keras.Model:
@@ -183,6 +184,23 @@ def load_model(path: Path) -> keras.Model:
     return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
+def load_stage_model(bundle: Bundle, stage: str | None = None) -> keras.Model:
+    """A bundle stage's Keras model (default: the shipped, last one), checked against the bundle's class list."""
+    from ..bundle import BundleError
+
+    stage = stage or bundle.stages[-1]
+    rel = f"models/{stage}.keras"
+    try:
+        model = load_model(bundle.path / rel)
+    except Exception as e:
+        raise BundleError(f"{bundle.path}: {rel} cannot be loaded safely: {e}") from e
+    if model.output_shape[-1] != bundle.num_classes:
+        raise BundleError(
+            f"{bundle.path}: {rel} predicts {model.output_shape[-1]} classes, classes.json lists {bundle.num_classes}"
+        )
+    return model
+
+
 def at_size(model: keras.Model, size: int) -> keras.Model:
     """The same network taking `size` x `size` images, with the same weights: the polish stage's model.
 
@@ -199,3 +217,39 @@ def at_size(model: keras.Model, size: int) -> keras.Model:
     resized = keras.Model.from_config(config)
     resized.set_weights(model.get_weights())
     return resized
+
+
+def mirror_averaged(model: keras.Model) -> keras.Model:
+    """The model averaged over each image and its mirror (test-time flip), in one batch of twice the size.
+
+    The evaluation's definition; the serving side does the same with the exported model (a batch of the photo
+    and its mirror, averaged), which tests/test_export.py holds equal to this.
+    """
+    import keras
+
+    class MirrorMean(keras.layers.Layer):
+        def __init__(self, inner: keras.Model, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = inner
+
+        def call(self, x):
+            n = keras.ops.shape(x)[0]
+            y = self.inner(keras.ops.concatenate([x, keras.ops.flip(x, axis=2)], axis=0), training=False)
+            if isinstance(y, list | tuple):  # several outputs (probabilities and features): each averaged
+                return [(t[:n] + t[n:]) / 2 for t in y]
+            return (y[:n] + y[n:]) / 2
+
+    image = keras.Input(model.input_shape[1:], name="image")
+    return keras.Model(image, MirrorMean(model, name="mirror_mean")(image), name=f"{model.name}_mirror")
+
+
+def with_features(model: keras.Model) -> keras.Model:
+    """The same model answering [probabilities, pooled features] in one pass (`avg_pool`: the head's input)."""
+    import keras
+
+    return keras.Model(model.inputs, [model.output, model.get_layer("avg_pool").output], name=f"{model.name}_features")
+
+
+def has_features(model: keras.Model) -> bool:
+    """Whether the model has the pooled layer the feature space is made of (every model `build_model` makes)."""
+    return any(layer.name == "avg_pool" for layer in model.layers)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    from .config import TrainConfig
+    from ..config import TrainConfig
 
 log = logging.getLogger(__name__)
 

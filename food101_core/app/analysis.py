@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .backbones import BACKBONES
-from .bundle import Bundle
-from .config import TrainConfig
-from .metrics import most_confident_mistakes
+from ..backbones import BACKBONES
+from ..bundle import Bundle
+from ..config import TrainConfig
+from ..metrics import most_confident_mistakes
 
 if TYPE_CHECKING:
-    from .inference import Predictor
+    from ..serving.predictor import Predictor
 
 # Published top-1 on all 101 Food-101 classes: short names for the results table, and what they are.
 REFERENCE = {"reference": 0.8066, "DeepFood": 0.774}
@@ -241,7 +241,7 @@ def embedding_points(b: Bundle, stage: str) -> list[dict]:
 
 NO_FEATURE_SPACE = (
     "This bundle has no feature-space analysis (it was written before it existed, or with "
-    "--reference-per-class 0). Add it where the data set is at hand: python -m food101_core.evaluate RUN"
+    "--reference-per-class 0). Add it where the data set is at hand: python -m food101_core.training.evaluate RUN"
 )
 
 

@@ -1,6 +1,6 @@
 """Evaluation of a run's models on the test split, written into its bundle: everything the app shows, computed once.
 
-`python -m food101_core.evaluate RUN [--data PATH]` re-evaluates an existing bundle (e.g. after moving the
+`python -m food101_core.training.evaluate RUN [--data PATH]` re-evaluates an existing bundle (e.g. after moving the
 data, or to add files a newer version writes) and rewrites it atomically.
 """
 
@@ -10,9 +10,11 @@ import argparse
 import dataclasses
 import io
 import logging
+import platform
+import shutil
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,17 +22,20 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from .bundle import BundleError, load_bundle, write_bundle
-from .calibration import NOT_CALIBRATED, fit_report
+from ..bundle import BundleError, Results, load_bundle, write_bundle
+from ..calibration import NOT_CALIBRATED, fit_report
+from ..data_quality import DataQuality
+from ..metrics import Evaluation, evaluate_probs
 from .data import DataError, load_data
-from .data_quality import DataQuality, analyse
-from .embedding import Embedding, fit_embedding, reference_indices
-from .metrics import Evaluation, evaluate_probs
+from .export import export_stage
+from .feature_space import fit_embedding, reference_indices
+from .model import load_stage_model
+from .quality import analyse
 
 if TYPE_CHECKING:
     import keras
 
-    from .config import TrainConfig
+    from ..config import TrainConfig
     from .data import FoodData, Split
 
 THUMB_SIZE = 128
@@ -44,7 +49,7 @@ def at_model_size(model: keras.Model, cfg: TrainConfig) -> TrainConfig:
 def predict(model: keras.Model, split: Split, num_classes: int, cfg: TrainConfig) -> np.ndarray:
     """Class probabilities for a split, in order; with `tta_flip`, averaged with the mirrored image."""
     from .data import make_dataset
-    from .inference import mirror_averaged
+    from .model import mirror_averaged
 
     ds = make_dataset(split, num_classes, at_model_size(model, cfg), training=False, with_labels=False)
     served = mirror_averaged(model) if cfg.tta_flip else model
@@ -56,7 +61,7 @@ def predict_with_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities and pooled features for a split in one pass (both averaged with the mirror under `tta_flip`)."""
     from .data import make_dataset
-    from .inference import mirror_averaged, with_features
+    from .model import mirror_averaged, with_features
 
     ds = make_dataset(split, num_classes, at_model_size(model, cfg), training=False, with_labels=False)
     served = mirror_averaged(with_features(model)) if cfg.tta_flip else with_features(model)
@@ -116,47 +121,65 @@ def make_thumbnails(split: Split, indices: list[int], size: int = THUMB_SIZE, qu
     return out
 
 
-@dataclass
-class Results:
-    """Everything the evaluation writes into a bundle besides the models and the history."""
+def library_versions() -> dict:
+    import keras
+    import sklearn
+    import tensorflow as tf
 
-    evals: dict[str, Evaluation]
-    thumbs: dict[int, bytes]  # test index -> JPEG
-    embeddings: dict[str, Embedding] = field(default_factory=dict)
-    reference: pd.DataFrame | None = None  # the reference training photos: id, label
-    reference_thumbs: dict[int, bytes] = field(default_factory=dict)  # reference row -> JPEG
-    quality: DataQuality | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
+    from .. import __version__
+
+    return {
+        "python": platform.python_version(),
+        "food101_core": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
 
 
-def evaluate_models(
-    models: dict[str, keras.Model], data: FoodData, cfg: TrainConfig, feature_cache: Path | None = None
-) -> Results:
-    """Evaluate every stage's model on the test split; keep the thumbnails, the feature space and the data-quality
-    analysis the app shows (`feature_cache`: the training run's folder, whose stage-1 features are reused)."""
-    evals, pooled = {}, {}
+def evaluate_models(models: dict[str, keras.Model], data: FoodData, cfg: TrainConfig, run: Results,
+                    feature_cache: Path | None = None) -> Results:  # fmt: skip
+    """Evaluate every stage's model on the test split and fill `run` (which holds the training's part: config,
+    history, model files) with all the app shows: metrics, thumbnails, ONNX models, the feature space and the
+    data-quality analysis (`feature_cache`: the training run's folder, whose stage-1 features are reused)."""
+    pooled, timings = {}, run.config.setdefault("timings", {})
     for stage, model in models.items():
         probs, pooled[stage] = predict_with_features(model, data.test, data.num_classes, cfg)
         calibrated = fit_calibration(model, data, cfg)
-        evals[stage] = evaluate_probs(probs, data.test.labels, data.test.ids, data.class_ids, calibrated)
-        m = evals[stage].metrics
+        run.evals[stage] = evaluate_probs(probs, data.test.labels, data.test.ids, data.class_ids, calibrated)
+        m = run.evals[stage].metrics
         print(
             f"{stage}: top-1 {m['top1']:.2%}  top-5 {m['top5']:.2%}  ECE {m['ece']:.3f} (raw {m['ece_raw']:.3f}, "
             f"T {calibrated['temperature']:.3f})  low-confidence {m['warning_rate']:.1%} (raw "
             f"{m['warning_rate_raw']:.1%})  (n={m['n']})"
         )
-    idx = thumbnail_indices(evals, data.test.labels, cfg.thumbs_correct_per_class)
-    results = Results(evals, make_thumbnails(data.test, idx))
+    idx = thumbnail_indices(run.evals, data.test.labels, cfg.thumbs_correct_per_class)
+    run.thumbs = make_thumbnails(data.test, idx)
+    t0 = time.perf_counter()
+    add_onnx_models(run, models)
+    timings["export_s"] = time.perf_counter() - t0
     if cfg.reference_per_class > 0:
         t0 = time.perf_counter()
-        add_feature_space(results, models, pooled, data, cfg)
-        results.seconds["embedding_s"] = time.perf_counter() - t0
+        add_feature_space(run, models, pooled, data, cfg)
+        timings["embedding_s"] = time.perf_counter() - t0
     if cfg.suspect_thumbs > 0 and "stage1" in models:
         t0 = time.perf_counter()
         plain_test = None if cfg.tta_flip else pooled["stage1"]  # without the mirror, evaluation's pass is it
-        results.quality = data_quality(models["stage1"], data, cfg, feature_cache, plain_test)
-        results.seconds["data_quality_s"] = time.perf_counter() - t0
-    return results
+        run.quality = data_quality(models["stage1"], data, cfg, feature_cache, plain_test)
+        timings["data_quality_s"] = time.perf_counter() - t0
+    return run
+
+
+def add_onnx_models(run: Results, models: dict[str, keras.Model]) -> None:
+    """Each stage exported for the TensorFlow-free app: its ONNX graph and its folded head."""
+    folder = Path(tempfile.mkdtemp(prefix="food101-onnx-"))  # removed by `evaluate_and_write` once written
+    for stage, model in models.items():
+        exported = export_stage(model, folder, stage)
+        run.onnx_files[stage] = exported.onnx
+        if exported.head is not None:
+            run.heads[stage] = exported.head
 
 
 def fit_calibration(model: keras.Model, data: FoodData, cfg: TrainConfig) -> dict:
@@ -207,17 +230,17 @@ def data_quality(
 
 
 def add_feature_space(
-    results: Results, models: dict[str, keras.Model], pooled: dict[str, np.ndarray], data: FoodData, cfg: TrainConfig
+    run: Results, models: dict[str, keras.Model], pooled: dict[str, np.ndarray], data: FoodData, cfg: TrainConfig
 ) -> None:
     """The reference training photos (features and thumbnails) and the final stage's embedding of the test set."""
     keep = reference_indices(data.train.labels, cfg.reference_per_class, cfg.seed)
     ref = data.train.subset(keep)
-    results.reference = pd.DataFrame({"id": ref.ids, "label": ref.labels})
+    run.reference = pd.DataFrame({"id": ref.ids, "label": ref.labels})
     # 96 px at quality 80: about 4 KB a photo, so 20 a class stay within the 15 MB that Food-101's bundle may grow
-    results.reference_thumbs = make_thumbnails(ref, list(range(len(ref))), size=96, quality=80)
+    run.reference_thumbs = make_thumbnails(ref, list(range(len(ref))), size=96, quality=80)
     last = list(models)[-1]  # the shipped model's; both stages' would double the bundle's growth (docs/benchmarks.md)
     _, ref_pooled = predict_with_features(models[last], ref, data.num_classes, cfg)
-    results.embeddings[last] = fit_embedding(pooled[last], ref_pooled, ref.labels, seed=cfg.seed)
+    run.embeddings[last] = fit_embedding(pooled[last], ref_pooled, ref.labels, seed=cfg.seed)
 
 
 def evaluate_and_write(
@@ -234,28 +257,20 @@ def evaluate_and_write(
 ) -> dict[str, Evaluation]:
     """The one "evaluate and write the bundle" step of both training and re-evaluation.
 
-    Evaluation time (and, within it, the feature space's) is added to `timings`, so a bundle says what each phase
+    Evaluation time (and, within it, each analysis's) is added to the timings, so a bundle says what each phase
     cost.
     """
     t0 = time.perf_counter()
-    results = evaluate_models(models, data, cfg, feature_cache)
-    timings = {**timings, **results.seconds, "evaluate_s": time.perf_counter() - t0}
-    write_bundle(
-        dest,
-        cfg=cfg,
-        data=data,
-        model_files=model_files,
-        history=history,
-        evals=results.evals,
-        thumbs=results.thumbs,
-        extra=timings,
-        overwrite=overwrite,
-        embeddings=results.embeddings,
-        reference=results.reference,
-        reference_thumbs=results.reference_thumbs,
-        quality=results.quality,
-    )
-    return results.evals
+    config = {"train": cfg.to_dict(), "data": data.source, "versions": library_versions(), "timings": dict(timings)}
+    run = Results(config, data.class_ids, data.class_names, data.test.ids, data.test.labels, history, model_files)
+    try:
+        evaluate_models(models, data, cfg, run, feature_cache)
+        run.config["timings"]["evaluate_s"] = time.perf_counter() - t0
+        write_bundle(dest, run, overwrite=overwrite)
+    finally:
+        for f in run.onnx_files.values():
+            shutil.rmtree(f.parent, ignore_errors=True)
+    return run.evals
 
 
 def reevaluate(ref: str, data_path: str | None = None, out: str | None = None) -> Path:
@@ -275,7 +290,7 @@ def reevaluate(ref: str, data_path: str | None = None, out: str | None = None) -
         dest,
         cfg=cfg,
         data=data,
-        models={stage: bundle.model(stage) for stage in bundle.stages},
+        models={stage: load_stage_model(bundle, stage) for stage in bundle.stages},
         model_files={s: bundle.path / f"models/{s}.keras" for s in bundle.stages},
         history=bundle.history,
         timings=bundle.config.get("timings", {}),
@@ -286,7 +301,7 @@ def reevaluate(ref: str, data_path: str | None = None, out: str | None = None) -
 
 def main(argv: list[str] | None = None) -> int:
     """Re-evaluate an existing bundle's models on its test split and rewrite the bundle atomically."""
-    ap = argparse.ArgumentParser(prog="python -m food101_core.evaluate", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m food101_core.training.evaluate", description=main.__doc__)
     ap.add_argument("run", help="bundle folder or Hugging Face Hub repo id")
     ap.add_argument("--data", help="where the data set is now (default: where it was at training)")
     ap.add_argument("--out", help="write the re-evaluated bundle here (default: in place)")

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..bundle import Bundle
 from .analysis import per_class_table
-from .bundle import Bundle
 
 
 def class_order(confusion: np.ndarray, names: list[str], by: str) -> list[int]:

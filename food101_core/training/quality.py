@@ -1,0 +1,175 @@
+"""The data-quality analysis at evaluation: suspected label errors (cleanlab's confident learning on K-fold
+probabilities) and near-duplicate pairs (docs/data-quality.md). `data_quality.DataQuality` holds the result.
+
+numpy, scikit-learn and cleanlab: nothing here runs a model or reads a bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..data_quality import DataQuality
+from ..embedding import unit
+
+FOLDS = 5
+PCA_DIMS = 256  # the K-fold classifier's input: 5x faster than 1280 dims, the same suspects (docs/data-quality.md)
+DUPLICATE_SIMILARITY = 0.90  # altered copies measured 0.906-0.992; distinct photos 99th percentile 0.846 (docs)
+C = 0.003  # inverse L2 strength: the best top-k precision of 0.003-0.1 on food101-mini (docs/data-quality.md)
+MAX_PAIRS = 5000  # per kind: a degenerate data set (one photo copied everywhere) must not flood the bundle
+log = logging.getLogger(__name__)
+
+
+def fold_of(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each image's fold (stratified by class); fewer folds when the smallest class has fewer images."""
+    from sklearn.model_selection import StratifiedKFold
+
+    k = max(2, min(folds, int(np.bincount(labels).max(initial=0)), len(labels)))
+    smallest = np.bincount(labels)[np.unique(labels)].min()
+    if smallest < k:
+        log.warning("a class has only %d training images: some folds hold none of it", smallest)
+    fold = np.empty(len(labels), int)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # the small-class warning is logged above, once
+        warnings.simplefilter("ignore", UserWarning)
+        for f, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+            fold[held] = f
+    return fold
+
+
+def prepare(features: np.ndarray, seed: int = 42) -> np.ndarray:
+    """The classifier's input: unit-length features, PCA to at most PCA_DIMS (unsupervised, so fitting it on every
+    image leaks no label), scaled to unit variance on average so that one C suits any backbone's width."""
+    from sklearn.decomposition import PCA
+
+    x = unit(features)
+    if x.shape[1] > PCA_DIMS and len(x) > PCA_DIMS:
+        x = PCA(PCA_DIMS, random_state=seed).fit_transform(x).astype(np.float32)
+    return x / max(float(x.std()), 1e-12)
+
+
+def classifier():
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, max_iter=500, tol=1e-4)
+
+
+def cross_val_probs(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = FOLDS, seed: int = 42
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-sample class probabilities for every image, and the fold whose classifier gave them.
+
+    The classifier of fold f never sees fold f's images: each image's probabilities are those of a model trained
+    on the other folds only, as confident learning requires.
+    """
+    from tqdm.auto import tqdm
+
+    x = prepare(features, seed)
+    fold = fold_of(labels, folds, seed)
+    probs = np.zeros((len(x), num_classes), np.float32)
+    for f in tqdm(range(fold.max() + 1), desc="cross-validation folds", leave=False):
+        held = fold == f
+        clf = classifier().fit(x[~held], labels[~held])
+        probs[np.ix_(held, clf.classes_)] = clf.predict_proba(x[held])
+    return probs, fold
+
+
+def find_suspects(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of suspected label errors, most suspect first; every image's label quality in [0, 1]).
+
+    cleanlab's confident learning (`prune_by_noise_rate`) decides which images are suspects; they are ranked by
+    self-confidence, the out-of-sample probability of the given label (low: the label is probably wrong).
+    """
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    quality = get_label_quality_scores(labels, probs, method="self_confidence")
+    if len(np.unique(labels)) < 2:
+        return np.array([], int), quality
+    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
+    return np.asarray(ranked, int), quality
+
+
+def similar_pairs(
+    a: np.ndarray, b: np.ndarray | None, threshold: float, chunk: int = 1024, limit: int = MAX_PAIRS
+) -> list[tuple[int, int, float]]:
+    """(i, j, cosine similarity) of the `limit` most similar a[i], b[j] at or above `threshold` (b None: pairs
+    within a, i < j), most similar first.
+
+    Chunked, so that 25,250 test against 75,750 training photos needs about 300 MB, not 7.6 GB; and only the best
+    `limit` pairs are ever held, so that a degenerate set (every photo alike: 319 million pairs) cannot fill memory.
+    """
+    from tqdm.auto import tqdm
+
+    a = unit(a)
+    bb = a if b is None else unit(b)
+    ii, jj, ss = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    for start in tqdm(range(0, len(a), chunk), desc="near-duplicates", leave=False):
+        sims = a[start : start + chunk] @ bb.T
+        if b is None:  # each pair once, and not a photo with itself
+            sims[np.tril_indices(len(sims), k=start, m=sims.shape[1])] = -1
+        i, j = np.nonzero(sims >= threshold)
+        ii, jj, ss = np.concatenate([ii, i + start]), np.concatenate([jj, j]), np.concatenate([ss, sims[i, j]])
+        if len(ss) > limit:
+            keep = np.argpartition(-ss, limit - 1)[:limit]
+            ii, jj, ss = ii[keep], jj[keep], ss[keep]
+    order = np.lexsort((jj, ii, -ss))
+    return list(zip(ii[order].tolist(), jj[order].tolist(), ss[order].tolist()))
+
+
+def duplicates_table(
+    train: tuple[np.ndarray, list[str]], test: tuple[np.ndarray, list[str]], threshold: float
+) -> pd.DataFrame:
+    """Near-duplicate pairs test↔train (leakage) and within the test split, most similar first in each kind."""
+    rows = []
+    for kind, other in (("train-test", train), ("test-test", None)):
+        pairs = similar_pairs(test[0], None if other is None else other[0], threshold)
+        b_split, b_ids = ("train", other[1]) if other is not None else ("test", test[1])
+        rows += [
+            {"kind": kind, "a_split": "test", "a_index": i, "a_id": test[1][i], "b_split": b_split, "b_index": j,
+             "b_id": b_ids[j], "similarity": round(s, 4)}
+            for i, j, s in pairs
+        ]  # fmt: skip
+    columns = ["kind", "a_split", "a_index", "a_id", "b_split", "b_index", "b_id", "similarity"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def analyse(
+    train: tuple[np.ndarray, np.ndarray, list[str]],
+    test: tuple[np.ndarray, list[str]],
+    class_ids: list[str],
+    folds: int = FOLDS,
+    seed: int = 42,
+    threshold: float = DUPLICATE_SIMILARITY,
+) -> DataQuality:
+    """The whole analysis from features: train = (features, labels, ids), test = (features, ids)."""
+    features, labels, ids = train
+    probs, fold = cross_val_probs(features, labels, len(class_ids), folds, seed)
+    ranked, quality = find_suspects(probs, labels)
+    suggested = probs.argmax(axis=1)
+    suspects = pd.DataFrame(
+        {
+            "index": ranked,
+            "id": [ids[i] for i in ranked],
+            "given": [class_ids[labels[i]] for i in ranked],
+            "suggested": [class_ids[suggested[i]] for i in ranked],
+            "quality": np.round(quality[ranked], 4),
+        }
+    )
+    duplicates = duplicates_table((features, ids), test, threshold)
+    summary = {
+        "method": "cleanlab find_label_issues (prune_by_noise_rate) on K-fold logistic-regression probabilities "
+        "of the frozen backbone's pooled features",
+        "folds": int(fold.max() + 1),
+        "cv_top1": float((suggested == labels).mean()),
+        "n_train": len(labels),
+        "n_test": len(test[1]),
+        "suspects": len(suspects),
+        "duplicate_threshold": threshold,
+        "duplicates": duplicates["kind"].value_counts().to_dict(),
+        "train_per_class": {c: int(n) for c, n in zip(class_ids, np.bincount(labels, minlength=len(class_ids)))},
+    }
+    return DataQuality(suspects, duplicates, summary)
