@@ -88,9 +88,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# On PYTHONPATH, packages named tensorflow, keras and tf2onnx whose import fails: every app a test starts runs with
+# them, so each test of the app also checks that serving never needs TensorFlow (a Space does not install it).
+NO_TENSORFLOW = ROOT / "tests" / "blocked"
+
+
 def start_app(args: list[str], env: dict | None = None, timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    """`python app.py ARGS` on a free port, with TensorFlow unimportable; returns once it answers HTTP."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    env["PYTHONPATH"] = os.pathsep.join([str(NO_TENSORFLOW), str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     log = tempfile.NamedTemporaryFile("w+", prefix="food101-app-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), *args, "--port", str(port)],
