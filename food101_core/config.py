@@ -115,6 +115,11 @@ class TrainConfig:
     out: str = setting("runs", "folder the bundle is written under")
     name: str = setting("", "bundle folder name under --out (default: backbone-data-recipehash)")
     thumbs_correct_per_class: int = setting(3, "thumbnails of correctly classified test photos kept per class")
+    onnx: bool = setting(
+        True,
+        "write each stage also as ONNX, which the app serves without TensorFlow (off: the app refuses the bundle "
+        "until `python -m food101_core.training.export RUN` adds them; 3-5 s a stage)",
+    )
     reference_per_class: int = setting(
         20,
         "training photos per class kept in the bundle (features and thumbnails) for the map, 'similar training "
@@ -238,4 +243,4 @@ LATER_SETTINGS_OFF = {
     "polish_size": 0,
     "polish_lr": 0.0,
 }
-NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class", "suspect_thumbs", "quality_folds"}
+NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class", "suspect_thumbs", "quality_folds", "onnx"}

@@ -40,6 +40,7 @@ TINY_RECIPE = dict(
     stage2_lr=1e-3,
     val_fraction=0.0,
     thumbs_correct_per_class=2,
+    onnx=False,  # 3-5 s a stage: only the bundles the app or the serving tests open export (conftest's fixtures)
 )
 
 

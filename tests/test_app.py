@@ -308,7 +308,7 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
     """No --run, no FOOD101_RUN, no runs/: the app opens the shipped demo model and labels it as such."""
     from gradio_client import Client, handle_file
 
-    from food101_core.app.analysis import recipe_extras
+    from food101_core.app.run_summary import recipe_extras
     from food101_core.bundle import find_newest_bundle
 
     if find_newest_bundle(ROOT / "runs"):

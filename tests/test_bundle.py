@@ -42,7 +42,7 @@ def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
 
 
 def test_training_curves_name_what_was_validated_on(tiny_bundle):
-    from food101_core.app.figures import training_figure
+    from food101_core.app.run_summary import training_figure
 
     b = load_bundle(tiny_bundle)  # trained with --val-fraction 0: Keras validated on the test split
     curves = {(t.name, t.xaxis): list(t.y) for t in training_figure(b).data}

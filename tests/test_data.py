@@ -7,7 +7,7 @@ import pytest
 from helpers import MINI, TINY_CLASSES, food_image, needs_mini, tiny_config
 from PIL import Image
 
-from food101_core import data as fdata
+from food101_core.training import data as fdata
 from food101_core.training.data import DataError, load_data, make_dataset
 
 

@@ -111,7 +111,7 @@ def test_test_photos_copied_into_training_are_found(tampered_analysis):
 
 def test_the_bundle_carries_the_analysis_as_training_writes_it(tiny_bundle):
     """train.py writes the analysis: a row per suspect, thumbnails for the top N and every pair, counts that add up."""
-    from food101_core import quality_report
+    from food101_core.app import quality_report
 
     b = load_bundle(tiny_bundle)
     q = b.data_quality()
@@ -128,7 +128,7 @@ def test_the_bundle_carries_the_analysis_as_training_writes_it(tiny_bundle):
 
 
 def test_suspects_endpoint_and_the_csv_that_train_reads(client, tiny_bundle, tmp_path):
-    from food101_core import quality_report
+    from food101_core.app import quality_report
     from food101_core.app.quality_tab import CSV_COLUMNS
     from food101_core.training.data import read_id_list
 
@@ -145,14 +145,14 @@ def test_suspects_endpoint_and_the_csv_that_train_reads(client, tiny_bundle, tmp
 def test_old_bundle_without_the_analysis_says_how_to_add_it(bundle_copy):
     import shutil
 
-    from food101_core import quality_report
+    from food101_core.app import quality_report
     from food101_core.bundle import write_manifest
 
     shutil.rmtree(bundle_copy / "quality")
     write_manifest(bundle_copy, load_bundle(bundle_copy, verify=False).stages)
     b = load_bundle(bundle_copy)
     assert not b.has_data_quality and b.data_quality() is None
-    with pytest.raises(Exception, match=r"python -m food101_core\.evaluate"):
+    with pytest.raises(Exception, match=r"python -m food101_core\.training\.evaluate"):
         quality_report.suspects_table(b)
     from food101_core.app import build_app
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import ROOT, tiny_args, tiny_config
 
-from food101_core.app.analysis import recipe_extras
+from food101_core.app.run_summary import recipe_extras
 from food101_core.bundle import load_bundle
 from food101_core.config import CHOICES, TrainConfig
 from food101_core.training.data import make_dataset

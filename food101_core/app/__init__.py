@@ -1,7 +1,8 @@
 """The Gradio app over one run bundle: `build_app` composes the header and one builder per tab.
 
 Each tab lives in its own module (`predict_tab`, `confusion_tab`, ...) and lays out and wires only that tab;
-what the tabs show is computed in `analysis`, `figures` and `quality_report` here, and in the serving side
+what the tabs show is computed by topic in `run_summary`, `errors`, `neighbours`, `quality_report` and
+`comparison` here, and in the serving side
 (`food101_core.serving`: the ONNX model, Grad-CAM, reading photos). A new tab is one new
 module plus one line in `build_app`.
 """

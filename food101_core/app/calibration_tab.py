@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import plotly.graph_objects as go
 
-from . import figures
+from . import run_summary
 from .context import AppContext
 
 
@@ -14,7 +14,7 @@ def build(ctx: AppContext) -> None:
         chart = gr.Plot(label="Reliability diagram", elem_id="calibration-plot")
 
     def reliability(stage: str) -> go.Figure:
-        return figures.reliability_figure(ctx.bundle, stage)
+        return run_summary.reliability_figure(ctx.bundle, stage)
 
     for trigger in (ctx.stage.change, ctx.blocks.load):
         trigger(reliability, [ctx.stage], [chart], api_name=False)

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import compare
 from ..bundle import Bundle
-from . import figures
+from . import comparison
 from .context import AppContext
 
 MAX_FLIPS = 120
@@ -34,7 +34,7 @@ def build(ctx: AppContext, other: Bundle) -> None:
         with gr.Row():
             gr.Dataframe(c.metrics.round(4), label="Test split, shipped stage of each", elem_id="compare-table")
             gr.Markdown(compare.verdict(c), elem_id="compare-verdict")
-        gr.Plot(figures.f1_change_figure(c.per_class, "A", "B"), label="Per-class F1", elem_id="compare-plot")
+        gr.Plot(comparison.f1_change_figure(c.per_class, "A", "B"), label="Per-class F1", elem_id="compare-plot")
         which = gr.Radio(list(FLIPS), value=next(iter(FLIPS)), label="Flips", elem_id="compare-which")
         gallery = gr.Gallery(columns=6, height=420, label="Photos the runs disagree on", elem_id="compare-flips")
 

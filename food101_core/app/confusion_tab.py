@@ -8,7 +8,7 @@ import json
 import gradio as gr
 import pandas as pd
 
-from . import analysis, figures
+from . import errors
 from .context import AppContext, plotly_html
 
 # plotly events -> Gradio events, bound once on the drawn chart
@@ -37,13 +37,13 @@ def build(ctx: AppContext) -> None:
                 gallery = gr.Gallery(columns=6, height=420, label="Images of the pair", elem_id="pair-gallery")
 
     def confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> tuple[str, pd.DataFrame]:
-        fig = figures.confusion_figure(b, stage, normalize, hide_diagonal, order)
-        return fig.to_json(), analysis.most_confused_pairs(b, stage)
+        fig = errors.confusion_figure(b, stage, normalize, hide_diagonal, order)
+        return fig.to_json(), errors.most_confused_pairs(b, stage)
 
     def pair(stage: str, true_name: str, pred_name: str) -> tuple[str, list]:
         """The heading and thumbnails (path, caption) of one (true, predicted) cell, most confident first."""
-        items, n = analysis.pair_examples(b, stage, true_name, pred_name)
-        return analysis.pair_title(true_name, pred_name, n, len(items)), items
+        items, n = errors.pair_examples(b, stage, true_name, pred_name)
+        return errors.pair_title(true_name, pred_name, n, len(items)), items
 
     def on_cell_click(stage: str, evt: gr.EventData):
         return *pair(stage, evt.true_class, evt.pred_class), (evt.true_class, evt.pred_class)

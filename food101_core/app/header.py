@@ -6,7 +6,7 @@ import gradio as gr
 
 from ..backbones import BACKBONES
 from ..bundle import Bundle
-from . import analysis
+from . import run_summary
 from .context import stage_label
 
 DEMO_NOTE = (
@@ -19,7 +19,7 @@ def build(b: Bundle, demo: bool) -> gr.Dropdown:
     """Lays out the header and returns the Model selector that every tab reads."""
     with gr.Row(equal_height=True):
         with gr.Column(scale=4, min_width=280):
-            gr.Markdown(f"## Food-101 Explorer\n{analysis.summary_line(b)}", elem_id="header-text")
+            gr.Markdown(f"## Food-101 Explorer\n{run_summary.summary_line(b)}", elem_id="header-text")
         stage = gr.Dropdown(
             [(stage_label(b, s), s) for s in reversed(b.stages)],
             value=b.stages[-1],
@@ -31,8 +31,8 @@ def build(b: Bundle, demo: bool) -> gr.Dropdown:
     if demo:
         gr.Markdown(DEMO_NOTE.format(backbone=BACKBONES[b.train_config.backbone].builder), elem_id="demo-note")
     with gr.Accordion("Run details: recipe, data and every stage's results", open=False, elem_id="run-details"):
-        gr.Markdown(analysis.summary_details(b), elem_id="summary")
-        gr.Markdown(analysis.results_table(b), elem_id="results-table")
+        gr.Markdown(run_summary.summary_details(b), elem_id="summary")
+        gr.Markdown(run_summary.results_table(b), elem_id="results-table")
 
     def metrics(stage: str) -> dict:
         """A stage's test metrics: top-1, top-5, macro averages, ECE and the reliability bins."""

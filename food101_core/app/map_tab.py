@@ -7,7 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..bundle import Bundle
-from . import analysis, figures
+from . import errors, neighbours
 from .context import AppContext, plotly_html
 
 MAX_SELECTION = 120
@@ -29,10 +29,12 @@ def build(ctx: AppContext) -> None:
 
         gr.api(map_points, api_name="embedding_map")
         if not b.has_feature_space:
-            gr.Markdown(analysis.NO_FEATURE_SPACE, elem_id="map-missing")
+            gr.Markdown(neighbours.NO_FEATURE_SPACE, elem_id="map-missing")
             return
         with gr.Row():
-            colour = gr.Radio(list(figures.MAP_COLOURINGS), value="true class", label="Colour by", elem_id="map-colour")
+            colour = gr.Radio(
+                list(neighbours.MAP_COLOURINGS), value="true class", label="Colour by", elem_id="map-colour"
+            )
             f_true = gr.Dropdown([None, *names], value=None, label="Highlight true class", elem_id="map-true")
             f_pred = gr.Dropdown([None, *names], value=None, label="Highlight predicted class", elem_id="map-pred")
         gr.Markdown(
@@ -48,13 +50,13 @@ def build(ctx: AppContext) -> None:
     last = b.stages[-1]  # the feature space is the shipped model's
 
     def draw(colour_by: str, true_name: str | None, pred_name: str | None) -> str:
-        return figures.map_figure(b, last, colour_by, true_name, pred_name).to_json()
+        return neighbours.map_figure(b, last, colour_by, true_name, pred_name).to_json()
 
     def on_click(evt: gr.EventData):
         return photo_details(ctx, last, int(evt.index))
 
     def on_select(evt: gr.EventData):
-        items, _, line = analysis.selection_gallery(b, last, [int(i) for i in evt.indices], MAX_SELECTION)
+        items, _, line = neighbours.selection_gallery(b, last, [int(i) for i in evt.indices], MAX_SELECTION)
         return items, line
 
     inputs = [colour, f_true, f_pred]
@@ -83,7 +85,7 @@ def embedding_map(b: Bundle, stage: str) -> list[dict]:
     if stage not in b.stages:
         raise gr.Error(f"unknown stage {stage!r}: this bundle has {', '.join(b.stages)}")
     try:
-        return analysis.embedding_points(b, stage)
+        return neighbours.embedding_points(b, stage)
     except ValueError as e:
         raise gr.Error(str(e)) from None
 
@@ -93,6 +95,6 @@ def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
     b = ctx.bundle
     image, heat = ctx.test_photo(stage, index)
     emb = b.embedding(stage)
-    near = analysis.similar_photos(b, stage, emb.test[index : index + 1], emb.test_resid[index : index + 1])
-    text = analysis.mistake_caption(b, stage, index, heat is not None).replace(" predicted as ", " → ")
-    return image, text, analysis.top5_of(b, stage, index), heat, analysis.similar_gallery(b, near)
+    near = neighbours.similar_photos(b, stage, emb.test[index : index + 1], emb.test_resid[index : index + 1])
+    text = errors.mistake_caption(b, stage, index, heat is not None).replace(" predicted as ", " → ")
+    return image, text, errors.top5_of(b, stage, index), heat, neighbours.similar_gallery(b, near)

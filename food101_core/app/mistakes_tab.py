@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import analysis
+from . import errors
 from .context import AppContext
 
 MAX_GALLERY = 120
@@ -30,17 +30,17 @@ def build(ctx: AppContext) -> None:
         shown = gr.State([])
 
     def mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float):
-        return analysis.mistake_gallery(b, stage, true_name, pred_name, min_conf, MAX_GALLERY)
+        return errors.mistake_gallery(b, stage, true_name, pred_name, min_conf, MAX_GALLERY)
 
     def on_select(stage: str, indices: list[int], evt: gr.SelectData):
         index = indices[evt.index]
         image, heat = ctx.test_photo(stage, index)
-        caption = analysis.mistake_caption(b, stage, index, heat is not None)
-        return image, analysis.top5_of(b, stage, index), caption, heat
+        caption = errors.mistake_caption(b, stage, index, heat is not None)
+        return image, errors.top5_of(b, stage, index), caption, heat
 
     def api_mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float) -> list[dict]:
         """Every mistake passing the filters, most confident first (index and id refer to the test set)."""
-        m = analysis.mistakes_table(b, stage, true_name, pred_name, min_conf)
+        m = errors.mistakes_table(b, stage, true_name, pred_name, min_conf)
         return m[["index", "id", "true_name", "pred_name", "confidence"]].to_dict("records")
 
     inputs = [ctx.stage, f_true, f_pred, f_conf]

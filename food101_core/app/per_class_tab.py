@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from . import analysis, figures
+from . import errors
 from .context import AppContext
 
 
@@ -24,12 +24,12 @@ def build(ctx: AppContext) -> None:
             chart = gr.Plot(label="F1 by class", elem_id="f1-plot")
 
     def per_class(stage: str) -> tuple[pd.DataFrame, go.Figure, Path]:
-        df = analysis.per_class_table(b, stage)
-        return df, figures.f1_figure(b, stage), analysis.write_csv(df, ctx.files / f"per_class_{stage}.csv")
+        df = errors.per_class_table(b, stage)
+        return df, errors.f1_figure(b, stage), errors.write_csv(df, ctx.files / f"per_class_{stage}.csv")
 
     def api_per_class(stage: str) -> list[dict]:
         """Precision, recall, F1 and support of every class, worst F1 first."""
-        return analysis.per_class_table(b, stage).to_dict("records")
+        return errors.per_class_table(b, stage).to_dict("records")
 
     for trigger in (ctx.stage.change, ctx.blocks.load):
         trigger(per_class, [ctx.stage], [table, chart, csv], api_name=False)

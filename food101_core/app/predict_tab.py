@@ -11,7 +11,7 @@ from PIL import Image
 from ..serving.gradcam import overlay_heatmap
 from ..serving.images import ImageError, read_image
 from ..serving.predictor import LOW_CONFIDENCE
-from . import analysis
+from . import neighbours
 from .context import AppContext, UploadedImage
 
 START = "Upload, paste or take a photo of a dish, or click one of the test photos below."
@@ -19,7 +19,7 @@ START = "Upload, paste or take a photo of a dish, or click one of the test photo
 
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
-    examples = analysis.example_photos(b, ctx.predictor(b.stages[-1]))
+    examples = neighbours.example_photos(b, ctx.predictor(b.stages[-1]))
     with gr.Tab("Predict", id="predict") as tab, gr.Row():
         with gr.Column(min_width=300):
             photo = UploadedImage(
@@ -85,10 +85,10 @@ def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
     except ImageError as e:
         return None, f"⚠️ {e}", None, []
     pred = p.predict(image)
-    why = analysis.explain(b, stage, pred)
+    why = neighbours.explain(b, stage, pred)
     heat = overlay_heatmap(image, p.gradcam(pred, int(np.argmax(pred.probs)))) if cam and p.head else None
     label = {name: prob for _, name, prob in pred.top}
-    return label, verdict_text(pred, why, b.num_classes), heat, analysis.similar_gallery(b, why["similar"])
+    return label, verdict_text(pred, why, b.num_classes), heat, neighbours.similar_gallery(b, why["similar"])
 
 
 def explain_photo(ctx: AppContext, path: str | None, stage: str) -> dict:
@@ -99,7 +99,7 @@ def explain_photo(ctx: AppContext, path: str | None, stage: str) -> dict:
         raise gr.Error(f"unknown stage {stage!r}: this bundle has {', '.join(ctx.bundle.stages)}")
     p = ctx.predictor(stage)
     try:
-        return analysis.explain(ctx.bundle, stage, p.predict(p.read(path)))
+        return neighbours.explain(ctx.bundle, stage, p.predict(p.read(path)))
     except ImageError as e:
         raise gr.Error(str(e)) from None
 

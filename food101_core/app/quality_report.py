@@ -5,6 +5,7 @@ the same tables the app does."""
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
 from ..bundle import Bundle, BundleError
@@ -118,3 +119,24 @@ def summary_line(b: Bundle) -> str:
         f"top-1 is {s['cv_top1']:.1%}). **{dups.get('train-test', 0):,}** test ↔ train pairs are near-copies "
         f"(leakage) and **{within:,}** {'pair' if within == 1 else 'pairs'} within the test split."
     )
+
+
+def quality_figure(counts: pd.DataFrame, show: int = 30) -> go.Figure:
+    """Share of each dish's training photos with a suspect label, highest first (the `show` highest)."""
+    top = counts.head(show).iloc[::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=top["suspect share"],
+            y=top["class"],
+            orientation="h",
+            customdata=top[["suspect labels", "training photos"]].to_numpy(),
+            hovertemplate="%{y}: %{customdata[0]} of %{customdata[1]} (%{x:.1%})<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=min(1000, 120 + 22 * len(top)),
+        xaxis={"title": "share of training photos with a suspect label", "tickformat": ".0%"},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        title=f"Suspect labels by dish ({min(show, len(counts))} highest shares)",
+    )
+    return fig

@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..bundle import BundleError
-from . import analysis, figures, quality_report
+from . import errors, quality_report
 from .context import AppContext
 
 MAX_SUSPECTS = 120
@@ -57,11 +57,11 @@ def build(ctx: AppContext) -> None:
         trigger(suspects, [given, suggested], [gallery, count, csv], api_name=False)
     for trigger in (kind.change, ctx.blocks.load):
         trigger(duplicates, [kind], [pairs, pair_count], api_name=False)
-    ctx.blocks.load(lambda: figures.quality_figure(quality_report.class_counts(b)), None, chart, api_name=False)
+    ctx.blocks.load(lambda: quality_report.quality_figure(quality_report.class_counts(b)), None, chart, api_name=False)
 
 
 def write_suspects(ctx: AppContext, given: str | None, suggested: str | None) -> Path:
     """The filtered suspect list as CSV (its `id` column is what train.py --exclude reads), one file per filter."""
     df = quality_report.suspects_table(ctx.bundle, given, suggested)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{given or 'all'}_as_{suggested or 'any'}").strip("-").lower()
-    return analysis.write_csv(df[CSV_COLUMNS], ctx.files / f"suspects_{slug}.csv")
+    return errors.write_csv(df[CSV_COLUMNS], ctx.files / f"suspects_{slug}.csv")

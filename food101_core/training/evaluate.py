@@ -157,9 +157,10 @@ def evaluate_models(models: dict[str, keras.Model], data: FoodData, cfg: TrainCo
         )
     idx = thumbnail_indices(run.evals, data.test.labels, cfg.thumbs_correct_per_class)
     run.thumbs = make_thumbnails(data.test, idx)
-    t0 = time.perf_counter()
-    add_onnx_models(run, models)
-    timings["export_s"] = time.perf_counter() - t0
+    if cfg.onnx:
+        t0 = time.perf_counter()
+        add_onnx_models(run, models)
+        timings["export_s"] = time.perf_counter() - t0
     if cfg.reference_per_class > 0:
         t0 = time.perf_counter()
         add_feature_space(run, models, pooled, data, cfg)

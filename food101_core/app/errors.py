@@ -1,0 +1,205 @@
+"""Where the model errs: the confusion matrix and its most confused pairs, per-class metrics, the most confident
+mistakes; tables, galleries, captions and their plotly figures."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..bundle import Bundle
+from ..metrics import most_confident_mistakes
+
+
+def most_confused_pairs(b: Bundle, stage: str, k: int = 20) -> pd.DataFrame:
+    cm = b.evaluation(stage).confusion
+    support = cm.sum(axis=1)
+    off = cm.astype(float).copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:k]
+    rows = []
+    for t, p in zip(*np.unravel_index(flat, cm.shape)):
+        if off[t, p] == 0:
+            break
+        rows.append(
+            {
+                "true": b.class_names[t],
+                "predicted": b.class_names[p],
+                "images": int(cm[t, p]),
+                "% of true class": round(100 * cm[t, p] / max(support[t], 1), 1),
+            }
+        )
+    return pd.DataFrame(rows, columns=["true", "predicted", "images", "% of true class"])
+
+
+def pair_examples(b: Bundle, stage: str, true_name: str, pred_name: str) -> tuple[list, int]:
+    """Thumbnails (path, caption) of test images of one (true, predicted) cell, most confident first."""
+    p = b.evaluation(stage).predictions
+    cell = p[(p["true"] == b.id_of.get(true_name)) & (p["pred"] == b.id_of.get(pred_name))]
+    cell = cell.sort_values("confidence", ascending=False)
+    items = [
+        (str(b.thumb(r.index)), f"{r.confidence:.0%} · {r.id}")
+        for r in cell.itertuples()
+        if b.thumb(r.index) is not None
+    ]
+    return items, len(cell)
+
+
+def per_class_table(b: Bundle, stage: str) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class, with the change in F1 since stage 1."""
+    ev = b.evaluation(stage).per_class
+    df = pd.DataFrame(
+        {
+            "class": b.class_names,
+            "precision": ev["precision"],
+            "recall": ev["recall"],
+            "f1": ev["f1"],
+            "support": ev["support"],
+        }
+    )
+    if "stage1" in b.stages and stage != "stage1":
+        df["f1 change vs stage 1"] = ev["f1"] - b.evaluation("stage1").per_class["f1"]
+    return df.round(4).sort_values("f1", kind="stable").reset_index(drop=True)
+
+
+def mistakes_table(
+    b: Bundle, stage: str, true_name: str | None, pred_name: str | None, min_confidence: float
+) -> pd.DataFrame:
+    """The most confident mistakes, filtered; index refers to the test image."""
+    m = most_confident_mistakes(b.evaluation(stage).predictions)
+    m = m[m["confidence"] >= min_confidence]
+    if true_name:
+        m = m[m["true"] == b.id_of.get(true_name)]
+    if pred_name:
+        m = m[m["pred"] == b.id_of.get(pred_name)]
+    return m.assign(true_name=m["true"].map(b.name_of), pred_name=m["pred"].map(b.name_of))
+
+
+def top5_of(b: Bundle, stage: str, index: int) -> dict[str, float]:
+    row = b.evaluation(stage).predictions.iloc[int(index)]
+    return {b.name_of.get(row[f"top{k}"], row[f"top{k}"]): float(row[f"p{k}"]) for k in range(1, 6) if f"top{k}" in row}
+
+
+def pair_title(true_name: str, pred_name: str, n: int, shown: int) -> str:
+    """The heading of a confusion cell's gallery."""
+    kind = "correct" if true_name == pred_name else "mistaken"
+    title = f"**{true_name} → {pred_name}**: {n} {kind} test image{'s' if n != 1 else ''}"
+    return title + (f" ({shown} with thumbnails in the bundle)" if shown < n else "")
+
+
+def mistake_gallery(
+    b: Bundle, stage: str, true_name: str | None, pred_name: str | None, min_conf: float, limit: int
+) -> tuple[list[tuple[str, str]], list[int], str]:
+    """The most confident mistakes with thumbnails: gallery items, their test indices, and a count line."""
+    m = mistakes_table(b, stage, true_name, pred_name, min_conf)
+    shown = [r for r in m.head(limit).itertuples() if b.thumb(r.index) is not None]
+    items = [(str(b.thumb(r.index)), f"{r.true_name} → {r.pred_name} · {r.confidence:.0%}") for r in shown]
+    count = f"**{len(m)}** mistake{'s' if len(m) != 1 else ''}"
+    count += f", the {len(shown)} most confident shown" if len(shown) < len(m) else ", most confident first"
+    return items, [int(r.index) for r in shown], count
+
+
+def mistake_caption(b: Bundle, stage: str, index: int, full_image: bool) -> str:
+    """What the selected mistake is: its true and predicted dish, the confidence and the image id."""
+    row = b.evaluation(stage).predictions.iloc[int(index)]
+    return (
+        f"**{b.name_of[row['true']]}** predicted as **{b.name_of[row['pred']]}** ({row['confidence']:.0%}) · "
+        f"test image `{row['id']}`" + ("" if full_image else " · full image not on this machine")
+    )
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    """Write a table for download; concurrent requests never serve a half-written file."""
+    tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def class_order(confusion: np.ndarray, names: list[str], by: str) -> list[int]:
+    """Class indices alphabetically, or so that classes confused with each other sit side by side."""
+    if by == "alphabetical" or len(names) < 3:
+        return sorted(range(len(names)), key=lambda i: names[i].lower())
+    from scipy.cluster.hierarchy import leaves_list, linkage
+
+    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    similarity = rates + rates.T
+    np.fill_diagonal(similarity, 0)
+    distance = similarity.max() - similarity
+    np.fill_diagonal(distance, 0)
+    condensed = distance[np.triu_indices(len(names), 1)]
+    return leaves_list(linkage(condensed, method="average")).tolist()
+
+
+def confusion_figure(b: Bundle, stage: str, normalize: bool, hide_diagonal: bool, order_by: str) -> go.Figure:
+    """Heatmap with true classes as rows; hover gives both names, the count and the row share."""
+    cm = b.evaluation(stage).confusion.astype(float)
+    names = b.class_names
+    order = class_order(cm, names, order_by)
+    counts = cm[np.ix_(order, order)]
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    z = share.copy() if normalize else counts.copy()
+    if hide_diagonal:
+        np.fill_diagonal(z, np.nan)
+    labels = [names[i] for i in order]
+    custom = np.dstack([counts, share * 100])
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=labels,
+            y=labels,
+            customdata=custom,
+            colorscale="Blues",
+            xgap=1,
+            ygap=1,
+            hovertemplate="true: %{y}<br>predicted: %{x}<br>%{customdata[0]:.0f} images "
+            "(%{customdata[1]:.1f}% of the row)<extra>click to see them</extra>",
+            colorbar={"title": "share of row" if normalize else "images"},
+        )
+    )
+    n = len(labels)
+    fig.update_layout(
+        height=min(1400, 260 + 18 * n),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"title": "predicted", "tickangle": -60, "tickfont": {"size": 9 if n > 30 else 12}, "side": "bottom"},
+        yaxis={"title": "true", "autorange": "reversed", "tickfont": {"size": 9 if n > 30 else 12}},
+        dragmode="zoom",
+    )
+    return fig
+
+
+def f1_figure(b: Bundle, stage: str) -> go.Figure:
+    df = per_class_table(b, stage)
+    worst = df["f1"].rank(method="first") <= max(3, len(df) // 10)
+    fig = go.Figure(
+        go.Bar(
+            x=df["f1"],
+            y=df["class"],
+            orientation="h",
+            marker_color=np.where(worst, "#d62728", "#1f77b4"),
+            hovertemplate="%{y}: F1 %{x:.3f}<extra></extra>",
+        )
+    )
+    if "f1 change vs stage 1" in df:
+        fig.add_trace(
+            go.Scatter(
+                x=df["f1"] - df["f1 change vs stage 1"],
+                y=df["class"],
+                mode="markers",
+                name="stage 1",
+                marker={"symbol": "line-ns-open", "size": 12, "color": "black"},
+                hovertemplate="%{y}: stage-1 F1 %{x:.3f}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        height=min(2400, 120 + 22 * len(df)),
+        xaxis={"title": "F1", "range": [0, 1]},
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        showlegend=False,
+        title="F1 by class, worst first (red: the worst tenth; marks: stage 1)",
+    )
+    return fig

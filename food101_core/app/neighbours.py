@@ -1,0 +1,179 @@
+"""The feature space: the map of the test set, a photo's nearest training photos, the unfamiliar-photo score, the
+example photos of the Predict tab."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ..bundle import Bundle
+
+if TYPE_CHECKING:
+    from ..serving.predictor import Predictor
+
+
+def example_photos(b: Bundle, predictor: Predictor, per_kind: int = 4) -> list[tuple[str, str, str]]:
+    """(thumbnail, caption, photo) of test photos of different dishes: confident hits, then confident misses.
+
+    The photo is the full-size test image where the data set is on this machine, else the bundle's thumbnail; the
+    caption is `predictor`'s answer on that very photo, so a click on it shows what the label promised.
+    """
+    p = b.evaluation(b.stages[-1]).predictions
+    p = p[p["index"].map(lambda i: b.thumb(i) is not None)]  # the bundle keeps thumbnails of only some hits
+    out = []
+    for correct in (True, False):
+        rows = p[p["correct"] == correct].sort_values("confidence", ascending=not correct, kind="stable")
+        for r in rows.drop_duplicates("true").head(per_kind).itertuples():
+            thumb = b.thumb(r.index)
+            photo = str(b.original_image(r.index) or thumb)
+            top_id = predictor.predict(predictor.read(photo)).top[0][0]
+            out.append((str(thumb), f"{b.name_of[r.true]} {'✓' if top_id == r.true else '✗'}", photo))
+    return out
+
+
+def embedding_points(b: Bundle, stage: str) -> list[dict]:
+    """Every test photo's place on the map, in test_set.csv order, with display names."""
+    emb, p = b.embedding(stage), b.evaluation(stage).predictions
+    if emb is None:
+        raise ValueError(NO_FEATURE_SPACE if not b.has_feature_space else f"the map is kept for {b.stages[-1]} only")
+    return [
+        {"id": i, "x": float(x), "y": float(y), "true": b.name_of[t], "pred": b.name_of[q], "confidence": float(c)}
+        for i, (x, y), t, q, c in zip(p["id"], emb.xy, p["true"], p["pred"], p["confidence"])
+    ]
+
+
+NO_FEATURE_SPACE = (
+    "This bundle has no feature-space analysis (it was written before it existed, or with "
+    "--reference-per-class 0). Add it where the data set is at hand: python -m food101_core.training.evaluate RUN"
+)
+
+
+def similar_photos(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, k: int = 6) -> list[dict]:
+    """The k reference training photos nearest to a photo (PCA coordinates, residual): row, id, label, distance."""
+    idx, dist = b.embedding(stage).nearest(y, r, k)
+    ref = b.reference
+    return [
+        {
+            "row": int(i),
+            "id": str(ref["id"].iloc[i]),
+            "label": b.class_names[int(ref["label"].iloc[i])],
+            "distance": round(float(d), 4),
+        }
+        for i, d in zip(idx[0], dist[0])
+    ]
+
+
+def explain(b: Bundle, stage: str, prediction, k: int = 6) -> dict:
+    """A prediction in words and numbers: its top 5, whether the photo is unlike the training photos, and why
+    by example (the nearest reference training photos). Only the final stage keeps a feature space."""
+    top = [{"id": cid, "name": name, "p": round(p, 6)} for cid, name, p in prediction.top]
+    emb = b.embedding(stage)
+    if emb is None or prediction.features is None:
+        return {"top": top, "unfamiliar": None, "score": None, "threshold": None, "similar": []}
+    y, r = emb.project(prediction.features)
+    score = float(emb.unfamiliarity(y, r)[0])
+    return {
+        "top": top,
+        "unfamiliar": score > emb.threshold,
+        "score": round(score, 4),
+        "threshold": round(emb.threshold, 4),
+        "similar": similar_photos(b, stage, y, r, k),
+    }
+
+
+def similar_gallery(b: Bundle, similar: list[dict]) -> list[tuple[str, str]]:
+    """Reference thumbnails with their label and distance, for a gallery."""
+    return [
+        (str(b.reference_thumb(s["row"])), f"{s['label']} · {s['distance']:.2f}")
+        for s in similar
+        if b.reference_thumb(s["row"]) is not None
+    ]
+
+
+def selection_gallery(b: Bundle, stage: str, indices: list[int], limit: int) -> tuple[list, list[int], str]:
+    """Thumbnails of the selected test photos (those the bundle has), their indices, and a count line."""
+    p = b.evaluation(stage).predictions
+    shown = [i for i in indices if b.thumb(i) is not None][:limit]
+    items = [
+        (
+            str(b.thumb(i)),
+            f"{b.name_of[p['true'].iloc[i]]} → {b.name_of[p['pred'].iloc[i]]} · {p['confidence'].iloc[i]:.0%}",
+        )
+        for i in shown
+    ]
+    line = f"**{len(indices)}** photos selected; {len(shown)} with thumbnails in the bundle shown"
+    return items, shown, line
+
+
+MAP_COLOURINGS = ("true class", "predicted class", "right / wrong", "confidence")
+
+
+def class_palette(n: int) -> list[str]:
+    """n distinguishable colours for n classes (a qualitative set, then evenly sampled hues for more)."""
+    import plotly.colors as pc
+
+    base = pc.qualitative.Dark24 + pc.qualitative.Light24 + pc.qualitative.Alphabet
+    if n <= len(base):
+        return base[:n]
+    return pc.sample_colorscale("Turbo", [(i * 0.618034) % 1.0 for i in range(n)])
+
+
+def map_marker(b: Bundle, stage: str, colour_by: str) -> dict:
+    """The points' colours: by true or predicted class (one colour each), right/wrong, or confidence (a scale)."""
+    p = b.evaluation(stage).predictions
+    palette = np.array(class_palette(b.num_classes))
+    if colour_by == "confidence":
+        return {
+            "color": p["confidence"].to_numpy(),
+            "colorscale": "Viridis",
+            "cmin": 0,
+            "cmax": 1,
+            "colorbar": {"title": "confidence"},
+        }
+    if colour_by == "right / wrong":
+        return {"color": np.where(p["correct"], "#1f77b4", "#d62728")}
+    column = "true" if colour_by == "true class" else "pred"
+    return {"color": palette[p[column].map({c: i for i, c in enumerate(b.class_ids)}).to_numpy()]}
+
+
+def map_figure(
+    b: Bundle, stage: str, colour_by: str, true_name: str | None = None, pred_name: str | None = None
+) -> go.Figure:
+    """Every test photo in the model's feature space (UMAP), one WebGL trace; a class or pair highlighted."""
+    emb, p = b.embedding(stage), b.evaluation(stage).predictions
+    true, pred = p["true"].map(b.name_of), p["pred"].map(b.name_of)
+    percent = (p["confidence"] * 100).round().astype(int).astype(str) + "%"
+    text = np.where(p["correct"], true + " ✓ · ", true + " → " + pred + " · ") + percent
+    marker = {"size": 5, **map_marker(b, stage, colour_by)}
+    chosen = np.ones(len(p), bool)
+    if true_name:
+        chosen &= (true == true_name).to_numpy()
+    if pred_name:
+        chosen &= (pred == pred_name).to_numpy()
+    title = f"{len(p):,} test photos in the model's feature space (UMAP)"
+    if true_name or pred_name:
+        marker["opacity"] = np.where(chosen, 0.95, 0.07)
+        title += f"; {int(chosen.sum()):,} highlighted"
+    fig = go.Figure(
+        go.Scattergl(
+            x=emb.xy[:, 0],
+            y=emb.xy[:, 1],
+            mode="markers",
+            marker=marker,
+            text=text,
+            customdata=np.arange(len(p)),
+            hovertemplate="%{text}<extra>#%{customdata}</extra>",
+        )
+    )
+    fig.update_layout(
+        height=560,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        dragmode="lasso",
+        showlegend=False,
+        xaxis={"visible": False},
+        yaxis={"visible": False, "scaleanchor": "x"},
+        title=title,
+    )
+    return fig

@@ -1,0 +1,181 @@
+"""What the run is and how it went, in words, tables and charts: the header's summary and details, the results table,
+the training curves and the reliability diagram."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from ..backbones import BACKBONES
+from ..bundle import Bundle
+from ..config import TrainConfig
+
+# Published top-1 on all 101 Food-101 classes: short names for the results table, and what they are.
+REFERENCE = {"reference": 0.8066, "DeepFood": 0.774}
+
+
+REFERENCE_NOTE = (
+    "*reference*: the two-stage EfficientNetB0 recipe this project implements (`python train.py`); "
+    "*DeepFood*: Liu et al. 2016. Both on all 101 classes. F1: the mean over classes; ECE: expected calibration error."
+)
+
+
+def recipe_extras(cfg: TrainConfig) -> list[str]:
+    """The optional parts of a run's recipe, as words (a setting an older bundle lacks reads as its default: off)."""
+    extras = [f"stage-2 learning rate {cfg.stage2_lr:g}"] if cfg.stage2_lr else []
+    extras += [f"top {cfg.unfreeze_blocks} blocks unfrozen"] if cfg.unfreeze_blocks else []
+    extras += [f"{cfg.stage2_schedule} schedule"] if cfg.stage2_schedule != "constant" else []
+    extras += ["augmentation"] if cfg.augment else []
+    extras += [f"label smoothing {cfg.label_smoothing:g}"] if cfg.label_smoothing else []
+    extras += [f"mixup {cfg.mixup:g}"] if cfg.mixup else []
+    extras += [f"weight EMA {cfg.ema_momentum:g}"] if cfg.ema_momentum else []
+    extras += [f"gradient clipping {cfg.clipnorm:g}"] if cfg.clipnorm else []
+    extras += ["test-time flip"] if cfg.tta_flip else []
+    extras += ["last epoch of each stage kept"] if cfg.keep_epoch == "last" else []
+    return extras
+
+
+def summary_line(b: Bundle) -> str:
+    """One line for the top of the page: what model, on what, and how good."""
+    cfg, last = b.train_config, b.stages[-1]
+    m = b.evaluation(last).metrics
+    return (
+        f"**{BACKBONES[cfg.backbone].builder}** on {b.num_classes} dishes · top-1 **{m['top1']:.1%}**, "
+        f"top-5 {m['top5']:.1%} on {m['n']:,} test photos"
+    )
+
+
+def results_table(b: Bundle) -> str:
+    """Each stage's test metrics beside the published reference numbers, as a short Markdown table (fits a phone)."""
+    lines = ["| | top-1 | top-5 | F1 | ECE |", "|---|---|---|---|---|"]
+    for stage in b.stages:
+        m = b.evaluation(stage).metrics  # the raw ECE is in the calibration line and the Calibration tab
+        cells = [f"{m['top1']:.2%}", f"{m['top5']:.2%}", f"{m['macro_f1']:.3f}", f"{m['ece']:.3f}"]
+        lines.append(f"| {stage.replace('stage', 'stage ')} | {' | '.join(cells)} |")
+    lines += [f"| {name} | {acc:.2%} | – | – | – |" for name, acc in REFERENCE.items()]
+    return "\n".join(lines) + "\n\n" + REFERENCE_NOTE
+
+
+def polish_words(cfg: TrainConfig) -> str:
+    return f" + {cfg.polish_epochs} epochs polish at {cfg.final_size} px" if cfg.polish_epochs > 0 else ""
+
+
+def calibration_words(b: Bundle) -> str:
+    """How the shipped model's confidences were calibrated, with the ECE and warning rate before and after."""
+    m = b.evaluation().metrics
+    c = m.get("calibration") or {}
+    if not c.get("fitted_on"):
+        return "none (no held-out training photos: the confidences are the model's own)"
+    return (
+        f"temperature {c['temperature']:.2f} fitted on the {c['fitted_on']} ({c['n']:,} photos); ECE "
+        f"{m['ece_raw']:.3f} → {m['ece']:.3f}, low-confidence warnings {m['warning_rate_raw']:.0%} → "
+        f"{m['warning_rate']:.0%} of test photos"
+    )
+
+
+def summary_details(b: Bundle) -> str:
+    """The run's recipe and data in words, for the details under the summary line."""
+    cfg, data = b.train_config, b.data_source
+    n = b.num_classes
+    scope = "all 101 Food-101 classes" if n == 101 else f"{n} classes ({', '.join(b.class_names[:10])}"
+    scope += "" if n == 101 else (", …)" if n > 10 else ")")
+    weights = cfg.weights if cfg.weights in {"imagenet", "none"} else "ImageNet (local file)"
+    note = (
+        ""
+        if n == 101
+        else (
+            f"\n\n*The reference numbers are for all 101 classes; this run covers {n}, so the numbers are not "
+            "directly comparable. The full recipe is `python train.py` (EfficientNetB0, Food-101, 15 + 10 epochs) "
+            "on a machine with internet and a GPU.*"
+        )
+    )
+    recipe = ", ".join([f"{cfg.image_size} px", *recipe_extras(cfg)])
+    return (
+        f"**Backbone** {cfg.backbone} ({weights} weights) · **data** {data.get('kind', '?')}, {scope} · "
+        f"{data.get('train', '?')} training / {data.get('test', len(b.test_ids))} test images · "
+        f"**recipe** {cfg.stage1_epochs} epochs head-only + {cfg.stage2_epochs} epochs fine-tuning "
+        f"(BatchNorm frozen){polish_words(cfg)}, {recipe} · **calibration** {calibration_words(b)}{note}"
+    )
+
+
+def training_figure(b: Bundle) -> go.Figure:
+    """Loss and accuracy per epoch, both stages, the boundary between them marked."""
+    from plotly.subplots import make_subplots
+
+    h = b.history
+    # what Keras validated on each epoch: held-out training images, or (--val-fraction 0) the test split
+    held_out = "validation" if b.train_config.val_fraction > 0 else "test split"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    for col, metric in ((1, "loss"), (2, "accuracy")):
+        for key, dash, label in ((metric, "solid", "train"), (f"val_{metric}", "dot", held_out)):
+            if key in h:
+                fig.add_trace(
+                    go.Scatter(
+                        x=h["epoch"] + 1,
+                        y=h[key],
+                        mode="lines+markers",
+                        name=label,
+                        line={"dash": dash},
+                        showlegend=col == 1,
+                        legendgroup=label,
+                    ),
+                    1,
+                    col,
+                )
+    for stage, words in ((2, "stage 2: blocks unfrozen"), (3, "stage 3: polish")):
+        later = h[h["stage"] == stage]
+        if not len(later):
+            continue
+        boundary = float(later["epoch"].min()) + 0.5
+        for col in (1, 2):
+            fig.add_vline(x=boundary, line_dash="dash", line_color="gray", row=1, col=col)
+        fig.add_annotation(x=boundary, y=1.08, xref="x", yref="paper", text=words, showarrow=False, xanchor="left")
+    fig.update_xaxes(title="epoch")
+    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+    return fig
+
+
+def reliability_figure(b: Bundle, stage: str) -> go.Figure:
+    m = b.evaluation(stage).metrics
+    bins = [x for x in m["reliability"] if x["count"]]
+    centres = [(x["lo"] + x["hi"]) / 2 for x in bins]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"dash": "dash", "color": "gray"})
+    )
+    fig.add_trace(
+        go.Bar(
+            x=centres,
+            y=[x["accuracy"] for x in bins],
+            width=1 / len(m["reliability"]),
+            name="accuracy",
+            customdata=[x["count"] for x in bins],
+            hovertemplate="confidence %{x:.2f}: accuracy %{y:.2f} over %{customdata} images",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[x["confidence"] for x in bins], y=[x["accuracy"] for x in bins], mode="markers", name="mean confidence"
+        )
+    )
+    raw = [x for x in m.get("reliability_raw", []) if x["count"]]
+    t = m.get("calibration", {}).get("temperature", 1.0)
+    title = f"Reliability diagram: expected calibration error {m['ece']:.3f}"
+    if raw and t != 1.0:  # a calibrated stage: where the raw confidences were, and the numbers before and after
+        fig.add_trace(
+            go.Scatter(
+                x=[x["confidence"] for x in raw],
+                y=[x["accuracy"] for x in raw],
+                mode="markers",
+                marker={"symbol": "x", "color": "gray"},
+                name="before calibration",
+            )
+        )
+        title += f" (before calibration {m['ece_raw']:.3f}; temperature {t:.2f})"
+    fig.update_layout(
+        height=460,
+        xaxis={"title": "confidence", "range": [0, 1]},
+        yaxis={"title": "accuracy", "range": [0, 1]},
+        title=title,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+    )
+    return fig
