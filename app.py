@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import gradio as gr
 
-    from food101_core.app import CSS, PLOTLY_JS, build_app, no_run_app, zerogpu
+    from food101_core.app import CSS, PLOTLY_HEAD, PLOTLY_JS, build_app, no_run_app, zerogpu
     from food101_core.bundle import BundleError, load_bundle
 
     zerogpu.register(spaces)  # before launch(), which sends ZeroGPU's start-up report
@@ -66,7 +66,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: {e}", file=sys.stderr)
             page = no_run_app(f"`{ref}`: {e}")
     page.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    page.launch(server_port=args.port, max_file_size=MAX_UPLOAD, allowed_paths=allowed, show_error=True, css=CSS)
+    page.launch(
+        server_port=args.port,
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=allowed,
+        show_error=True,
+        css=CSS,
+        head=PLOTLY_HEAD,
+    )
 
 
 if __name__ == "__main__":

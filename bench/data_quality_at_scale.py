@@ -25,7 +25,7 @@ def features(rng: np.random.Generator, centres: np.ndarray, labels: np.ndarray, 
 
 
 def main() -> None:
-    from food101_core import data_quality as dq
+    from food101_core.training import quality as dq
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=75_750)
@@ -56,7 +56,7 @@ def main() -> None:
     t_cl = time.perf_counter() - t0
     t0 = time.perf_counter()
     ids_train, ids_test = [f"tr{i}" for i in range(args.train)], [f"te{i}" for i in range(args.test)]
-    pairs = dq.duplicates_table((x_train, ids_train), (x_test, ids_test), dq.DUPLICATE_SIMILARITY)
+    pairs, _ = dq.duplicates_table((x_train, ids_train), (x_test, ids_test), dq.DUPLICATE_SIMILARITY)
     t_dup = time.perf_counter() - t0
 
     k = len(flipped)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+MAX_PAIRS = 5000  # near-duplicate pairs kept per kind in the bundle (the summary counts all found)
+
 
 @dataclass
 class DataQuality:

@@ -105,7 +105,12 @@ def _settled_count(page, timeout_ms: int, other_than: int | None = None) -> int 
 
 
 def _tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
+    """Open a tab as a person would: from the tab bar, or on a narrow screen from its "more" (overflow) menu."""
+    tab = page.get_by_role("tab", name=name).first
+    if not tab.is_visible():
+        page.locator(".overflow-menu").first.click()
+        tab = page.locator(".overflow-dropdown button", has_text=name).first
+    tab.click()
 
 
 def first_screen(page) -> dict:
@@ -163,8 +168,7 @@ def click_most_confused_cell(page) -> tuple[str, str]:
     """Click the heatmap cell of the first row of the most-confused table; return its (true, predicted) names."""
     first_cell = page.locator('#pairs [data-testid="cell-0-0"]')  # the table's virtual rows
     first_cell.wait_for()
-    true_name = first_cell.inner_text().strip()
-    pred_name = page.locator('#pairs [data-testid="cell-0-1"]').inner_text().strip()
+    true_name, pred_name = (name.strip() for name in first_cell.inner_text().split("→"))  # "true → answered"
     xy = page.evaluate(
         """([t, p]) => {
             const div = document.querySelector('#confusion-plot .cm-plot');
@@ -263,7 +267,11 @@ def exercise_map(page, out: Path, seen: dict, timeout_ms: int) -> None:
     )
     page.wait_for_timeout(300)  # the WebGL frame after Plotly's own bookkeeping
     seen["map_seconds"] = time.perf_counter() - t0
+    page.get_by_label("true dish", exact=True).check()  # one colour per dish, each named in the key
+    page.wait_for_function("() => document.querySelectorAll('#map-plot .legend .traces').length > 2")
+    page.wait_for_timeout(300)
     seen["map_colours"] = drawn_colours(page, "#map-plot .map-plot")
+    seen["map_legend"] = page.locator("#map-plot .legend .traces").count()
     xy = page.evaluate(
         """() => {
             const div = document.querySelector('#map-plot .map-plot');
@@ -420,3 +428,89 @@ if __name__ == "__main__":
     shots = Path(sys.argv[2])
     print(exercise_app(sys.argv[1], shots, Path(sys.argv[3]), quality_filter=sys.argv[4] if len(sys.argv) > 4 else ""))
     print(exercise_phone(sys.argv[1], shots))
+
+
+# What a person must be able to read (issue "Readable at a glance"), checked on the visible tab:
+# - a text cut short: an element with text of its own whose content is wider or taller than its box while the box
+#   hides the rest (ellipsis, hidden overflow);
+# - a box wider than the page, unless it sits inside a box that scrolls (the phone's confusion matrix);
+# - a gallery that scrolls sideways inside itself;
+# - a chart without a key: a plotly chart with no legend and no colour bar.
+READABILITY_JS = """() => {
+  const panel = Array.from(document.querySelectorAll('[role=tabpanel]')).find(p => p.offsetParent !== null);
+  const root = panel || document.body;
+  const vw = document.documentElement.clientWidth;
+  const shown = el => el.offsetParent !== null && el.getClientRects().length > 0;
+  const name = el => (el.id ? '#' + el.id : el.tagName.toLowerCase() + '.' + String(el.className).split(' ')[0])
+      + ': ' + (el.innerText || '').trim().slice(0, 60);
+  const cut = [], wide = [], sideways = [], keyless = [];
+  const scope = [...root.querySelectorAll('*'), ...document.querySelectorAll('#header-text *, [role=tab]')];
+  for (const el of scope) {
+    if (!shown(el)) continue;
+    const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+    if (own && !el.closest('.js-plotly-plot, textarea, input, .cm-plot, .map-plot')) {
+      const s = getComputedStyle(el);
+      const hides = s.textOverflow === 'ellipsis' || /hidden|clip/.test(s.overflowX);
+      if (hides && el.scrollWidth > el.clientWidth + 1) cut.push(name(el));
+    }
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > vw + 1 && !el.closest('.js-plotly-plot svg, .js-plotly-plot canvas')) {
+      let p = el.parentElement, clipped = false;
+      while (p) { if (/(auto|scroll|hidden)/.test(getComputedStyle(p).overflowX) &&
+                      p.getBoundingClientRect().right <= vw + 1) { clipped = true; break; } p = p.parentElement; }
+      if (!clipped) wide.push(name(el) + ' right=' + Math.round(r.right));
+    }
+  }
+  for (const g of root.querySelectorAll('.grid-wrap')) if (shown(g) && g.scrollWidth > g.clientWidth + 1)
+    sideways.push(name(g.closest('[id]') || g));
+  const charts = Array.from(root.querySelectorAll('.js-plotly-plot')).filter(shown);
+  for (const c of charts) if (!c.querySelector('.legend, .colorbar')) keyless.push(name(c.closest('[id]') || c));
+  return {cut: [...new Set(cut)].slice(0, 20), wide: wide.slice(0, 20), sideways, keyless, charts: charts.length,
+          page_wider: document.documentElement.scrollWidth - vw};
+}"""
+TABS = ("Predict", "Confusion matrix", "Per-class metrics", "Mistakes", "Map", "Data quality", "Training",
+        "Calibration")  # fmt: skip
+
+
+def first_chart_seconds(page, timeout_ms: int) -> float | None:
+    """Seconds from now until a chart of the visible tab has drawn marks (None: the tab has no chart)."""
+    t0 = time.perf_counter()
+    js = """() => { const panel = Array.from(document.querySelectorAll('[role=tabpanel]'))
+                        .find(p => p.offsetParent !== null);
+        if (!panel) return false;
+        const places = Array.from(panel.querySelectorAll('[id$="-plot"]')).filter(c => c.offsetParent !== null);
+        if (!places.length) return panel.querySelector('.tab-intro, #map-missing, #quality-missing') ? 'none' : false;
+        return places.some(c => c.querySelector('.heatmaplayer image, .barlayer path, .scatterlayer path, canvas'));
+    }"""
+    page.wait_for_function(js, timeout=timeout_ms)
+    return None if page.evaluate(js) == "none" else time.perf_counter() - t0
+
+
+def readability(url: str, viewport: dict, out: Path | None = None, timeout_ms: int = 60_000) -> dict:
+    """Open every tab as a person would at `viewport` and report, per tab, what cannot be read and how long its
+    first chart took to draw after the tab's click."""
+    from playwright.sync_api import sync_playwright
+
+    report: dict = {}
+    with sync_playwright() as p:
+        browser = launch(p)
+        phone = viewport["width"] < 600
+        page = browser.new_page(viewport=viewport, device_scale_factor=2 if phone else 1, is_mobile=phone,
+                                has_touch=phone)  # fmt: skip
+        page.set_default_timeout(timeout_ms)
+        page.goto(url)
+        page.wait_for_selector("#photo")
+        page.wait_for_timeout(1000)  # the page's own load events
+        for tab in TABS:
+            if page.locator("button", has_text=tab).count() == 0:
+                continue
+            _tab(page, tab)
+            seconds = first_chart_seconds(page, timeout_ms)
+            page.wait_for_timeout(700)  # galleries and tables fill in
+            report[tab] = {**page.evaluate(READABILITY_JS), "first_chart_s": seconds}
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(out / f"{'phone' if phone else 'desktop'}-{tab.split()[0].lower()}.png"),
+                                full_page=True)  # fmt: skip
+        browser.close()
+    return report

@@ -206,7 +206,8 @@ def check_what_the_browser_saw(seen: dict, b, shots: Path) -> None:
     true_name, pred_name = seen["cell"]
     cm = b.evaluation().confusion
     n = cm[b.class_names.index(true_name), b.class_names.index(pred_name)]
-    assert f"{n} mistaken" in seen["cell_title"] and seen["cell_images"] >= 1 and seen["cell_images_in_sight"] >= 1
+    assert f"{n} {true_name} photo" in seen["cell_title"] and f"taken for {pred_name}" in seen["cell_title"]
+    assert seen["cell_images"] >= 1 and seen["cell_images_in_sight"] >= 1
     wrong = b.evaluation().predictions.query("not correct")
     assert seen["mistakes_all"] == len(wrong)
     assert seen["mistakes_filtered"] == (wrong["true"] == b.id_of[true_name]).sum()
@@ -220,6 +221,7 @@ def check_what_the_browser_saw(seen: dict, b, shots: Path) -> None:
     if b.has_feature_space:
         assert seen["similar_shown"] >= 1 and any(name in seen["similar_captions"] for name in b.class_names)
         assert seen["map_colours"] >= min(b.num_classes, 8), seen["map_colours"]  # points drawn, class colours
+        assert seen["map_legend"] == b.num_classes, seen["map_legend"]  # the key names every dish
         assert "test image" in seen["map_caption"] and seen["map_similar"] >= 1
         print(f"map of {len(b.test_ids)} photos drawn {seen['map_seconds']:.2f} s after the tab's click")
     if "quality_filter" in seen:
@@ -241,8 +243,8 @@ def check_the_data_quality_tab(seen: dict, b) -> None:
     assert f"{given.sum():,} suspect labels match" in seen["suspects_filtered"], seen["suspects_filtered"]
     assert (
         seen["suspect_images"] >= 1
-        and "labelled" in seen["suspect_captions"]
-        and "looks like" in seen["suspect_captions"]
+        and "→ looks like" in seen["suspect_captions"]
+        and "score" in seen["suspect_captions"]
     )
     assert seen["quality_bars"] >= 1
     downloaded = pd.read_csv(io.StringIO(seen["suspects_csv"]))  # the whole list, the ids train.py --exclude reads
@@ -326,6 +328,42 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
             handle_file(str(thumb)), False, b.stages[-1], api_name="/predict"
         )
         assert label["label"] in b.class_names and "predicted in" in verdict
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def assert_readable(report: dict, where: str, chart_budget_s: float) -> None:
+    """Nothing cut, nothing wider than the screen, no gallery scrolling sideways, every chart with a key, and the
+    first chart of each tab drawn within the budget (timings printed)."""
+    for tab, r in report.items():
+        print(f"{where} {tab}: first chart {r['first_chart_s']}, charts {r['charts']}, cut {len(r['cut'])}")
+        assert r["cut"] == [], (where, tab, r["cut"])
+        assert r["wide"] == [] and r["page_wider"] <= 1, (where, tab, r["wide"], r["page_wider"])
+        assert r["sideways"] == [], (where, tab, r["sideways"])
+        assert r["keyless"] == [], (where, tab, r["keyless"])
+        if r["first_chart_s"] is not None:
+            assert r["first_chart_s"] <= chart_budget_s, (where, tab, r["first_chart_s"])
+    assert {"Predict", "Confusion matrix", "Per-class metrics", "Training", "Calibration"} <= set(report)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["demo", "101 classes"])
+def test_readable_at_a_glance_on_a_desktop_and_a_phone(which, scale_bundle, tmp_path):
+    """Every tab at 1280 x 800 and 390 x 844, on the demo and at Food-101's class count (issue: readable at a glance).
+
+    Budgets for the first chart after a tab's click: 1 s on the demo, 2 s at 101 classes (the issue's), plus 1 s
+    of slack on this 2-core machine while the other test worker runs."""
+    from browser import DESKTOP, PHONE, readability
+
+    needs_chromium()
+    bundle = ROOT / "assets" / "demo-bundle" if which == "demo" else scale_bundle
+    budget = (1.0 if which == "demo" else 2.0) + 1.0
+    proc, url = start_app(["--run", str(bundle)])
+    try:
+        for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            assert_readable(readability(url, viewport, tmp_path / name), f"{which} {name}", budget)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

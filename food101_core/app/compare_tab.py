@@ -9,7 +9,7 @@ import gradio as gr
 from .. import compare
 from ..bundle import Bundle
 from . import comparison
-from .context import AppContext
+from .context import AppContext, captioned_gallery, chart, tab_intro
 
 MAX_FLIPS = 120
 FLIPS = {"right in A only": "a_only", "right in B only": "b_only"}
@@ -30,13 +30,19 @@ def build(ctx: AppContext, other: Bundle) -> None:
 
     with gr.Tab("Compare", id="compare"):
         gr.api(api_compare, api_name="compare")
+        tab_intro(
+            "This run (A) against another on the same test photos (B): whether the difference in top-1 is more than "
+            "chance, which dishes each does better, and the photos one gets right and the other wrong."
+        )
         gr.Markdown(f"**A**: `{c.name_a}` (this run) · **B**: `{c.name_b}`", elem_id="compare-names")
         with gr.Row():
             gr.Dataframe(c.metrics.round(4), label="Test split, shipped stage of each", elem_id="compare-table")
             gr.Markdown(compare.verdict(c), elem_id="compare-verdict")
-        gr.Plot(comparison.f1_change_figure(c.per_class, "A", "B"), label="Per-class F1", elem_id="compare-plot")
+        chart(comparison.f1_change_figure(c.per_class, "A", "B"), "compare-plot")
         which = gr.Radio(list(FLIPS), value=next(iter(FLIPS)), label="Flips", elem_id="compare-which")
-        gallery = gr.Gallery(columns=6, height=420, label="Photos the runs disagree on", elem_id="compare-flips")
+        gallery = captioned_gallery(
+            "Photos the runs disagree on (each run's answer, ✓ right)", "compare-flips", height=420
+        )
 
     def flips(label: str) -> list[tuple[str, str]]:
         indices = getattr(c, FLIPS[label])

@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from . import errors
-from .context import AppContext, plotly_html
+from .context import AppContext, captioned_gallery, plotly_html, tab_intro
 
 # plotly events -> Gradio events, bound once on the drawn chart
 CONFUSION_BIND = """div.on('plotly_click', (ev) => {
@@ -20,37 +20,59 @@ CONFUSION_BIND = """div.on('plotly_click', (ev) => {
 
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
-    with gr.Tab("Confusion matrix", id="confusion") as tab:
-        with gr.Row():
-            normalize = gr.Checkbox(label="Row-normalised (share of the true class)", value=False)
-            hide_diag = gr.Checkbox(label="Hide the diagonal (correct predictions)", value=True)
-            order = gr.Radio(["alphabetical", "by confusion"], value="by confusion", label="Order")
-        gr.Markdown(
-            "Zoom by dragging; hover for names and counts; **click a cell** to see its images.", elem_classes="cm-hint"
-        )
-        plot = plotly_html("cm-plot", "confusion-plot", CONFUSION_BIND)
-        with gr.Row():
-            with gr.Column(scale=2):
-                pairs = gr.Dataframe(label="Most confused pairs (click a row)", interactive=False, elem_id="pairs")
-            with gr.Column(scale=3):
-                title = gr.Markdown("Click a cell or a row to see the images.", elem_id="pair-title")
-                gallery = gr.Gallery(columns=6, height=420, label="Images of the pair", elem_id="pair-gallery")
 
     def confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> tuple[str, pd.DataFrame]:
         fig = errors.confusion_figure(b, stage, normalize, hide_diagonal, order)
         return fig.to_json(), errors.most_confused_pairs(b, stage)
+
+    def on_change(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> tuple[str, pd.DataFrame]:
+        fig_json, table = confusion(stage, normalize, hide_diagonal, order)
+        return fig_json, pair_rows(table)
+
+    with gr.Tab("Confusion matrix", id="confusion") as tab:
+        tab_intro(
+            "Which dish the model answers for each true dish: rows are the true dish, columns the answer, so "
+            "every off-diagonal cell is a kind of mistake. The list of the most confused pairs comes first on a phone."
+        )
+        with gr.Row():
+            normalize = gr.Checkbox(label="Shares of each true dish, not counts", value=False, min_width=220)
+            hide_diag = gr.Checkbox(label="Hide the right answers (the diagonal)", value=True, min_width=220)
+            order = gr.Radio(["alphabetical", "by confusion"], value="by confusion", label="Order")
+        gr.Markdown(
+            "Zoom by dragging (on a phone: scroll the matrix sideways); hover for names and counts; **click a cell** "
+            "to see its images.",
+            elem_classes="cm-hint",
+        )
+        fig_json, top_pairs = confusion(b.stages[-1], False, True, "by confusion")  # drawn with the page
+        plot = plotly_html("cm-plot", "confusion-plot", CONFUSION_BIND)
+        plot.value = fig_json
+        with gr.Row(elem_id="cm-pairs-first"):
+            with gr.Column(scale=2, min_width=300):
+                pairs = gr.Dataframe(
+                    pair_rows(top_pairs), label="Most confused pairs (click a row)", interactive=False, elem_id="pairs",
+                    wrap=True,
+                )  # fmt: skip
+            with gr.Column(scale=3, min_width=300):
+                title = gr.Markdown("Click a cell or a row to see the images.", elem_id="pair-title")
+                gallery = captioned_gallery("Images of the pair (confidence · photo)", "pair-gallery", height=420,
+                                            visible=False)  # fmt: skip
 
     def pair(stage: str, true_name: str, pred_name: str) -> tuple[str, list]:
         """The heading and thumbnails (path, caption) of one (true, predicted) cell, most confident first."""
         items, n = errors.pair_examples(b, stage, true_name, pred_name)
         return errors.pair_title(true_name, pred_name, n, len(items)), items
 
+    def show_pair(stage: str, true_name: str, pred_name: str):
+        title, items = pair(stage, true_name, pred_name)
+        return title, gr.update(value=items, visible=bool(items)), (true_name, pred_name)
+
     def on_cell_click(stage: str, evt: gr.EventData):
-        return *pair(stage, evt.true_class, evt.pred_class), (evt.true_class, evt.pred_class)
+        return show_pair(stage, evt.true_class, evt.pred_class)
 
     def on_row_select(stage: str, table: pd.DataFrame, evt: gr.SelectData):
         row = evt.row_value or table.iloc[evt.index[0]].tolist()
-        return *pair(stage, row[0], row[1]), (row[0], row[1])
+        true_name, pred_name = row[0].split(" → ")
+        return show_pair(stage, true_name, pred_name)
 
     def api_confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> dict:
         """The heatmap as plotly JSON, and the most confused pairs."""
@@ -58,10 +80,21 @@ def build(ctx: AppContext) -> None:
         return {"figure": json.loads(fig_json), "pairs": pairs_df.to_dict("records")}
 
     inputs = [ctx.stage, normalize, hide_diag, order]
-    for trigger in (normalize.change, hide_diag.change, order.change, ctx.stage.change, ctx.blocks.load):
-        trigger(confusion, inputs, [plot, pairs], api_name=False)
+    for trigger in (normalize.change, hide_diag.change, order.change, ctx.stage.change):
+        trigger(on_change, inputs, [plot, pairs], api_name=False)
     plot.click(on_cell_click, [ctx.stage], [title, gallery, ctx.pair], api_name=False)
     pairs.select(on_row_select, [ctx.stage, pairs], [title, gallery, ctx.pair], api_name=False)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_confusion, api_name="confusion")
         gr.api(pair, api_name="pair")
+
+
+def pair_rows(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The most confused pairs as the page shows them: three short columns that fit a phone."""
+    return pd.DataFrame(
+        {
+            "true → answered": pairs["true"] + " → " + pairs["predicted"],
+            "photos": pairs["images"],
+            "% of the dish": pairs["% of true class"],
+        }
+    )

@@ -42,7 +42,7 @@ def pair_examples(b: Bundle, stage: str, true_name: str, pred_name: str) -> tupl
     cell = p[(p["true"] == b.id_of.get(true_name)) & (p["pred"] == b.id_of.get(pred_name))]
     cell = cell.sort_values("confidence", ascending=False)
     items = [
-        (str(b.thumb(r.index)), f"{r.confidence:.0%} · {r.id}")
+        (str(b.thumb(r.index)), f"{r.confidence:.0%} sure · {r.id}")
         for r in cell.itertuples()
         if b.thumb(r.index) is not None
     ]
@@ -50,20 +50,21 @@ def pair_examples(b: Bundle, stage: str, true_name: str, pred_name: str) -> tupl
 
 
 def per_class_table(b: Bundle, stage: str) -> pd.DataFrame:
-    """Precision, recall, F1 and support per class, with the change in F1 since stage 1."""
+    """F1, precision, recall and support per class (F1 beside the name, so a phone shows it without scrolling),
+    with the change in F1 since stage 1; worst F1 first."""
     ev = b.evaluation(stage).per_class
     df = pd.DataFrame(
         {
             "class": b.class_names,
+            "f1": ev["f1"],
             "precision": ev["precision"],
             "recall": ev["recall"],
-            "f1": ev["f1"],
             "support": ev["support"],
         }
     )
     if "stage1" in b.stages and stage != "stage1":
         df["f1 change vs stage 1"] = ev["f1"] - b.evaluation("stage1").per_class["f1"]
-    return df.round(4).sort_values("f1", kind="stable").reset_index(drop=True)
+    return df.round(3).sort_values("f1", kind="stable").reset_index(drop=True)
 
 
 def mistakes_table(
@@ -86,8 +87,11 @@ def top5_of(b: Bundle, stage: str, index: int) -> dict[str, float]:
 
 def pair_title(true_name: str, pred_name: str, n: int, shown: int) -> str:
     """The heading of a confusion cell's gallery."""
-    kind = "correct" if true_name == pred_name else "mistaken"
-    title = f"**{true_name} → {pred_name}**: {n} {kind} test image{'s' if n != 1 else ''}"
+    s = "s" if n != 1 else ""
+    if true_name == pred_name:
+        title = f"**{true_name}**, recognised: {n} test photo{s} the model gets right"
+    else:
+        title = f"**{true_name} → {pred_name}**: {n} {true_name} photo{s} taken for {pred_name}"
     return title + (f" ({shown} with thumbnails in the bundle)" if shown < n else "")
 
 
@@ -168,38 +172,41 @@ def confusion_figure(b: Bundle, stage: str, normalize: bool, hide_diagonal: bool
         xaxis={"title": "predicted", "tickangle": -60, "tickfont": {"size": 9 if n > 30 else 12}, "side": "bottom"},
         yaxis={"title": "true", "autorange": "reversed", "tickfont": {"size": 9 if n > 30 else 12}},
         dragmode="zoom",
+        modebar={"orientation": "v"},
     )
     return fig
 
 
 def f1_figure(b: Bundle, stage: str) -> go.Figure:
+    """F1 per class as bars, worst at the top, the lowest tenth (at least 3) in red; stage 1's F1 as a tick."""
     df = per_class_table(b, stage)
-    worst = df["f1"].rank(method="first") <= max(3, len(df) // 10)
-    fig = go.Figure(
-        go.Bar(
-            x=df["f1"],
-            y=df["class"],
-            orientation="h",
-            marker_color=np.where(worst, "#d62728", "#1f77b4"),
-            hovertemplate="%{y}: F1 %{x:.3f}<extra></extra>",
-        )
-    )
+    n_worst = max(3, round(len(df) / 10))
+    worst = df.index < n_worst  # the table is sorted worst first
+    fig = go.Figure()
+    for mask, colour, name in ((~worst, "#1f77b4", "F1"), (worst, "#d62728", f"F1, the {n_worst} lowest")):
+        fig.add_trace(
+            go.Bar(x=df["f1"][mask], y=df["class"][mask], orientation="h", marker_color=colour, name=name,
+                   hovertemplate="%{y}: F1 %{x:.3f}<extra></extra>")
+        )  # fmt: skip
     if "f1 change vs stage 1" in df:
         fig.add_trace(
             go.Scatter(
                 x=df["f1"] - df["f1 change vs stage 1"],
                 y=df["class"],
                 mode="markers",
-                name="stage 1",
+                name="stage 1's F1",
                 marker={"symbol": "line-ns-open", "size": 12, "color": "black"},
                 hovertemplate="%{y}: stage-1 F1 %{x:.3f}<extra></extra>",
             )
         )
     fig.update_layout(
-        height=min(2400, 120 + 22 * len(df)),
+        height=min(2400, 160 + 22 * len(df)),
         xaxis={"title": "F1", "range": [0, 1]},
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        showlegend=False,
-        title="F1 by class, worst first (red: the worst tenth; marks: stage 1)",
+        yaxis={"categoryorder": "array", "categoryarray": list(df["class"]), "autorange": "reversed"},
+        margin={"l": 10, "r": 10, "t": 80, "b": 10},
+        barmode="overlay",
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        title={"text": "F1 by class, worst at the top", "y": 0.99, "yanchor": "top", "font": {"size": 14}},
+        modebar={"orientation": "v"},
     )
     return fig

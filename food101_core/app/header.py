@@ -19,7 +19,7 @@ def build(b: Bundle, demo: bool) -> gr.Dropdown:
     """Lays out the header and returns the Model selector that every tab reads."""
     with gr.Row(equal_height=True):
         with gr.Column(scale=4, min_width=280):
-            gr.Markdown(f"## Food-101 Explorer\n{run_summary.summary_line(b)}", elem_id="header-text")
+            title = gr.Markdown(f"## Food-101 Explorer\n{run_summary.summary_line(b)}", elem_id="header-text")
         stage = gr.Dropdown(
             [(stage_label(b, s), s) for s in reversed(b.stages)],
             value=b.stages[-1],
@@ -39,4 +39,5 @@ def build(b: Bundle, demo: bool) -> gr.Dropdown:
         return b.evaluation(stage).metrics
 
     gr.api(metrics, api_name="metrics")
+    stage.change(lambda s: f"## Food-101 Explorer\n{run_summary.summary_line(b, s)}", stage, title, api_name=False)
     return stage

@@ -17,16 +17,41 @@ from . import (
     quality_tab,
     training_tab,
 )
-from .context import PLOTLY_JS, AppContext
+from .context import PLOTLY_HEAD, PLOTLY_JS, AppContext
 
-__all__ = ["CSS", "PLOTLY_JS", "build_app", "no_run_app"]
+__all__ = ["CSS", "PLOTLY_HEAD", "PLOTLY_JS", "build_app", "no_run_app"]
 
 CSS = """
 #header-text h2 {margin: 0 0 2px 0}
 #header-text p {margin: 0}
-.cm-hint {color: var(--body-text-color-subdued); font-size: 0.9em}
+.cm-hint p {color: var(--body-text-color-subdued); font-size: 0.95em}
+.tab-intro p {font-size: 0.95em; margin: 0}
 #results-table table {display: block; overflow-x: auto; white-space: nowrap}
 #results-table th, #results-table td {padding: 4px 8px; font-size: 0.9em}
+/* galleries: as many columns as the width holds, each caption in full under its photo */
+.captioned .grid-wrap {overflow-x: hidden !important; padding-top: 30px !important}
+.captioned .grid-container {grid-template-columns: repeat(auto-fill, minmax(132px, 1fr)) !important;
+  grid-template-rows: none !important; grid-auto-rows: auto !important}
+.captioned .thumbnail-lg {aspect-ratio: auto !important; height: auto !important; display: flex !important;
+  flex-direction: column}
+.captioned .thumbnail-lg > img {height: 120px !important; flex: none}
+.captioned .caption-label {position: static !important; max-width: none !important; white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; border: 0 !important; border-radius: 0 !important;
+  font-size: 12px !important; line-height: 1.3; text-align: center; opacity: 1 !important}
+@media (max-width: 640px) {
+  .captioned .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr)) !important}
+  #cm-pairs-first {order: -1}
+  .tab-intro {order: -2}
+  #confusion-plot {overflow-x: auto}
+  #confusion-plot .cm-plot {min-width: 560px}
+}
+/* labels and table headers wrap between words, never inside one */
+label, label *, th, th * {word-break: normal !important; overflow-wrap: normal !important; hyphens: manual}
+label span {white-space: normal !important}
+.heat-key {display: flex; align-items: center; gap: 8px; font-size: 0.9em; margin: 4px 0}
+.heat-key .bar {flex: 1; max-width: 220px; height: 12px; border-radius: 6px;
+  background: linear-gradient(90deg, rgb(48,18,140), rgb(30,110,230), rgb(40,220,240), rgb(235,255,255))}
+#filter-note {background: var(--background-fill-secondary); padding: 4px 8px; border-radius: 6px}
 """
 
 

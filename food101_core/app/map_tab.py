@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..bundle import Bundle
 from . import errors, neighbours
-from .context import AppContext, plotly_html
+from .context import ALL, AppContext, captioned_gallery, chosen, dish_filter, plotly_html, tab_intro
 
 MAX_SELECTION = 120
 # plotly events -> Gradio events, bound once on the drawn chart
@@ -31,26 +31,33 @@ def build(ctx: AppContext) -> None:
         if not b.has_feature_space:
             gr.Markdown(neighbours.NO_FEATURE_SPACE, elem_id="map-missing")
             return
-        with gr.Row():
-            colour = gr.Radio(
-                list(neighbours.MAP_COLOURINGS), value="true class", label="Colour by", elem_id="map-colour"
-            )
-            f_true = gr.Dropdown([None, *names], value=None, label="Highlight true class", elem_id="map-true")
-            f_pred = gr.Dropdown([None, *names], value=None, label="Highlight predicted class", elem_id="map-pred")
-        gr.Markdown(
-            f"The final model's ({b.stages[-1].replace('stage', 'stage ')}) features. Hover for the dish; "
-            "**click a point** to see the photo; drag a lasso to select many.",
-            elem_classes="cm-hint",
+        tab_intro(
+            f"Every test photo placed by what the final model ({b.stages[-1].replace('stage', 'stage ')}) sees in "
+            "it: photos it finds alike sit close together, so a red island among blue is a kind of photo it gets "
+            "wrong. Hover for the dish; **click a point** to see the photo; drag a lasso to select many."
         )
+        with gr.Row():
+            colour = gr.Radio(list(neighbours.MAP_COLOURINGS), value=neighbours.MAP_COLOURINGS[0],
+                              label="Colour by", elem_id="map-colour")  # fmt: skip
+            f_true = dish_filter(names, "Highlight true dish", "map-true")
+            f_pred = dish_filter(names, "Highlight the model's answer", "map-pred")
+        with gr.Row(visible=False, elem_id="filter-note") as note_row:
+            note = gr.Markdown(elem_id="map-filter")
+            clear = gr.Button("Show all photos", size="sm", scale=0, elem_id="map-clear")
+        hint = gr.Markdown(neighbours.MAP_KEY_HINT[neighbours.MAP_COLOURINGS[0]], elem_classes="cm-hint")
         plot = plotly_html("map-plot", "map-plot", MAP_BIND)
+        plot.value = neighbours.map_figure(b, b.stages[-1], neighbours.MAP_COLOURINGS[0]).to_json()  # with the page
         details = details_panel()
         count = gr.Markdown(elem_id="map-count")
-        selection = gr.Gallery(label="Selected photos", columns=8, height=360, elem_id="map-selection")
+        selection = captioned_gallery("Selected photos", "map-selection", height=360)
 
     last = b.stages[-1]  # the feature space is the shipped model's
 
-    def draw(colour_by: str, true_name: str | None, pred_name: str | None) -> str:
-        return neighbours.map_figure(b, last, colour_by, true_name, pred_name).to_json()
+    def draw(colour_by: str, true_name: str | None, pred_name: str | None):
+        true_name, pred_name = chosen(true_name), chosen(pred_name)
+        fig = neighbours.map_figure(b, last, colour_by, true_name, pred_name).to_json()
+        words = filter_words(true_name, pred_name)
+        return fig, gr.update(visible=bool(words)), words, neighbours.MAP_KEY_HINT[colour_by]
 
     def on_click(evt: gr.EventData):
         return photo_details(ctx, last, int(evt.index))
@@ -60,23 +67,33 @@ def build(ctx: AppContext) -> None:
         return items, line
 
     inputs = [colour, f_true, f_pred]
-    for trigger in (colour.change, f_true.change, f_pred.change, ctx.blocks.load):
-        trigger(draw, inputs, [plot], api_name=False)
+    for trigger in (colour.change, f_true.change, f_pred.change):
+        trigger(draw, inputs, [plot, note_row, note, hint], api_name=False)
     plot.click(on_click, None, details, api_name=False)
     plot.submit(on_select, None, [selection, count], api_name=False)
-    ctx.pair.change(lambda pair: tuple(pair or (None, None)), ctx.pair, [f_true, f_pred], api_name=False)
+    ctx.pair.change(lambda pair: tuple(pair or (ALL, ALL)), ctx.pair, [f_true, f_pred], api_name=False)
+    clear.click(lambda: (ALL, ALL), None, [f_true, f_pred], api_name=False)
+
+
+def filter_words(true_name: str | None, pred_name: str | None) -> str:
+    """What the highlight is, said where the map is (it may come from a click in the Confusion matrix tab)."""
+    if not (true_name or pred_name):
+        return ""
+    parts = [f"true dish **{true_name}**"] if true_name else []
+    parts += [f"answered **{pred_name}**"] if pred_name else []
+    return f"Highlighted: the photos of {' and '.join(parts)}; the others are faded."
 
 
 def details_panel() -> list:
     """Where a clicked point shows: the photo, its caption, its top 5, Grad-CAM, its nearest training photos."""
     with gr.Row():
         with gr.Column():
-            photo = gr.Image(label="The photo", interactive=False, height=260, elem_id="map-photo")
-            caption = gr.Markdown(elem_id="map-caption")
-            top5 = gr.Label(num_top_classes=5, label="Its top 5")
+            caption = gr.Markdown("Click a point of the map to see its photo here.", elem_id="map-caption")
+            photo = gr.Image(label="The photo", interactive=False, height=260, elem_id="map-photo", visible=False)
+            top5 = gr.Label(num_top_classes=5, label="Its top 5", visible=False)
         with gr.Column():
-            cam = gr.Image(label="Grad-CAM", interactive=False, height=260)
-            similar = gr.Gallery(label="Nearest training photos", columns=3, height="auto", elem_id="map-similar")
+            cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=260, visible=False)
+            similar = captioned_gallery("Nearest training photos (dish · distance)", "map-similar")
     return [photo, caption, top5, cam, similar]
 
 
@@ -97,4 +114,6 @@ def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
     emb = b.embedding(stage)
     near = neighbours.similar_photos(b, stage, emb.test[index : index + 1], emb.test_resid[index : index + 1])
     text = errors.mistake_caption(b, stage, index, heat is not None).replace(" predicted as ", " → ")
-    return image, text, errors.top5_of(b, stage, index), heat, neighbours.similar_gallery(b, near)
+    shown = gr.update(value=image, visible=image is not None)
+    top = gr.update(value=errors.top5_of(b, stage, index), visible=True)
+    return shown, text, top, gr.update(value=heat, visible=heat is not None), neighbours.similar_gallery(b, near)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..serving.gradcam import HEAT_KEY
 from . import errors
-from .context import AppContext
+from .context import AppContext, captioned_gallery, chosen, dish_filter, tab_intro
 
 MAX_GALLERY = 120
 
@@ -15,37 +16,46 @@ def build(ctx: AppContext) -> None:
     b = ctx.bundle
     names = sorted(b.class_names, key=str.lower)
     with gr.Tab("Mistakes", id="mistakes") as tab:
+        tab_intro(
+            "The test photos the model got wrong, the most confident first: each caption reads true dish → the "
+            "model's answer · how sure it was. Click one to see it large."
+        )
         with gr.Row():
-            f_true = gr.Dropdown([None, *names], value=None, label="True class", elem_id="f-true")
-            f_pred = gr.Dropdown([None, *names], value=None, label="Predicted class", elem_id="f-pred")
-            f_conf = gr.Slider(0, 1, value=0.0, step=0.05, label="Minimum confidence", elem_id="f-conf")
+            f_true = dish_filter(names, "True dish", "f-true")
+            f_pred = dish_filter(names, "Model's answer", "f-pred")
+            f_conf = gr.Slider(0, 100, value=0, step=5, label="Minimum confidence (%)", elem_id="f-conf")
         count = gr.Markdown(elem_id="mistake-count")
         with gr.Row():
-            gallery = gr.Gallery(columns=6, height=520, label="Most confident mistakes", elem_id="mistakes-gallery")
-            with gr.Column():
-                big = gr.Image(label="Selected", interactive=False, height=300)
-                caption = gr.Markdown()
-                top5 = gr.Label(num_top_classes=5, label="Its top 5")
-                cam = gr.Image(label="Grad-CAM", interactive=False, height=300)
+            with gr.Column(scale=3, min_width=300):
+                gallery = captioned_gallery("Most confident mistakes", "mistakes-gallery", height=560)
+            with gr.Column(scale=2, min_width=300):
+                caption = gr.Markdown("Click a photo to see it here.", elem_id="mistake-caption")
+                big = gr.Image(label="Selected", interactive=False, height=300, visible=False)
+                top5 = gr.Label(num_top_classes=5, label="Its top 5", visible=False)
+                cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=300, visible=False)
+                key = gr.HTML(HEAT_KEY, visible=False)
         shown = gr.State([])
 
-    def mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float):
-        return errors.mistake_gallery(b, stage, true_name, pred_name, min_conf, MAX_GALLERY)
+    def mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf_pct: float):
+        true_name, pred_name = chosen(true_name), chosen(pred_name)
+        return errors.mistake_gallery(b, stage, true_name, pred_name, min_conf_pct / 100, MAX_GALLERY)
 
     def on_select(stage: str, indices: list[int], evt: gr.SelectData):
         index = indices[evt.index]
         image, heat = ctx.test_photo(stage, index)
-        caption = errors.mistake_caption(b, stage, index, heat is not None)
-        return image, errors.top5_of(b, stage, index), caption, heat
+        words = errors.mistake_caption(b, stage, index, heat is not None)
+        cam_update = gr.update(value=heat, visible=heat is not None)
+        top = gr.update(value=errors.top5_of(b, stage, index), visible=True)
+        return gr.update(value=image, visible=True), top, words, cam_update, gr.update(visible=heat is not None)
 
     def api_mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float) -> list[dict]:
-        """Every mistake passing the filters, most confident first (index and id refer to the test set)."""
-        m = errors.mistakes_table(b, stage, true_name, pred_name, min_conf)
+        """Every mistake passing the filters (dish names, None or "All"; confidence 0-1), most confident first."""
+        m = errors.mistakes_table(b, stage, chosen(true_name), chosen(pred_name), min_conf)
         return m[["index", "id", "true_name", "pred_name", "confidence"]].to_dict("records")
 
     inputs = [ctx.stage, f_true, f_pred, f_conf]
     for trigger in (f_true.change, f_pred.change, f_conf.release, ctx.stage.change, ctx.blocks.load):
         trigger(mistakes, inputs, [gallery, shown, count], api_name=False)
-    gallery.select(on_select, [ctx.stage, shown], [big, top5, caption, cam], api_name=False)
+    gallery.select(on_select, [ctx.stage, shown], [big, top5, caption, cam, key], api_name=False)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_mistakes, api_name="mistakes")

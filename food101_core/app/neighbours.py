@@ -65,14 +65,20 @@ def similar_photos(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, k: int =
     ]
 
 
-def explain(b: Bundle, stage: str, prediction, k: int = 6) -> dict:
+def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
     """A prediction in words and numbers: its top 5, whether the photo is unlike the training photos, and why
-    by example (the nearest reference training photos). Only the final stage keeps a feature space."""
+    by example (the nearest reference training photos).
+
+    The feature space is the final stage's (the bundle keeps only its map), so `features` are the final model's
+    pooled features of the photo; by default the prediction's own (the final stage's prediction).
+    """
     top = [{"id": cid, "name": name, "p": round(p, 6)} for cid, name, p in prediction.top]
+    stage = b.stages[-1]
     emb = b.embedding(stage)
-    if emb is None or prediction.features is None:
+    features = prediction.features if features is None else features
+    if emb is None or features is None:
         return {"top": top, "unfamiliar": None, "score": None, "threshold": None, "similar": []}
-    y, r = emb.project(prediction.features)
+    y, r = emb.project(features)
     score = float(emb.unfamiliarity(y, r)[0])
     return {
         "top": top,
@@ -107,7 +113,13 @@ def selection_gallery(b: Bundle, stage: str, indices: list[int], limit: int) -> 
     return items, shown, line
 
 
-MAP_COLOURINGS = ("true class", "predicted class", "right / wrong", "confidence")
+MAP_COLOURINGS = ("right or wrong", "true dish", "predicted dish", "confidence")
+MAP_KEY_HINT = {
+    "right or wrong": "Click *right* or *wrong* in the key to hide those photos.",
+    "true dish": "Click a dish in the key to hide it; double-click to show it alone.",
+    "predicted dish": "Click a dish in the key to hide it; double-click to show it alone.",
+    "confidence": "The colour bar is the key: how sure the model was of its answer.",
+}
 
 
 def class_palette(n: int) -> list[str]:
@@ -120,60 +132,60 @@ def class_palette(n: int) -> list[str]:
     return pc.sample_colorscale("Turbo", [(i * 0.618034) % 1.0 for i in range(n)])
 
 
-def map_marker(b: Bundle, stage: str, colour_by: str) -> dict:
-    """The points' colours: by true or predicted class (one colour each), right/wrong, or confidence (a scale)."""
+def map_groups(b: Bundle, stage: str, colour_by: str) -> list[tuple[str, np.ndarray, dict]]:
+    """The map's traces, one per entry of its key: (name, which points, marker). Right/wrong: two; a dish
+    colouring: one per dish, so that the legend names every colour; confidence: one, with a colour bar."""
     p = b.evaluation(stage).predictions
-    palette = np.array(class_palette(b.num_classes))
     if colour_by == "confidence":
-        return {
-            "color": p["confidence"].to_numpy(),
-            "colorscale": "Viridis",
-            "cmin": 0,
-            "cmax": 1,
-            "colorbar": {"title": "confidence"},
-        }
-    if colour_by == "right / wrong":
-        return {"color": np.where(p["correct"], "#1f77b4", "#d62728")}
-    column = "true" if colour_by == "true class" else "pred"
-    return {"color": palette[p[column].map({c: i for i, c in enumerate(b.class_ids)}).to_numpy()]}
+        marker = {"color": p["confidence"].to_numpy(), "colorscale": "Viridis", "cmin": 0, "cmax": 1,
+                  "colorbar": {"title": "confidence", "tickformat": ".0%"}}  # fmt: skip
+        return [("test photos", np.ones(len(p), bool), marker)]
+    if colour_by == "right or wrong":
+        right = p["correct"].to_numpy(bool)
+        return [(f"right ({right.sum():,})", right, {"color": "#1f77b4"}),
+                (f"wrong ({(~right).sum():,})", ~right, {"color": "#d62728"})]  # fmt: skip
+    column = p["true" if colour_by == "true dish" else "pred"].to_numpy()
+    palette = class_palette(b.num_classes)
+    order = sorted(range(b.num_classes), key=lambda i: b.class_names[i].lower())
+    return [(b.class_names[i], column == b.class_ids[i], {"color": palette[i]}) for i in order]
 
 
 def map_figure(
     b: Bundle, stage: str, colour_by: str, true_name: str | None = None, pred_name: str | None = None
 ) -> go.Figure:
-    """Every test photo in the model's feature space (UMAP), one WebGL trace; a class or pair highlighted."""
+    """Every test photo in the model's feature space (UMAP) as WebGL points, one trace per key entry; a dish or a
+    (true, predicted) pair highlighted and the rest faded."""
     emb, p = b.embedding(stage), b.evaluation(stage).predictions
     true, pred = p["true"].map(b.name_of), p["pred"].map(b.name_of)
-    percent = (p["confidence"] * 100).round().astype(int).astype(str) + "%"
+    percent = (p["confidence"] * 100).round().astype(int).astype(str) + "% sure"
     text = np.where(p["correct"], true + " ✓ · ", true + " → " + pred + " · ") + percent
-    marker = {"size": 5, **map_marker(b, stage, colour_by)}
     chosen = np.ones(len(p), bool)
     if true_name:
         chosen &= (true == true_name).to_numpy()
     if pred_name:
         chosen &= (pred == pred_name).to_numpy()
-    title = f"{len(p):,} test photos in the model's feature space (UMAP)"
+    fig = go.Figure()
+    for name, points, marker in map_groups(b, stage, colour_by):
+        idx = np.flatnonzero(points)
+        marker = {"size": 5, **{k: (v[idx] if isinstance(v, np.ndarray) else v) for k, v in marker.items()}}
+        if true_name or pred_name:
+            marker["opacity"] = np.where(chosen[idx], 0.95, 0.07)
+        fig.add_trace(
+            go.Scattergl(x=emb.xy[idx, 0], y=emb.xy[idx, 1], mode="markers", marker=marker, name=name,
+                         text=text[idx], customdata=idx, hovertemplate="%{text}<extra></extra>")
+        )  # fmt: skip
+    title = f"{len(p):,} test photos: photos the model finds alike sit close together"
     if true_name or pred_name:
-        marker["opacity"] = np.where(chosen, 0.95, 0.07)
-        title += f"; {int(chosen.sum()):,} highlighted"
-    fig = go.Figure(
-        go.Scattergl(
-            x=emb.xy[:, 0],
-            y=emb.xy[:, 1],
-            mode="markers",
-            marker=marker,
-            text=text,
-            customdata=np.arange(len(p)),
-            hovertemplate="%{text}<extra>#%{customdata}</extra>",
-        )
-    )
+        title = f"{int(chosen.sum()):,} of {len(p):,} test photos highlighted"
     fig.update_layout(
         height=560,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         dragmode="lasso",
-        showlegend=False,
+        showlegend=colour_by != "confidence",
+        legend={"title": {"text": colour_by}, "itemsizing": "constant"},
         xaxis={"visible": False},
         yaxis={"visible": False, "scaleanchor": "x"},
-        title=title,
+        title={"text": title, "font": {"size": 14}},
+        modebar={"orientation": "v"},
     )
     return fig

@@ -6,32 +6,39 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-import plotly.graph_objects as go
 
 from . import errors
-from .context import AppContext
+from .context import AppContext, plotly_html, tab_intro
 
 
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
-    with gr.Tab("Per-class metrics", id="per-class") as tab, gr.Row():
-        with gr.Column(scale=3):
-            table = gr.Dataframe(
-                label="Per class (click a header to sort)", interactive=False, elem_id="per-class-table"
-            )
-            csv = gr.DownloadButton("Download CSV", elem_id="csv")
-        with gr.Column(scale=2):
-            chart = gr.Plot(label="F1 by class", elem_id="f1-plot")
 
-    def per_class(stage: str) -> tuple[pd.DataFrame, go.Figure, Path]:
+    def per_class(stage: str) -> tuple[pd.DataFrame, str, Path]:
         df = errors.per_class_table(b, stage)
-        return df, errors.f1_figure(b, stage), errors.write_csv(df, ctx.files / f"per_class_{stage}.csv")
+        return df, errors.f1_figure(b, stage).to_json(), errors.write_csv(df, ctx.files / f"per_class_{stage}.csv")
+
+    df, fig_json, path = per_class(b.stages[-1])  # drawn with the page, not after a round trip
+    with gr.Tab("Per-class metrics", id="per-class") as tab:
+        tab_intro(
+            "How well each dish is recognised. Precision: of the photos called this dish, the share that are; "
+            "recall: of this dish's photos, the share found; F1 combines both (1 is perfect)."
+        )
+        with gr.Row():
+            with gr.Column(scale=3, min_width=300):
+                table = gr.Dataframe(
+                    df, label="Per class, worst F1 first (click a header to sort)", interactive=False,
+                    elem_id="per-class-table", wrap=True,
+                )  # fmt: skip
+                csv = gr.DownloadButton("Download CSV", path, elem_id="csv")
+            with gr.Column(scale=2, min_width=300):
+                plot = plotly_html("f1-plot", "f1-plot", "")
+                plot.value = fig_json
 
     def api_per_class(stage: str) -> list[dict]:
         """Precision, recall, F1 and support of every class, worst F1 first."""
         return errors.per_class_table(b, stage).to_dict("records")
 
-    for trigger in (ctx.stage.change, ctx.blocks.load):
-        trigger(per_class, [ctx.stage], [table, chart, csv], api_name=False)
+    ctx.stage.change(per_class, [ctx.stage], [table, plot, csv], api_name=False)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_per_class, api_name="per_class")

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
 from ..bundle import Bundle, BundleError
+from ..data_quality import MAX_PAIRS
 
 NO_DATA_QUALITY = (
     "This bundle has no data-quality analysis (it was written before the suspect-label and duplicate search "
@@ -48,13 +49,14 @@ def suspect_gallery(
     for row in s.itertuples():
         thumb = b.quality_thumb("train", row.index)
         if thumb is not None:
-            caption = f"#{row.rank} labelled {row.given_name}, looks like {row.suggested_name} · {row.quality:.2f}"
+            caption = f"#{row.rank}: {row.given_name} → looks like {row.suggested_name} · score {row.quality:.2f}"
             items.append((str(thumb), caption))
         if len(items) >= limit:
             break
     line = (
-        f"**{len(s):,}** suspect labels match; the {len(items)} with thumbnails in the bundle are shown "
-        "(most suspect first; the score is the out-of-sample probability of the given label). The CSV has them all."
+        f"**{len(s):,}** suspect labels match; the {len(items)} with thumbnails in the bundle are shown, most "
+        "suspect first. Captions read label given → what the photo looks like · score: how likely the given label "
+        "is, judged by a model that never saw this photo's label (low: probably wrong). The CSV has them all."
     )
     return items, line
 
@@ -81,10 +83,24 @@ def duplicate_gallery(b: Bundle, kind: str, limit: int) -> tuple[list[tuple[Imag
     for row in d.head(limit).itertuples():
         im = pair_image(b, row)
         if im is not None:
-            items.append((im, f"{row.a_split} {row.a_id} ↔ {row.b_split} {row.b_id} · cosine {row.similarity:.3f}"))
+            caption = f"{row.a_split} {row.a_id} ↔ {row.b_split} {row.b_id} · distance {1 - row.similarity:.3f}"
+            items.append((im, caption))
     what = "test ↔ train pairs" if kind == "train-test" else "pairs within the test split"
-    threshold = require(b).summary.get("duplicate_threshold")
-    return items, f"**{len(d):,}** {what} (feature cosine similarity ≥ {threshold}); {len(items)} shown"
+    summary = require(b).summary
+    threshold = summary.get("duplicate_threshold")
+    line = f"{pair_count(summary, kind, len(d))} {what} (cosine distance of their features ≤ {1 - threshold:.2f}"
+    return items, line + f"; 0 is the same picture); {len(items)} shown"
+
+
+def pair_count(summary: dict, kind: str, kept: int) -> str:
+    """The number of pairs, saying so when the bundle keeps only the cap's worth (an older bundle: "at least")."""
+    cap = summary.get("max_pairs", MAX_PAIRS)
+    found = summary.get("duplicates_found", {}).get(kind)
+    if kept < cap:
+        return f"**{kept:,}**"
+    if found is None:
+        return f"at least **{kept:,}** (the bundle keeps at most {cap:,}: the cap)"
+    return f"**{found:,}** (the bundle keeps the {kept:,} closest: the cap; {found - kept:,} more lie beyond it)"
 
 
 def class_counts(b: Bundle) -> pd.DataFrame:
@@ -114,10 +130,13 @@ def summary_line(b: Bundle) -> str:
     dups = s.get("duplicates", {})
     within = dups.get("test-test", 0)
     return (
-        f"**{s['suspects']:,}** of {s['n_train']:,} training photos have a suspect label (cleanlab's confident "
-        f"learning on {s['folds']}-fold cross-validated probabilities of the frozen backbone's features; their "
-        f"top-1 is {s['cv_top1']:.1%}). **{dups.get('train-test', 0):,}** test ↔ train pairs are near-copies "
-        f"(leakage) and **{within:,}** {'pair' if within == 1 else 'pairs'} within the test split."
+        f"Training photos whose label is probably wrong, and photos that are near-copies of each other. "
+        f"**{s['suspects']:,}** of {s['n_train']:,} training photos have a suspect label (found by cleanlab's "
+        f"confident learning: a simple classifier on the frozen backbone's features, trained {s['folds']} times so "
+        f"that each photo is judged by one that never saw its label; top-1 {s['cv_top1']:.1%}). "
+        f"{pair_count(s, 'train-test', dups.get('train-test', 0))} test ↔ train pairs are near-copies (the test "
+        f"photo leaked into training) and {pair_count(s, 'test-test', within)} "
+        f"{'pair' if within == 1 else 'pairs'} within the test split."
     )
 
 
@@ -131,12 +150,16 @@ def quality_figure(counts: pd.DataFrame, show: int = 30) -> go.Figure:
             orientation="h",
             customdata=top[["suspect labels", "training photos"]].to_numpy(),
             hovertemplate="%{y}: %{customdata[0]} of %{customdata[1]} (%{x:.1%})<extra></extra>",
+            name="share of the dish's training photos with a suspect label",
+            showlegend=True,
         )
     )
     fig.update_layout(
-        height=min(1000, 120 + 22 * len(top)),
+        height=min(1000, 160 + 22 * len(top)),
         xaxis={"title": "share of training photos with a suspect label", "tickformat": ".0%"},
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        title=f"Suspect labels by dish ({min(show, len(counts))} highest shares)",
+        margin={"l": 10, "r": 10, "t": 80, "b": 10},
+        title={"text": f"Suspect labels by dish ({min(show, len(counts))} highest shares)", "font": {"size": 14}},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        modebar={"orientation": "v"},
     )
     return fig

@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..bundle import BundleError
 from . import errors, quality_report
-from .context import AppContext
+from .context import AppContext, captioned_gallery, chart, chosen, dish_filter
 
 MAX_SUSPECTS = 120
 MAX_PAIRS = 60
@@ -22,11 +22,20 @@ def build(ctx: AppContext) -> None:
     names = sorted(b.class_names, key=str.lower)
 
     def api_suspects(given_name: str | None, suggested_name: str | None) -> list[dict]:
-        """Suspected label errors of the training split, most suspect first (filters: dish names or None)."""
+        """Suspected label errors of the training split, most suspect first (filters: dish names, None or "All")."""
         try:
-            return quality_report.suspects_table(b, given_name, suggested_name)[CSV_COLUMNS].to_dict("records")
+            table = quality_report.suspects_table(b, chosen(given_name), chosen(suggested_name))
+            return table[CSV_COLUMNS].to_dict("records")
         except BundleError as e:
             raise gr.Error(str(e)) from None
+
+    def suspects(given_name: str | None, suggested_name: str | None):
+        given_name, suggested_name = chosen(given_name), chosen(suggested_name)
+        items, line = quality_report.suspect_gallery(b, given_name, suggested_name, MAX_SUSPECTS)
+        return items, line, write_suspects(ctx, given_name, suggested_name)
+
+    def duplicates(kind_label: str):
+        return quality_report.duplicate_gallery(b, quality_report.KINDS[kind_label], MAX_PAIRS)
 
     with gr.Tab("Data quality", id="quality"):
         gr.api(api_suspects, api_name="suspects")  # inside the tab: gr.Tabs holds only tabs
@@ -34,30 +43,23 @@ def build(ctx: AppContext) -> None:
             gr.Markdown(quality_report.NO_DATA_QUALITY, elem_id="quality-missing")
             return
         gr.Markdown(quality_report.summary_line(b), elem_id="quality-summary")
+        items, line, path = suspects(None, None)  # shown with the page, not after a round trip
         with gr.Row():
-            given = gr.Dropdown([None, *names], value=None, label="Labelled as", elem_id="q-given")
-            suggested = gr.Dropdown([None, *names], value=None, label="Looks like", elem_id="q-suggested")
-        count = gr.Markdown(elem_id="suspect-count")
-        gallery = gr.Gallery(columns=4, height=560, label="Suspect training labels", elem_id="suspects-gallery")
-        csv = gr.DownloadButton("Download these suspects (CSV, for train.py --exclude)", elem_id="suspects-csv")
+            given = dish_filter(names, "Labelled as", "q-given")
+            suggested = dish_filter(names, "Looks like", "q-suggested")
+        count = gr.Markdown(line, elem_id="suspect-count")
+        gallery = captioned_gallery("Suspect training labels", "suspects-gallery", height=560, value=items)
+        csv = gr.DownloadButton("Download these suspects (CSV, for train.py --exclude)", path, elem_id="suspects-csv")
         gr.Markdown("### Near-duplicate photos")
         kind = gr.Radio(list(quality_report.KINDS), value=next(iter(quality_report.KINDS)), label="Pairs")
         pair_count = gr.Markdown(elem_id="pair-count")
-        pairs = gr.Gallery(columns=3, height="auto", label="Pairs, most similar first", elem_id="pairs-gallery")
-        chart = gr.Plot(label="Suspect labels by dish", elem_id="quality-plot")
+        pairs = captioned_gallery("Pairs, most similar first (both photos · their distance)", "pairs-gallery")
+        chart(quality_report.quality_figure(quality_report.class_counts(b)), "quality-plot")
 
-    def suspects(given_name: str | None, suggested_name: str | None):
-        items, line = quality_report.suspect_gallery(b, given_name, suggested_name, MAX_SUSPECTS)
-        return items, line, write_suspects(ctx, given_name, suggested_name)
-
-    def duplicates(kind_label: str):
-        return quality_report.duplicate_gallery(b, quality_report.KINDS[kind_label], MAX_PAIRS)
-
-    for trigger in (given.change, suggested.change, ctx.blocks.load):
+    for trigger in (given.change, suggested.change):
         trigger(suspects, [given, suggested], [gallery, count, csv], api_name=False)
     for trigger in (kind.change, ctx.blocks.load):
         trigger(duplicates, [kind], [pairs, pair_count], api_name=False)
-    ctx.blocks.load(lambda: quality_report.quality_figure(quality_report.class_counts(b)), None, chart, api_name=False)
 
 
 def write_suspects(ctx: AppContext, given: str | None, suggested: str | None) -> Path:

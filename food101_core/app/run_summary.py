@@ -15,7 +15,8 @@ REFERENCE = {"reference": 0.8066, "DeepFood": 0.774}
 
 REFERENCE_NOTE = (
     "*reference*: the two-stage EfficientNetB0 recipe this project implements (`python train.py`); "
-    "*DeepFood*: Liu et al. 2016. Both on all 101 classes. F1: the mean over classes; ECE: expected calibration error."
+    "*DeepFood*: Liu et al. 2016. Both on all 101 classes. F1: the mean over classes; ECE (expected calibration "
+    "error): the average gap between how sure the model says it is and how often it is right (0 is perfect)."
 )
 
 
@@ -27,19 +28,20 @@ def recipe_extras(cfg: TrainConfig) -> list[str]:
     extras += ["augmentation"] if cfg.augment else []
     extras += [f"label smoothing {cfg.label_smoothing:g}"] if cfg.label_smoothing else []
     extras += [f"mixup {cfg.mixup:g}"] if cfg.mixup else []
-    extras += [f"weight EMA {cfg.ema_momentum:g}"] if cfg.ema_momentum else []
+    extras += [f"weights averaged over the steps (EMA {cfg.ema_momentum:g})"] if cfg.ema_momentum else []
     extras += [f"gradient clipping {cfg.clipnorm:g}"] if cfg.clipnorm else []
     extras += ["test-time flip"] if cfg.tta_flip else []
     extras += ["last epoch of each stage kept"] if cfg.keep_epoch == "last" else []
     return extras
 
 
-def summary_line(b: Bundle) -> str:
-    """One line for the top of the page: what model, on what, and how good."""
-    cfg, last = b.train_config, b.stages[-1]
-    m = b.evaluation(last).metrics
+def summary_line(b: Bundle, stage: str | None = None) -> str:
+    """One line for the top of the page: what model, on what, and how good (the selected stage's numbers)."""
+    cfg, stage = b.train_config, stage or b.stages[-1]
+    m = b.evaluation(stage).metrics
+    which = "" if stage == b.stages[-1] else f" ({stage.replace('stage', 'stage ')}, not the final model)"
     return (
-        f"**{BACKBONES[cfg.backbone].builder}** on {b.num_classes} dishes · top-1 **{m['top1']:.1%}**, "
+        f"**{BACKBONES[cfg.backbone].builder}** on {b.num_classes} dishes{which} · top-1 **{m['top1']:.1%}**, "
         f"top-5 {m['top5']:.1%} on {m['n']:,} test photos"
     )
 
@@ -66,7 +68,8 @@ def calibration_words(b: Bundle) -> str:
     if not c.get("fitted_on"):
         return "none (no held-out training photos: the confidences are the model's own)"
     return (
-        f"temperature {c['temperature']:.2f} fitted on the {c['fitted_on']} ({c['n']:,} photos); ECE "
+        f"confidences made honest by temperature scaling (all scores divided by T = {c['temperature']:.2f}, fitted "
+        f"on the {c['fitted_on']}, {c['n']:,} photos; the ranking never changes); expected calibration error "
         f"{m['ece_raw']:.3f} → {m['ece']:.3f}, low-confidence warnings {m['warning_rate_raw']:.0%} → "
         f"{m['warning_rate']:.0%} of test photos"
     )
@@ -97,40 +100,43 @@ def summary_details(b: Bundle) -> str:
     )
 
 
+TRAIN, HELD_OUT = "#1f77b4", "#ff7f0e"  # one colour per split, the same in both panels and in the legend
+
+
 def training_figure(b: Bundle) -> go.Figure:
-    """Loss and accuracy per epoch, both stages, the boundary between them marked."""
+    """Loss above accuracy on one shared epoch axis, train and held-out, each stage's start marked below the titles."""
     from plotly.subplots import make_subplots
 
     h = b.history
     # what Keras validated on each epoch: held-out training images, or (--val-fraction 0) the test split
-    held_out = "validation" if b.train_config.val_fraction > 0 else "test split"
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    for col, metric in ((1, "loss"), (2, "accuracy")):
-        for key, dash, label in ((metric, "solid", "train"), (f"val_{metric}", "dot", held_out)):
+    held_out = "held-out photos" if b.train_config.val_fraction > 0 else "test split"
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("Loss (lower is better)", "Top-1 accuracy"))  # fmt: skip
+    for row, metric in ((1, "loss"), (2, "accuracy")):
+        for key, colour, dash, label in (
+            (metric, TRAIN, "solid", "train"),
+            (f"val_{metric}", HELD_OUT, "dot", held_out),
+        ):
             if key in h:
                 fig.add_trace(
-                    go.Scatter(
-                        x=h["epoch"] + 1,
-                        y=h[key],
-                        mode="lines+markers",
-                        name=label,
-                        line={"dash": dash},
-                        showlegend=col == 1,
-                        legendgroup=label,
-                    ),
-                    1,
-                    col,
-                )
+                    go.Scatter(x=h["epoch"] + 1, y=h[key], mode="lines+markers", name=label, legendgroup=label,
+                               line={"dash": dash, "color": colour}, marker={"color": colour}, showlegend=row == 1),
+                    row, 1,
+                )  # fmt: skip
     for stage, words in ((2, "stage 2: blocks unfrozen"), (3, "stage 3: polish")):
         later = h[h["stage"] == stage]
-        if not len(later):
-            continue
-        boundary = float(later["epoch"].min()) + 0.5
-        for col in (1, 2):
-            fig.add_vline(x=boundary, line_dash="dash", line_color="gray", row=1, col=col)
-        fig.add_annotation(x=boundary, y=1.08, xref="x", yref="paper", text=words, showarrow=False, xanchor="left")
-    fig.update_xaxes(title="epoch")
-    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+        if len(later):
+            boundary = float(later["epoch"].min()) + 0.5
+            fig.add_vline(x=boundary, line_dash="dash", line_color="gray")
+            fig.add_annotation(x=boundary, y=0.02, xref="x2", yref="y2 domain", text=words, showarrow=False,
+                               xanchor="left", yanchor="bottom", bgcolor="rgba(255,255,255,0.8)")  # fmt: skip
+    fig.update_xaxes(title="epoch", row=2, col=1)
+    fig.update_layout(
+        height=560,
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        legend={"orientation": "h", "y": 1.12, "x": 0, "title": ""},
+        modebar={"orientation": "v"},
+    )
     return fig
 
 
@@ -159,7 +165,7 @@ def reliability_figure(b: Bundle, stage: str) -> go.Figure:
     )
     raw = [x for x in m.get("reliability_raw", []) if x["count"]]
     t = m.get("calibration", {}).get("temperature", 1.0)
-    title = f"Reliability diagram: expected calibration error {m['ece']:.3f}"
+    title = f"How often it is right at each confidence · calibration error {m['ece']:.3f}"
     if raw and t != 1.0:  # a calibrated stage: where the raw confidences were, and the numbers before and after
         fig.add_trace(
             go.Scatter(
@@ -170,12 +176,14 @@ def reliability_figure(b: Bundle, stage: str) -> go.Figure:
                 name="before calibration",
             )
         )
-        title += f" (before calibration {m['ece_raw']:.3f}; temperature {t:.2f})"
+        title += f" (before {m['ece_raw']:.3f})"
     fig.update_layout(
         height=460,
         xaxis={"title": "confidence", "range": [0, 1]},
         yaxis={"title": "accuracy", "range": [0, 1]},
-        title=title,
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        title={"text": title, "y": 0.97, "font": {"size": 14}},
+        margin={"l": 10, "r": 10, "t": 90, "b": 10},
+        legend={"orientation": "h", "y": 1.08, "x": 0},
+        modebar={"orientation": "v"},
     )
     return fig

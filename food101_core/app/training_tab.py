@@ -7,13 +7,19 @@ import json
 import gradio as gr
 
 from . import run_summary
-from .context import AppContext
+from .context import AppContext, chart, tab_intro
 
 
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
     with gr.Tab("Training", id="training") as tab:
-        gr.Plot(run_summary.training_figure(b), label="Loss and accuracy per epoch", elem_id="training-plot")
+        tab_intro(
+            "How the model learnt, epoch by epoch: the loss and the top-1 accuracy on the training photos and on "
+            "photos it never trained on, with the start of each stage marked. Train accuracy is measured on the "
+            "batches as they were trained (dropout on, and augmentation or MixUp when the recipe uses them), so it "
+            "can sit below the held-out line, and it drops when stage 2 starts training on full images."
+        )
+        chart(run_summary.training_figure(b), "training-plot")
 
     def training() -> dict:
         """The training curves as plotly JSON."""

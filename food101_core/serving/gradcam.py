@@ -38,11 +38,26 @@ def gradcam(feature_map: np.ndarray, weights: np.ndarray, probs: np.ndarray, cla
     return np.asarray(heat, np.float32) / 255.0
 
 
-def overlay_heatmap(image: Image.Image, heat: np.ndarray, alpha: float = 0.55) -> Image.Image:
-    """The photo with the heat map on top: transparent where cold, yellow to red where the model looked."""
+# The overlay's colours, from where the model looked a little to where it looked most: violet, blue, cyan, near
+# white. Food is mostly yellow, brown, red and green, on which a yellow-to-red map vanished; these stay visible on
+# it (the app draws the same key beside the image, `HEAT_KEY`).
+HEAT_COLOURS = np.array([[48, 18, 140], [30, 110, 230], [40, 220, 240], [235, 255, 255]], np.float32)
+HEAT_KEY = (
+    '<div class="heat-key">Grad-CAM: where the model looked <span>little</span><span class="bar"></span>'
+    "<span>most</span> (no tint: not at all)</div>"
+)
+
+
+def heat_colour(h: np.ndarray) -> np.ndarray:
+    """RGB (0-255) of heat values in [0, 1] along `HEAT_COLOURS`."""
+    stops = np.linspace(0, 1, len(HEAT_COLOURS))
+    return np.stack([np.interp(h, stops, HEAT_COLOURS[:, c]) for c in range(3)], axis=-1)
+
+
+def overlay_heatmap(image: Image.Image, heat: np.ndarray, alpha: float = 0.65) -> Image.Image:
+    """The photo with the heat map on top: untouched where cold, violet to cyan-white where the model looked."""
     h = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR), np.float32)
-    h = h[..., None] / 255.0
-    colour = np.concatenate([np.ones_like(h), 1.0 - 0.85 * h, np.zeros_like(h)], axis=-1) * 255.0  # yellow→red
-    base = np.asarray(image, np.float32)
-    out = base * (1 - alpha * h) + colour * (alpha * h)
+    h = h / 255.0
+    a = (alpha * np.sqrt(h))[..., None]  # faint attention still tints
+    out = np.asarray(image.convert("RGB"), np.float32) * (1 - a) + heat_colour(h) * a
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))

@@ -12,14 +12,13 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..data_quality import DataQuality
+from ..data_quality import MAX_PAIRS, DataQuality  # MAX_PAIRS: a degenerate set must not flood the bundle
 from ..embedding import unit
 
 FOLDS = 5
 PCA_DIMS = 256  # the K-fold classifier's input: 5x faster than 1280 dims, the same suspects (docs/data-quality.md)
 DUPLICATE_SIMILARITY = 0.90  # altered copies measured 0.906-0.992; distinct photos 99th percentile 0.846 (docs)
 C = 0.003  # inverse L2 strength: the best top-k precision of 0.003-0.1 on food101-mini (docs/data-quality.md)
-MAX_PAIRS = 5000  # per kind: a degenerate data set (one photo copied everywhere) must not flood the bundle
 log = logging.getLogger(__name__)
 
 
@@ -95,9 +94,9 @@ def find_suspects(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
 
 def similar_pairs(
     a: np.ndarray, b: np.ndarray | None, threshold: float, chunk: int = 1024, limit: int = MAX_PAIRS
-) -> list[tuple[int, int, float]]:
+) -> tuple[list[tuple[int, int, float]], int]:
     """(i, j, cosine similarity) of the `limit` most similar a[i], b[j] at or above `threshold` (b None: pairs
-    within a, i < j), most similar first.
+    within a, i < j), most similar first; and how many pairs are at or above it in all (the cap's "of N").
 
     Chunked, so that 25,250 test against 75,750 training photos needs about 300 MB, not 7.6 GB; and only the best
     `limit` pairs are ever held, so that a degenerate set (every photo alike: 319 million pairs) cannot fill memory.
@@ -107,26 +106,29 @@ def similar_pairs(
     a = unit(a)
     bb = a if b is None else unit(b)
     ii, jj, ss = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    found = 0
     for start in tqdm(range(0, len(a), chunk), desc="near-duplicates", leave=False):
         sims = a[start : start + chunk] @ bb.T
         if b is None:  # each pair once, and not a photo with itself
             sims[np.tril_indices(len(sims), k=start, m=sims.shape[1])] = -1
         i, j = np.nonzero(sims >= threshold)
+        found += len(i)
         ii, jj, ss = np.concatenate([ii, i + start]), np.concatenate([jj, j]), np.concatenate([ss, sims[i, j]])
         if len(ss) > limit:
             keep = np.argpartition(-ss, limit - 1)[:limit]
             ii, jj, ss = ii[keep], jj[keep], ss[keep]
     order = np.lexsort((jj, ii, -ss))
-    return list(zip(ii[order].tolist(), jj[order].tolist(), ss[order].tolist()))
+    return list(zip(ii[order].tolist(), jj[order].tolist(), ss[order].tolist())), found
 
 
 def duplicates_table(
     train: tuple[np.ndarray, list[str]], test: tuple[np.ndarray, list[str]], threshold: float
-) -> pd.DataFrame:
-    """Near-duplicate pairs test↔train (leakage) and within the test split, most similar first in each kind."""
-    rows = []
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Near-duplicate pairs test↔train (leakage) and within the test split, most similar first in each kind (at
+    most `MAX_PAIRS` a kind), and how many of each kind were found in all."""
+    rows, found = [], {}
     for kind, other in (("train-test", train), ("test-test", None)):
-        pairs = similar_pairs(test[0], None if other is None else other[0], threshold)
+        pairs, found[kind] = similar_pairs(test[0], None if other is None else other[0], threshold)
         b_split, b_ids = ("train", other[1]) if other is not None else ("test", test[1])
         rows += [
             {"kind": kind, "a_split": "test", "a_index": i, "a_id": test[1][i], "b_split": b_split, "b_index": j,
@@ -134,7 +136,7 @@ def duplicates_table(
             for i, j, s in pairs
         ]  # fmt: skip
     columns = ["kind", "a_split", "a_index", "a_id", "b_split", "b_index", "b_id", "similarity"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns), found
 
 
 def analyse(
@@ -159,7 +161,7 @@ def analyse(
             "quality": np.round(quality[ranked], 4),
         }
     )
-    duplicates = duplicates_table((features, ids), test, threshold)
+    duplicates, found = duplicates_table((features, ids), test, threshold)
     summary = {
         "method": "cleanlab find_label_issues (prune_by_noise_rate) on K-fold logistic-regression probabilities "
         "of the frozen backbone's pooled features",
@@ -169,7 +171,9 @@ def analyse(
         "n_test": len(test[1]),
         "suspects": len(suspects),
         "duplicate_threshold": threshold,
-        "duplicates": duplicates["kind"].value_counts().to_dict(),
+        "duplicates": duplicates["kind"].value_counts().to_dict(),  # kept in the bundle
+        "duplicates_found": found,  # in all: beyond the cap when more than `max_pairs`
+        "max_pairs": MAX_PAIRS,
         "train_per_class": {c: int(n) for c, n in zip(class_ids, np.bincount(labels, minlength=len(class_ids)))},
     }
     return DataQuality(suspects, duplicates, summary)
