@@ -30,32 +30,8 @@ def build(ctx: AppContext) -> None:
         return fig_json, pair_rows(table)
 
     with gr.Tab("Confusion matrix", id="confusion") as tab:
-        tab_intro(
-            "Which dish the model answers for each true dish: rows are the true dish, columns the answer, so "
-            "every off-diagonal cell is a kind of mistake. The list of the most confused pairs comes first on a phone."
-        )
-        with gr.Row():
-            normalize = gr.Checkbox(label="Shares of each true dish, not counts", value=False, min_width=220)
-            hide_diag = gr.Checkbox(label="Hide the right answers (the diagonal)", value=True, min_width=220)
-            order = gr.Radio(["alphabetical", "by confusion"], value="by confusion", label="Order")
-        gr.Markdown(
-            "Zoom by dragging (on a phone: scroll the matrix sideways); hover for names and counts; **click a cell** "
-            "to see its images.",
-            elem_classes="cm-hint",
-        )
-        fig_json, top_pairs = confusion(b.stages[-1], False, True, "by confusion")  # drawn with the page
-        plot = plotly_html("cm-plot", "confusion-plot", CONFUSION_BIND)
-        plot.value = fig_json
-        with gr.Row(elem_id="cm-pairs-first"):
-            with gr.Column(scale=2, min_width=300):
-                pairs = gr.Dataframe(
-                    pair_rows(top_pairs), label="Most confused pairs (click a row)", interactive=False, elem_id="pairs",
-                    wrap=True,
-                )  # fmt: skip
-            with gr.Column(scale=3, min_width=300):
-                title = gr.Markdown("Click a cell or a row to see the images.", elem_id="pair-title")
-                gallery = captioned_gallery("Images of the pair (confidence · photo)", "pair-gallery", height=420,
-                                            visible=False)  # fmt: skip
+        normalize, hide_diag, order, plot, pairs, title, gallery = layout(*on_change(b.stages[-1], False, True,
+                                                                                     "by confusion"))  # fmt: skip
 
     def pair(stage: str, true_name: str, pred_name: str) -> tuple[str, list]:
         """The heading and thumbnails (path, caption) of one (true, predicted) cell, most confident first."""
@@ -71,8 +47,7 @@ def build(ctx: AppContext) -> None:
 
     def on_row_select(stage: str, table: pd.DataFrame, evt: gr.SelectData):
         row = evt.row_value or table.iloc[evt.index[0]].tolist()
-        true_name, pred_name = row[0].split(" → ")
-        return show_pair(stage, true_name, pred_name)
+        return show_pair(stage, *row[0].split(" → "))
 
     def api_confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> dict:
         """The heatmap as plotly JSON, and the most confused pairs."""
@@ -87,6 +62,36 @@ def build(ctx: AppContext) -> None:
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_confusion, api_name="confusion")
         gr.api(pair, api_name="pair")
+
+
+def layout(fig_json: str, top_pairs: pd.DataFrame) -> tuple:
+    """The tab's components, drawn with the page: the options, the heatmap, the pairs list and the cell's photos."""
+    tab_intro(
+        "Which dish the model answers for each true dish: rows are the true dish, columns the answer, so "
+        "every off-diagonal cell is a kind of mistake. The list of the most confused pairs comes first on a phone."
+    )
+    with gr.Row():
+        normalize = gr.Checkbox(label="Shares of each true dish, not counts", value=False, min_width=220)
+        hide_diag = gr.Checkbox(label="Hide the right answers (the diagonal)", value=True, min_width=220)
+        order = gr.Radio(["alphabetical", "by confusion"], value="by confusion", label="Order")
+    gr.Markdown(
+        "Zoom by dragging (on a phone: scroll the matrix sideways); hover for names and counts; **click a cell** "
+        "to see its images.",
+        elem_classes="cm-hint",
+    )
+    plot = plotly_html("cm-plot", "confusion-plot", CONFUSION_BIND)
+    plot.value = fig_json
+    with gr.Row(elem_id="cm-pairs-first"):
+        with gr.Column(scale=2, min_width=300):
+            pairs = gr.Dataframe(
+                top_pairs, label="Most confused pairs (click a row)", interactive=False, elem_id="pairs", wrap=True
+            )
+        with gr.Column(scale=3, min_width=300):
+            title = gr.Markdown("Click a cell or a row to see the images.", elem_id="pair-title")
+            gallery = captioned_gallery(
+                "Images of the pair (confidence · photo)", "pair-gallery", height=420, visible=False
+            )
+    return normalize, hide_diag, order, plot, pairs, title, gallery
 
 
 def pair_rows(pairs: pd.DataFrame) -> pd.DataFrame:

@@ -64,7 +64,7 @@ def per_class_table(b: Bundle, stage: str) -> pd.DataFrame:
     )
     if "stage1" in b.stages and stage != "stage1":
         df["f1 change vs stage 1"] = ev["f1"] - b.evaluation("stage1").per_class["f1"]
-    return df.round(3).sort_values("f1", kind="stable").reset_index(drop=True)
+    return df.round(4).sort_values("f1", kind="stable").reset_index(drop=True)
 
 
 def mistakes_table(

@@ -65,7 +65,7 @@ def build(ctx: AppContext) -> None:
     # /predict keeps its three outputs (scripts rely on them); what only the page shows (similar photos, the key, a
     # refused file cleared away) travels in a State, which the API leaves out, and a follow-up step shows it.
     inputs, outputs = [photo, show_cam, ctx.stage], [top5, verdict, cam_out, found]
-    after = [similar, cam_key, photo]
+    after = [similar, cam_out, cam_key, photo]
     go_btn.click(predict, inputs, outputs, api_name="predict").then(show_extras, found, after, api_name=False).then(
         None, js=SHOW_ANSWER
     )
@@ -82,14 +82,13 @@ def build(ctx: AppContext) -> None:
 
 def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
     """Top 5 dishes ({name: probability}), a verdict in words, Grad-CAM when asked for, and what only the page shows."""
-    hidden = gr.update(value=None, visible=False)
     if not path:
-        return None, START, hidden, {}
+        return None, START, None, {}
     b, p = ctx.bundle, ctx.predictor(stage)
     try:
         image = p.read(path)
     except ImageError as e:
-        return None, f"⚠️ {e}", hidden, {"refused": True}
+        return None, f"⚠️ {e}", None, {"refused": True}
     pred = p.predict(image)
     final = b.stages[-1]
     features = pred.features if stage == final else ctx.predictor(final).predict(image).features
@@ -102,15 +101,16 @@ def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
     label = {name: prob for _, name, prob in pred.top}
     words = verdict_text(pred, why, b.num_classes) + stage_note(ctx, stage, why) + note
     extras = {"similar": neighbours.similar_gallery(b, why["similar"]), "cam": heat is not None}
-    return label, words, gr.update(value=heat, visible=heat is not None), extras
+    return label, words, heat, extras
 
 
 def show_extras(extras: dict):
-    """The similar photos (hidden when there are none), the Grad-CAM key, and a refused file cleared from the box
-    (it would otherwise show as a broken image)."""
+    """The similar photos (hidden when there are none), the Grad-CAM box and its key (hidden without a map), and a
+    refused file cleared from the box (it would otherwise show as a broken image)."""
     similar = extras.get("similar") or []
     photo = gr.update(value=None) if extras.get("refused") else gr.update()
-    return gr.update(value=similar, visible=bool(similar)), gr.update(visible=bool(extras.get("cam"))), photo
+    cam = gr.update(visible=bool(extras.get("cam")))
+    return gr.update(value=similar, visible=bool(similar)), cam, cam, photo
 
 
 def stage_note(ctx: AppContext, stage: str, why: dict) -> str:
