@@ -370,3 +370,22 @@ def test_readable_at_a_glance_on_a_desktop_and_a_phone(which, scale_bundle, tmp_
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_every_stage_keeps_the_similar_photos_and_the_header_follows_it(client, tiny_bundle):
+    """An earlier stage's answer still gets the unfamiliar check and the similar photos (in the final model's
+    feature space, said in the verdict), and the header line carries the selected stage's own top-1."""
+    from gradio_client import handle_file
+
+    from food101_core.app.run_summary import summary_line
+
+    b = load_bundle(tiny_bundle)
+    photo = handle_file(str(b.original_image(2)))
+    final = client.predict(photo, "stage3", api_name="/explain")
+    early = client.predict(photo, "stage1", api_name="/explain")
+    assert early["similar"] == final["similar"] and isinstance(early["unfamiliar"], bool)  # the final model's space
+    _, verdict, _ = client.predict(photo, False, "stage1", api_name="/predict")
+    assert "final model's features" in verdict
+    line = summary_line(b, "stage1")
+    assert f"{b.evaluation('stage1').metrics['top1']:.1%}" in line and "not the final model" in line
+    assert f"{b.evaluation('stage3').metrics['top1']:.1%}" in summary_line(b)

@@ -30,6 +30,5 @@ def f1_change_figure(per_class: pd.DataFrame, name_a: str, name_b: str) -> go.Fi
         margin={"l": 10, "r": 10, "t": 80, "b": 10},
         title={"text": f"Per-class F1 change ({name_b} − {name_a}), sorted", "font": {"size": 14}},
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
-        modebar={"orientation": "v"},
     )
     return fig

@@ -116,6 +116,16 @@ def mistake_caption(b: Bundle, stage: str, index: int, full_image: bool) -> str:
     )
 
 
+def photo_caption(b: Bundle, stage: str, index: int, full_image: bool) -> str:
+    """Any test photo in words: its dish and the model's answer ("✓" when right), the confidence and the id."""
+    row = b.evaluation(stage).predictions.iloc[int(index)]
+    true, pred = b.name_of[row["true"]], b.name_of[row["pred"]]
+    answer = f"**{true}** ✓ recognised" if true == pred else f"**{true}**, answered **{pred}**"
+    return f"{answer} ({row['confidence']:.0%} sure) · test image `{row['id']}`" + (
+        "" if full_image else " · full image not on this machine"
+    )
+
+
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     """Write a table for download; concurrent requests never serve a half-written file."""
     tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
@@ -172,7 +182,6 @@ def confusion_figure(b: Bundle, stage: str, normalize: bool, hide_diagonal: bool
         xaxis={"title": "predicted", "tickangle": -60, "tickfont": {"size": 9 if n > 30 else 12}, "side": "bottom"},
         yaxis={"title": "true", "autorange": "reversed", "tickfont": {"size": 9 if n > 30 else 12}},
         dragmode="zoom",
-        modebar={"orientation": "v"},
     )
     return fig
 
@@ -207,6 +216,5 @@ def f1_figure(b: Bundle, stage: str) -> go.Figure:
         barmode="overlay",
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
         title={"text": "F1 by class, worst at the top", "y": 0.99, "yanchor": "top", "font": {"size": 14}},
-        modebar={"orientation": "v"},
     )
     return fig

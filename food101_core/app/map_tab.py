@@ -7,6 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..bundle import Bundle
+from ..serving.gradcam import HEAT_KEY
 from . import errors, neighbours
 from .context import ALL, AppContext, captioned_gallery, chosen, dish_filter, plotly_html, tab_intro
 
@@ -49,7 +50,7 @@ def build(ctx: AppContext) -> None:
         plot.value = neighbours.map_figure(b, b.stages[-1], neighbours.MAP_COLOURINGS[0]).to_json()  # with the page
         details = details_panel()
         count = gr.Markdown(elem_id="map-count")
-        selection = captioned_gallery("Selected photos", "map-selection", height=360)
+        selection = captioned_gallery("Selected photos", "map-selection", height=360, visible=False)
 
     last = b.stages[-1]  # the feature space is the shipped model's
 
@@ -64,7 +65,7 @@ def build(ctx: AppContext) -> None:
 
     def on_select(evt: gr.EventData):
         items, _, line = neighbours.selection_gallery(b, last, [int(i) for i in evt.indices], MAX_SELECTION)
-        return items, line
+        return gr.update(value=items, visible=bool(items)), line
 
     inputs = [colour, f_true, f_pred]
     for trigger in (colour.change, f_true.change, f_pred.change):
@@ -93,8 +94,9 @@ def details_panel() -> list:
             top5 = gr.Label(num_top_classes=5, label="Its top 5", visible=False)
         with gr.Column():
             cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=260, visible=False)
+            key = gr.HTML(HEAT_KEY, visible=False)
             similar = captioned_gallery("Nearest training photos (dish · distance)", "map-similar")
-    return [photo, caption, top5, cam, similar]
+    return [photo, caption, top5, cam, key, similar]
 
 
 def embedding_map(b: Bundle, stage: str) -> list[dict]:
@@ -113,7 +115,8 @@ def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
     image, heat = ctx.test_photo(stage, index)
     emb = b.embedding(stage)
     near = neighbours.similar_photos(b, stage, emb.test[index : index + 1], emb.test_resid[index : index + 1])
-    text = errors.mistake_caption(b, stage, index, heat is not None).replace(" predicted as ", " → ")
+    text = errors.photo_caption(b, stage, index, heat is not None)
     shown = gr.update(value=image, visible=image is not None)
     top = gr.update(value=errors.top5_of(b, stage, index), visible=True)
-    return shown, text, top, gr.update(value=heat, visible=heat is not None), neighbours.similar_gallery(b, near)
+    cam = gr.update(value=heat, visible=heat is not None)
+    return shown, text, top, cam, gr.update(visible=heat is not None), neighbours.similar_gallery(b, near)

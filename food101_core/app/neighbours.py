@@ -186,6 +186,5 @@ def map_figure(
         xaxis={"visible": False},
         yaxis={"visible": False, "scaleanchor": "x"},
         title={"text": title, "font": {"size": 14}},
-        modebar={"orientation": "v"},
     )
     return fig

@@ -160,6 +160,5 @@ def quality_figure(counts: pd.DataFrame, show: int = 30) -> go.Figure:
         margin={"l": 10, "r": 10, "t": 80, "b": 10},
         title={"text": f"Suspect labels by dish ({min(show, len(counts))} highest shares)", "font": {"size": 14}},
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
-        modebar={"orientation": "v"},
     )
     return fig

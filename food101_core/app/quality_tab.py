@@ -53,7 +53,9 @@ def build(ctx: AppContext) -> None:
         gr.Markdown("### Near-duplicate photos")
         kind = gr.Radio(list(quality_report.KINDS), value=next(iter(quality_report.KINDS)), label="Pairs")
         pair_count = gr.Markdown(elem_id="pair-count")
-        pairs = captioned_gallery("Pairs, most similar first (both photos · their distance)", "pairs-gallery")
+        pairs = captioned_gallery(
+            "Pairs, most similar first (both photos · their distance)", "pairs-gallery", object_fit="contain"
+        )
         chart(quality_report.quality_figure(quality_report.class_counts(b)), "quality-plot")
 
     for trigger in (given.change, suggested.change):

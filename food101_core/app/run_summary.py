@@ -135,7 +135,6 @@ def training_figure(b: Bundle) -> go.Figure:
         height=560,
         margin={"l": 10, "r": 10, "t": 70, "b": 10},
         legend={"orientation": "h", "y": 1.12, "x": 0, "title": ""},
-        modebar={"orientation": "v"},
     )
     return fig
 
@@ -184,6 +183,5 @@ def reliability_figure(b: Bundle, stage: str) -> go.Figure:
         title={"text": title, "y": 0.97, "font": {"size": 14}},
         margin={"l": 10, "r": 10, "t": 90, "b": 10},
         legend={"orientation": "h", "y": 1.08, "x": 0},
-        modebar={"orientation": "v"},
     )
     return fig
