@@ -58,7 +58,7 @@ def main() -> None:
 
     from food101_core.bundle import load_bundle
     from food101_core.config import TrainConfig
-    from food101_core.serving.predictor import mirror_averaged
+    from food101_core.training.model import load_stage_model, mirror_averaged
 
     print("| model | pipeline (img/s) | in memory (img/s) | ratio | decoding alone (img/s) | if decoding adds |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -68,7 +68,11 @@ def main() -> None:
         keras.backend.clear_session()
     demo = load_bundle(DEMO_BUNDLE)  # as its evaluation ran: its size, each photo with its mirror
     cfg = TrainConfig.from_dict({**demo.config["train"], "data": str(MINI), "cache": "none"})
-    measure(f"the demo bundle as evaluated ({cfg.image_size} px, photo and mirror)", cfg, mirror_averaged(demo.model()))
+    measure(
+        f"the demo bundle as evaluated ({cfg.image_size} px, photo and mirror)",
+        cfg,
+        mirror_averaged(load_stage_model(demo)),
+    )
 
 
 if __name__ == "__main__":

@@ -452,6 +452,20 @@ READABILITY_JS = """() => {
       const s = getComputedStyle(el);
       const hides = s.textOverflow === 'ellipsis' || /hidden|clip/.test(s.overflowX);
       if (hides && el.scrollWidth > el.clientWidth + 1) cut.push(name(el));
+      else {  // the text itself reaching past a box that hides what sticks out (a label squeezed by its block)
+        const range = document.createRange(); range.selectNodeContents(el);
+        const t = range.getBoundingClientRect();
+        for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+          const ox = getComputedStyle(a).overflowX;
+          // inside a frame made to scroll (a table, the phone's matrix): the rest is a scroll away, not cut; a
+          // component's own block also scrolls when squeezed, and that is a cut
+          if (/auto|scroll/.test(ox) && !a.classList.contains('block')) break;
+          const b = a.getBoundingClientRect();
+          const outside = t.width > 0 && (t.right > b.right + 1 || t.left < b.left - 1);
+          // past a box that hides what sticks out, or past its own component's block (drawn over by the next one)
+          if (outside && (/hidden|clip/.test(ox) || a.classList.contains('block'))) { cut.push(name(el)); break; }
+        }
+      }
     }
     const r = el.getBoundingClientRect();
     if (r.width > 0 && r.right > vw + 1 && !el.closest('.js-plotly-plot svg, .js-plotly-plot canvas')) {
@@ -506,7 +520,7 @@ def readability(url: str, viewport: dict, out: Path | None = None, timeout_ms: i
                 continue
             _tab(page, tab)
             seconds = first_chart_seconds(page, timeout_ms)
-            page.wait_for_timeout(700)  # galleries and tables fill in
+            page.wait_for_timeout(400)  # galleries and tables fill in
             report[tab] = {**page.evaluate(READABILITY_JS), "first_chart_s": seconds}
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)

@@ -18,32 +18,16 @@ def tiny_food101(tmp_path: Path) -> Path:
     return make_food101_layout(tmp_path / "food")
 
 
-def built_once(tmp_path_factory, name: str, build) -> Path:
-    """A read-only fixture built once for the whole run: the test workers (pytest-xdist) share one folder and take
-    turns on a file lock, so the first builds it and the others wait and reuse it (each used to train its own)."""
-    from filelock import FileLock
-
-    root = tmp_path_factory.getbasetemp()
-    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # the workers' common parent
-    dest = root / name
-    with FileLock(str(root / f"{name}.lock")):
-        if not (dest / "runs" / "tiny" / "bundle.json").is_file():
-            shutil.rmtree(dest, ignore_errors=True)
-            build(dest)
-    return dest / "runs" / "tiny"
-
-
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """One bundle trained through train.py's own code path on tiny data, with a polish stage at 40 px (so the
     app's final model is stage 3, at another size than stages 1 and 2); shared read-only by many tests."""
     import train
 
-    def build(base: Path) -> None:
-        data = make_food101_layout(base / "food")
-        assert train.main(tiny_args(data, base / "runs", polish_epochs=1, polish_size=40, onnx=True)) == 0
-
-    return built_once(tmp_path_factory, "tiny-bundle", build)
+    base = tmp_path_factory.mktemp("bundle")
+    data = make_food101_layout(base / "food")
+    assert train.main(tiny_args(data, base / "runs", polish_epochs=1, polish_size=40, onnx=True)) == 0
+    return base / "runs" / "tiny"
 
 
 @pytest.fixture(scope="session")
@@ -51,11 +35,10 @@ def scale_bundle(tmp_path_factory) -> Path:
     """A bundle at Food-101's class count: 101 generated classes, 4 training and 30 test photos each."""
     import train
 
-    def build(base: Path) -> None:
-        data = make_food101_layout(base / "food", n_train=4, n_test=30, classes=101)
-        assert train.main(tiny_args(data, base / "runs", stage1_epochs=1, stage2_epochs=1, onnx=True)) == 0
-
-    return built_once(tmp_path_factory, "scale-bundle", build)
+    base = tmp_path_factory.mktemp("scale")
+    data = make_food101_layout(base / "food", n_train=4, n_test=30, classes=101)
+    assert train.main(tiny_args(data, base / "runs", stage1_epochs=1, stage2_epochs=1, onnx=True)) == 0
+    return base / "runs" / "tiny"
 
 
 @pytest.fixture

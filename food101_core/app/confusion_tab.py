@@ -70,10 +70,13 @@ def layout(fig_json: str, top_pairs: pd.DataFrame) -> tuple:
         "Which dish the model answers for each true dish: rows are the true dish, columns the answer, so "
         "every off-diagonal cell is a kind of mistake. The list of the most confused pairs comes first on a phone."
     )
-    with gr.Row():
-        normalize = gr.Checkbox(label="Shares of each true dish, not counts", value=False, min_width=220)
-        hide_diag = gr.Checkbox(label="Hide the right answers (the diagonal)", value=True, min_width=220)
-        order = gr.Radio(["alphabetical", "by confusion"], value="by confusion", label="Order")
+    with gr.Row():  # one column each, so that a phone stacks them instead of squeezing their words
+        with gr.Column(min_width=240):
+            normalize = gr.Checkbox(label="Shares of each true dish, not counts", value=False)
+        with gr.Column(min_width=240):
+            hide_diag = gr.Checkbox(label="Hide the right answers (the diagonal)", value=True)
+        with gr.Column(min_width=240):
+            order = gr.Radio(["alphabetical", "by confusion"], value="by confusion", label="Order")
     gr.Markdown(
         "Zoom by dragging (on a phone: scroll the matrix sideways); hover for names and counts; **click a cell** "
         "to see its images.",

@@ -95,7 +95,7 @@ def details_panel() -> list:
         with gr.Column():
             cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=260, visible=False)
             key = gr.HTML(HEAT_KEY, visible=False)
-            similar = captioned_gallery("Nearest training photos (dish · distance)", "map-similar")
+            similar = captioned_gallery("Nearest training photos (dish · distance)", "map-similar", visible=False)
     return [photo, caption, top5, cam, key, similar]
 
 
@@ -119,4 +119,5 @@ def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
     shown = gr.update(value=image, visible=image is not None)
     top = gr.update(value=errors.top5_of(b, stage, index), visible=True)
     cam = gr.update(value=heat, visible=heat is not None)
-    return shown, text, top, cam, gr.update(visible=heat is not None), neighbours.similar_gallery(b, near)
+    similar = gr.update(value=neighbours.similar_gallery(b, near), visible=True)
+    return shown, text, top, cam, gr.update(visible=heat is not None), similar

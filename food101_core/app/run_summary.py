@@ -109,7 +109,7 @@ def training_figure(b: Bundle) -> go.Figure:
 
     h = b.history
     # what Keras validated on each epoch: held-out training images, or (--val-fraction 0) the test split
-    held_out = "held-out photos" if b.train_config.val_fraction > 0 else "test split"
+    held_out = "validation" if b.train_config.val_fraction > 0 else "test split"
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=("Loss (lower is better)", "Top-1 accuracy"))  # fmt: skip
     for row, metric in ((1, "loss"), (2, "accuracy")):
