@@ -80,6 +80,7 @@ def test_re_evaluation_reproduces_the_metrics(tiny_bundle, tmp_path):
     for stage in a.stages:
         assert a.evaluation(stage).metrics["top1"] == b.evaluation(stage).metrics["top1"]
         np.testing.assert_array_equal(a.evaluation(stage).confusion, b.evaluation(stage).confusion)
+        assert b.has_onnx(stage) and b.head(stage) is not None  # re-evaluation exports every stage again
 
 
 def test_interrupted_write_leaves_no_bundle(bundle_copy, tmp_path, monkeypatch):
