@@ -130,10 +130,18 @@ def write_models(folder: Path, r: Results) -> None:
     (folder / "models").mkdir()
     for stage, src in r.model_files.items():
         shutil.copyfile(src, folder / "models" / f"{stage}.keras")
-    for stage, src in r.onnx_files.items():
-        shutil.copyfile(src, folder / ONNX_FILE.format(stage=stage))
-    for stage, head in r.heads.items():
-        (folder / HEAD_FILE.format(stage=stage)).write_bytes(encode_head(head))
+    for rel, src in serving_files(r.onnx_files, r.heads).items():
+        if isinstance(src, bytes):
+            (folder / rel).write_bytes(src)
+        else:
+            shutil.copyfile(src, folder / rel)
+
+
+def serving_files(onnx_files: dict[str, Path], heads: dict[str, dict[str, np.ndarray]]) -> dict[str, Path | bytes]:
+    """Each stage's serving files by bundle path: its ONNX graph (a file) and its folded head (.npz bytes)."""
+    files: dict[str, Path | bytes] = {ONNX_FILE.format(stage=s): src for s, src in onnx_files.items()}
+    files.update({HEAD_FILE.format(stage=s): encode_head(head) for s, head in heads.items()})
+    return files
 
 
 def encode_head(head: dict[str, np.ndarray]) -> bytes:

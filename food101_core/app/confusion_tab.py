@@ -82,8 +82,7 @@ def layout(fig_json: str, top_pairs: pd.DataFrame) -> tuple:
         "to see its images.",
         elem_classes="cm-hint",
     )
-    plot = plotly_html("cm-plot", "confusion-plot", CONFUSION_BIND)
-    plot.value = fig_json
+    plot = plotly_html("cm-plot", "confusion-plot", CONFUSION_BIND, fig_json)
     with gr.Row(elem_id="cm-pairs-first"):
         with gr.Column(scale=2, min_width=300):
             pairs = gr.Dataframe(

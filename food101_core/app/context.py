@@ -57,10 +57,10 @@ def tab_intro(text: str) -> gr.Markdown:
     return gr.Markdown(text, elem_classes="tab-intro")
 
 
-def plotly_html(div_class: str, elem_id: str, bind: str) -> gr.HTML:
+def plotly_html(div_class: str, elem_id: str, bind: str, value: str = "") -> gr.HTML:
     """A `gr.HTML` that draws its value, a plotly figure as JSON, and turns plotly events into Gradio events."""
     return gr.HTML(
-        value="",
+        value=value,
         html_template=f'<div class="{div_class}" style="width:100%"></div>',
         js_on_load=plotly_js(div_class, bind),
         elem_id=elem_id,
@@ -71,9 +71,7 @@ def chart(fig, elem_id: str) -> gr.HTML:
     """A plotly figure drawn with the page's plotly.js (`plotly_html` without events); update it with
     `fig.to_json()`. Unlike `gr.Plot`, which loads its own plotly bundle when its first chart mounts (1.5 s here),
     it draws as soon as its tab opens."""
-    html = plotly_html(elem_id, elem_id, "")
-    html.value = fig.to_json()
-    return html
+    return plotly_html(elem_id, elem_id, "", fig.to_json())
 
 
 def plotly_js(div_class: str, bind: str) -> str:

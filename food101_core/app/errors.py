@@ -107,22 +107,15 @@ def mistake_gallery(
     return items, [int(r.index) for r in shown], count
 
 
-def mistake_caption(b: Bundle, stage: str, index: int, full_image: bool) -> str:
-    """What the selected mistake is: its true and predicted dish, the confidence and the image id."""
-    row = b.evaluation(stage).predictions.iloc[int(index)]
-    return (
-        f"**{b.name_of[row['true']]}** predicted as **{b.name_of[row['pred']]}** ({row['confidence']:.0%}) · "
-        f"test image `{row['id']}`" + ("" if full_image else " · full image not on this machine")
-    )
-
-
 def photo_caption(b: Bundle, stage: str, index: int, full_image: bool) -> str:
-    """Any test photo in words: its dish and the model's answer ("✓" when right), the confidence and the id."""
+    """Any test photo in words: its dish and the model's answer ("✓ recognised" when right), the confidence and the
+    image id; the Mistakes tab's and the map's caption."""
     row = b.evaluation(stage).predictions.iloc[int(index)]
     true, pred = b.name_of[row["true"]], b.name_of[row["pred"]]
-    answer = f"**{true}** ✓ recognised" if true == pred else f"**{true}**, answered **{pred}**"
-    return f"{answer} ({row['confidence']:.0%} sure) · test image `{row['id']}`" + (
-        "" if full_image else " · full image not on this machine"
+    answer = f"**{true}** ✓ recognised" if true == pred else f"**{true}** predicted as **{pred}**"
+    return (
+        f"{answer} ({row['confidence']:.0%}) · test image `{row['id']}`"
+        + ("" if full_image else " · full image not on this machine")
     )
 
 

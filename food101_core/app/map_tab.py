@@ -46,8 +46,8 @@ def build(ctx: AppContext) -> None:
             note = gr.Markdown(elem_id="map-filter")
             clear = gr.Button("Show all photos", size="sm", scale=0, elem_id="map-clear")
         hint = gr.Markdown(neighbours.MAP_KEY_HINT[neighbours.MAP_COLOURINGS[0]], elem_classes="cm-hint")
-        plot = plotly_html("map-plot", "map-plot", MAP_BIND)
-        plot.value = neighbours.map_figure(b, b.stages[-1], neighbours.MAP_COLOURINGS[0]).to_json()  # with the page
+        first = neighbours.map_figure(b, b.stages[-1], neighbours.MAP_COLOURINGS[0]).to_json()  # with the page
+        plot = plotly_html("map-plot", "map-plot", MAP_BIND, first)
         details = details_panel()
         count = gr.Markdown(elem_id="map-count")
         selection = captioned_gallery("Selected photos", "map-selection", height=360, visible=False)

@@ -43,7 +43,7 @@ def build(ctx: AppContext) -> None:
     def on_select(stage: str, indices: list[int], evt: gr.SelectData):
         index = indices[evt.index]
         image, heat = ctx.test_photo(stage, index)
-        words = errors.mistake_caption(b, stage, index, heat is not None)
+        words = errors.photo_caption(b, stage, index, heat is not None)
         cam_update = gr.update(value=heat, visible=heat is not None)
         top = gr.update(value=errors.top5_of(b, stage, index), visible=True)
         return gr.update(value=image, visible=True), top, words, cam_update, gr.update(visible=heat is not None)

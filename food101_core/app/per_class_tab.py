@@ -32,8 +32,7 @@ def build(ctx: AppContext) -> None:
                 )  # fmt: skip
                 csv = gr.DownloadButton("Download CSV", path, elem_id="csv")
             with gr.Column(scale=2, min_width=300):
-                plot = plotly_html("f1-plot", "f1-plot", "")
-                plot.value = fig_json
+                plot = plotly_html("f1-plot", "f1-plot", "", fig_json)
 
     def api_per_class(stage: str) -> list[dict]:
         """Precision, recall, F1 and support of every class, worst F1 first."""

@@ -90,9 +90,7 @@ def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
     except ImageError as e:
         return None, f"⚠️ {e}", None, {"refused": True}
     pred = p.predict(image)
-    final = b.stages[-1]
-    features = pred.features if stage == final else ctx.predictor(final).predict(image).features
-    why = neighbours.explain(b, pred, features)
+    why = neighbours.explain(b, pred, final_features(ctx, stage, image, pred))
     heat, note = None, ""
     if cam and p.head is None:
         note = "\n\nGrad-CAM is not available for this model (its head is not linear after pooling)."
@@ -137,8 +135,14 @@ def explain_photo(ctx: AppContext, path: str | None, stage: str) -> dict:
     except ImageError as e:
         raise gr.Error(str(e)) from None
     pred = p.predict(image)
-    features = pred.features if stage == b.stages[-1] else ctx.predictor(b.stages[-1]).predict(image).features
-    return neighbours.explain(b, pred, features)
+    return neighbours.explain(b, pred, final_features(ctx, stage, image, pred))
+
+
+def final_features(ctx: AppContext, stage: str, image: Image.Image, pred):
+    """The photo's pooled features in the final model's space, the only one the bundle maps: the prediction's own
+    for the final stage, one more forward pass of the final model for an earlier one."""
+    final = ctx.bundle.stages[-1]
+    return pred.features if stage == final else ctx.predictor(final).predict(image).features
 
 
 def verdict_text(pred, why: dict, num_classes: int) -> str:

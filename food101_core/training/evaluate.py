@@ -269,8 +269,8 @@ def evaluate_and_write(
         run.config["timings"]["evaluate_s"] = time.perf_counter() - t0
         write_bundle(dest, run, overwrite=overwrite)
     finally:
-        for f in run.onnx_files.values():
-            shutil.rmtree(f.parent, ignore_errors=True)
+        for folder in {f.parent for f in run.onnx_files.values()}:  # add_onnx_models' one temporary folder
+            shutil.rmtree(folder, ignore_errors=True)
     return run.evals
 
 

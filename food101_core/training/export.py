@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..bundle import BundleError, add_files, encode_head, load_bundle
+from ..bundle import Bundle, BundleError, add_files, load_bundle, serving_files
 
 if TYPE_CHECKING:
     import keras
@@ -112,30 +112,19 @@ def export_stage(model: keras.Model, folder: Path, stage: str) -> Exported:
     return Exported(path, head)
 
 
-def add_onnx(ref: str) -> Path:
+def add_onnx(ref: str) -> Bundle:
     """Export every stage of a bundle written before the ONNX files existed, and add them to it in place."""
-    from .model import load_model
+    from .model import load_stage_model
 
     bundle = load_bundle(ref)
     if not bundle.path.is_dir() or not os.access(bundle.path, os.W_OK):
         raise BundleError(f"{bundle.path}: not writable; copy the bundle first")
     with tempfile.TemporaryDirectory(dir=bundle.path.parent, prefix=f".{bundle.path.name}.export-") as tmp:
-        exported = {}
-        for stage in bundle.stages:
-            model = load_model(bundle.path / f"models/{stage}.keras")
-            exported[stage] = export_stage(model, Path(tmp), stage)
-        add_files(bundle.path, serving_files(exported))
-    return bundle.path
-
-
-def serving_files(exported: dict[str, Exported]) -> dict[str, Path | bytes]:
-    """The bundle paths of each stage's serving files (see `bundle.HEAD_FILE`)."""
-    files: dict[str, Path | bytes] = {}
-    for stage, e in exported.items():
-        files[f"models/{stage}.onnx"] = e.onnx
-        if e.head is not None:
-            files[f"models/{stage}.head.npz"] = encode_head(e.head)
-    return files
+        exported = {stage: export_stage(load_stage_model(bundle, stage), Path(tmp), stage) for stage in bundle.stages}
+        onnx = {stage: e.onnx for stage, e in exported.items()}
+        heads = {stage: e.head for stage, e in exported.items() if e.head is not None}
+        add_files(bundle.path, serving_files(onnx, heads))
+    return bundle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", help="bundle folder")
     args = ap.parse_args(argv)
     try:
-        path = add_onnx(args.run)
+        bundle = add_onnx(args.run)
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{path}: ONNX models added for {', '.join(load_bundle(path).stages)}")
+    print(f"{bundle.path}: ONNX models added for {', '.join(bundle.stages)}")
     return 0
 
 
