@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import gradio as gr
 
-    from food101_core.app import CSS, PLOTLY_HEAD, PLOTLY_JS, build_app, no_run_app, zerogpu
+    from food101_core.app import CSS, PLOTLY_HEAD, PLOTLY_JS, build_app, no_run_app, say_download, zerogpu
     from food101_core.bundle import BundleError, load_bundle
 
     zerogpu.register(spaces)  # before launch(), which sends ZeroGPU's start-up report
@@ -57,10 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         try:
             bundle = load_bundle(ref)
+            if bundle.remote:  # files beyond the first screen arrive on first use: say so on the page
+                bundle.on_fetch = say_download
             other = load_bundle(args.compare) if args.compare else None
             is_demo = bundle.path.resolve() == DEMO_BUNDLE.resolve()
             page = build_app(bundle, demo=is_demo, compare=other)
-            allowed = [str(bundle.path)] + ([str(other.path)] if other else [])
+            allowed = [str(x.path) for x in (bundle, other) if x] + [str(x.photo_cache) for x in (bundle, other) if x]
             print(f"serving bundle {bundle.path}", file=sys.stderr)
         except BundleError as e:
             print(f"error: {e}", file=sys.stderr)

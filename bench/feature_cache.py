@@ -18,8 +18,8 @@ def main() -> None:
     import keras
 
     from food101_core.training.data import load_data
-    from food101_core.training.evaluate import predict
     from food101_core.training.fit import train
+    from food101_core.training.predictions import predict
 
     print("| backbone | weights | cached: time, top-1 | uncached: time, top-1 | speed-up |")
     print("| --- | --- | --- | --- | --- |")

@@ -13,27 +13,36 @@ module imports neither. Layout (format version 1; docs/bundle-format.md has the 
     models/stage2.keras  run with a resolution polish, evaluated at its own image size
     stage1/ stage2/      predictions.csv, probs.npz (float16 matrix, calibrated), metrics.json (with the fitted
                          temperature and the raw ECE), per_class.csv, confusion.csv
-    thumbs/<index>.jpg   <=128 px thumbnails: every misclassified test image and a few correct ones per class
+    photos/index.csv     split, id, shard: every thumbnail the app shows, stored once whichever views show it
+    photos/<group>-NN.zip  the thumbnails, packed in a few uncompressed zips (photos.py): the test photos the
+                         bundle keeps (each stage's most confident mistakes per dish, a few right ones), the
+                         reference photos, the data-quality photos
     reference.csv        index, id, label: up to N training photos per class, the "similar photos" of the app
-    reference/<i>.jpg    their <=128 px thumbnails
     stage2/embedding.npz the final stage's feature space: test and reference features (PCA coordinates and
                          residuals, float16), the 2-D UMAP map, the PCA to place a new photo, and the
                          unfamiliar-photo threshold (optional: a bundle without them opens; re-evaluation adds them)
     quality/             data quality (optional, like the feature space): suspects.csv (suspected label errors of
                          the training split, most suspect first), duplicates.csv (near-duplicate pairs test-train
-                         and test-test), summary.json, and <=128 px thumbnails train/<index>.jpg, test/<index>.jpg
+                         and test-test), summary.json
+
+Format 2 packed format 1's loose thumbnails (thumbs/, reference/, quality/train|test/) into photos/:
+`python -m food101_core.bundle upgrade RUN` converts a format-1 bundle in place.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,10 +52,13 @@ import pandas as pd
 from .config import TrainConfig
 from .data_quality import DataQuality
 from .embedding import Embedding
+from .hub import HubError, HubRepo, upload
 from .metrics import Evaluation
+from .photos import INDEX as PHOTO_INDEX
+from .photos import Key, PhotoStore, pack
 
 FORMAT = "food101-explorer-bundle"
-VERSION = 1
+VERSION = 2  # 2: photos packed in shards (format 1 kept loose thumbnails; `upgrade` converts)
 STAGES = ("stage1", "stage2", "stage3")  # stage3: the optional resolution polish
 HEAD_FILE = "models/{stage}.head.npz"  # the folded head: Grad-CAM without gradients
 ONNX_FILE = "models/{stage}.onnx"  # the serving graph: probabilities, pooled features, last feature map
@@ -83,12 +95,12 @@ class Results:
     history: pd.DataFrame
     model_files: dict[str, Path]  # stage -> its .keras file
     evals: dict[str, Evaluation] = field(default_factory=dict)
-    thumbs: dict[int, bytes] = field(default_factory=dict)  # test index -> JPEG
+    photos: dict[Key, bytes] = field(default_factory=dict)  # (split, id) -> JPEG thumbnail, whichever views show it
+    first_photos: set[Key] = field(default_factory=set)  # those the first screen shows (packed first)
     onnx_files: dict[str, Path] = field(default_factory=dict)  # stage -> its serving graph (ONNX)
     heads: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # stage -> folded head (Grad-CAM)
     embeddings: dict[str, Embedding] = field(default_factory=dict)
     reference: pd.DataFrame | None = None  # the reference training photos: id, label
-    reference_thumbs: dict[int, bytes] = field(default_factory=dict)  # reference row -> JPEG
     quality: DataQuality | None = None
 
 
@@ -102,7 +114,7 @@ def write_bundle(dest: Path, results: Results, overwrite: bool = False) -> Path:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     tmp.mkdir()
-    for writer in (write_run, write_models, write_evaluations, write_feature_space, write_quality, write_thumbs):
+    for writer in (write_run, write_models, write_evaluations, write_feature_space, write_quality, write_photos):
         writer(tmp, results)
     write_manifest(tmp, list(results.evals))
     if dest.exists():
@@ -157,20 +169,28 @@ def write_evaluations(folder: Path, r: Results) -> None:
 
 
 def write_feature_space(folder: Path, r: Results) -> None:
-    """stageN/embedding.npz, reference.csv and reference/ (optional: none with --reference-per-class 0)."""
+    """stageN/embedding.npz and reference.csv (optional: none with --reference-per-class 0)."""
     for stage, emb in r.embeddings.items():
         write_embedding(folder / stage / "embedding.npz", emb)
     if r.reference is not None:
         r.reference.rename_axis("index").to_csv(folder / "reference.csv")
-        (folder / "reference").mkdir()
-        for i, jpeg in r.reference_thumbs.items():
-            (folder / "reference" / f"{i}.jpg").write_bytes(jpeg)
 
 
-def write_thumbs(folder: Path, r: Results) -> None:
-    (folder / "thumbs").mkdir()
-    for i, jpeg in r.thumbs.items():
-        (folder / "thumbs" / f"{i}.jpg").write_bytes(jpeg)
+def write_photos(folder: Path, r: Results) -> None:
+    """photos/: every thumbnail once, in shards grouped by the view that first needs them."""
+    first = set(r.first_photos)
+    if r.reference is not None:
+        first |= {("train", i) for i in r.reference["id"].astype(str)}
+    for rel, data in photo_files(folder, r.photos, first).items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+
+
+def photo_files(folder: Path, photos: dict[Key, bytes], first: set[Key]) -> dict[str, bytes]:
+    """The shards and the index that add `photos` to the bundle at `folder` (new shards only; its own kept);
+    `first`: the photos the first screen shows (Predict's examples and similar photos), packed apart."""
+    index = pd.read_csv(folder / PHOTO_INDEX, dtype=str) if (folder / PHOTO_INDEX).is_file() else None
+    return pack(photos, lambda key: "first" if key in first else key[0], index)
 
 
 def add_files(folder: Path, files: dict[str, Path | bytes]) -> None:
@@ -182,6 +202,7 @@ def add_files(folder: Path, files: dict[str, Path | bytes]) -> None:
     folder = Path(folder)
     for rel, src in files.items():
         target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.partial")
         if isinstance(src, bytes):
             tmp.write_bytes(src)
@@ -203,9 +224,14 @@ def write_evaluation(folder: Path, ev: Evaluation, class_ids: list[str]) -> None
 
 
 def write_embedding(path: Path, emb: Embedding) -> None:
+    path.write_bytes(encode_embedding(emb))
+
+
+def encode_embedding(emb: Embedding) -> bytes:
     """The feature space: coordinates and residuals in float16 (distances stay within about 1e-3), the rest exact."""
+    buf = io.BytesIO()
     np.savez_compressed(
-        path,
+        buf,
         test=emb.test.astype(np.float16),
         test_resid=emb.test_resid.astype(np.float16),
         xy=emb.xy.astype(np.float32),
@@ -217,20 +243,23 @@ def write_embedding(path: Path, emb: Embedding) -> None:
         threshold=np.float64(emb.threshold),
         k=np.int32(emb.k),
     )
+    return buf.getvalue()
 
 
 def write_quality(folder: Path, r: Results) -> None:
-    """quality/: the data-quality analysis: two tables, a summary and the thumbnails the app shows (optional)."""
-    if r.quality is None:
-        return
-    folder, dq = folder / "quality", r.quality
-    for split in ("train", "test"):
-        (folder / split).mkdir(parents=True)
-    dq.suspects.to_csv(folder / "suspects.csv", index=False)
-    dq.duplicates.to_csv(folder / "duplicates.csv", index=False)
-    (folder / "summary.json").write_text(json.dumps(dq.summary, indent=1))
-    for (split, i), jpeg in dq.thumbs.items():
-        (folder / split / f"{int(i)}.jpg").write_bytes(jpeg)
+    """quality/: the data-quality analysis: two tables and a summary (its photos are in photos/; optional)."""
+    if r.quality is not None:
+        for rel, data in quality_files(r.quality).items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+
+
+def quality_files(dq: DataQuality) -> dict[str, bytes]:
+    return {
+        "quality/suspects.csv": dq.suspects.to_csv(index=False).encode(),
+        "quality/duplicates.csv": dq.duplicates.to_csv(index=False).encode(),
+        "quality/summary.json": json.dumps(dq.summary, indent=1).encode(),
+    }
 
 
 def write_manifest(folder: Path, stages: list[str]) -> None:
@@ -238,7 +267,9 @@ def write_manifest(folder: Path, stages: list[str]) -> None:
     files = {
         p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.relative_to(folder).as_posix() != "bundle.json"  # a rewrite must not list itself
+        if p.is_file()
+        and p.relative_to(folder).as_posix() != "bundle.json"  # a rewrite must not list itself
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)  # partial writes, tool caches
     }
     manifest = {
         "format": FORMAT,
@@ -251,26 +282,47 @@ def write_manifest(folder: Path, stages: list[str]) -> None:
 
 
 class Bundle:
-    """A verified bundle on disk. Models and evaluations load on first use and are shared afterwards."""
+    """A verified bundle. Models and evaluations load on first use and are shared afterwards.
 
-    def __init__(self, path: Path, verify: bool = True):
+    Every file is read through `file(rel)`: on disk for a local bundle; for one opened from the Hub (`fetch`), it
+    is downloaded the first time it is read and checked against bundle.json then.
+    """
+
+    def __init__(self, path: Path, verify: bool = True, fetch: Callable[[str], Path] | None = None):
         self.path = Path(path)
+        self._fetch = fetch
+        self.on_fetch: Callable[[str, int], None] = _say_fetch  # (bundle path, bytes): before each download
+        self._lock = threading.RLock()
         self.manifest = _read_json(self.path, "bundle.json")
         if self.manifest.get("format") != FORMAT:
             raise BundleError(f"{self.path}: bundle.json is not a {FORMAT} manifest")
-        if self.manifest.get("version", 0) > VERSION:
+        version = self.manifest.get("version", 0)
+        if version > VERSION:
             raise BundleError(
-                f"{self.path}: bundle format {self.manifest['version']} is newer than this code "
-                f"reads ({VERSION}); update food101_core"
+                f"{self.path}: bundle format {version} is newer than this code reads ({VERSION}); update food101_core"
             )
+        if version < VERSION:
+            raise BundleError(
+                f"{self.path}: bundle format {version} keeps its thumbnails as loose files; convert it (in place) "
+                f"with: python -m food101_core.bundle upgrade {self.path}"
+            )
+        self.files: dict[str, dict] = self.manifest.get("files", {})
+        self._verify = verify
         if verify:
             self.verify()
-        self.config = _read_json(self.path, "config.json")
+        self._read_run()
+        self._evals: dict[str, Evaluation] = {}
+        self._embeddings: dict[str, Embedding] = {}
+        self._reference: pd.DataFrame | None = None
+        self._photos: PhotoStore | None = None
+
+    def _read_run(self) -> None:
+        self.config = self.json("config.json")
         try:
             self.train_config = TrainConfig.from_dict(self.config["train"])
         except (KeyError, TypeError) as e:
             raise BundleError(f"{self.path}: config.json has no usable training settings: {e}") from e
-        classes = _read_json(self.path, "classes.json")
+        classes = self.json("classes.json")
         self.class_ids = [c["id"] for c in classes]
         self.class_names = [c["name"] for c in classes]
         self.name_of = dict(zip(self.class_ids, self.class_names))  # class id -> display name
@@ -284,10 +336,6 @@ class Bundle:
             raise BundleError(f"{self.path}: bundle.json lists no stages")
         if len(self.test_labels) and self.test_labels.max() >= len(self.class_ids):
             raise BundleError(f"{self.path}: test_set.csv has labels beyond the {len(self.class_ids)} classes")
-        self._evals: dict[str, Evaluation] = {}
-        self._embeddings: dict[str, Embedding] = {}
-        self._reference: pd.DataFrame | None = None
-        self._lock = threading.Lock()
 
     @property
     def num_classes(self) -> int:
@@ -307,26 +355,59 @@ class Bundle:
         """The data set's identity as recorded at training: kind, location, counts."""
         return self.config.get("data", {})
 
-    def verify(self) -> None:
-        """Every file the manifest lists is there, with its size and hash."""
-        for rel, meta in self.manifest.get("files", {}).items():
-            p = self.path / rel
+    @property
+    def remote(self) -> bool:
+        """Whether files not yet here are downloaded on first use (a bundle opened by Hub repo id)."""
+        return self._fetch is not None
+
+    def has(self, rel: str) -> bool:
+        """Whether the bundle lists the file (a complete write: an unlisted file is never read)."""
+        return rel in self.files
+
+    def file(self, rel: str) -> Path:
+        """The local path of a listed file, downloaded and checked first if it is not here yet."""
+        p = self.path / rel
+        if p.is_file() or self._fetch is None:
             if not p.is_file():
                 raise BundleError(f"{self.path}: missing {rel}")
-            if p.stat().st_size != meta["bytes"] or _sha256(p) != meta["sha256"]:
-                raise BundleError(f"{self.path}: {rel} is corrupt (its size or checksum differs from bundle.json)")
+            return p
+        if rel not in self.files:
+            raise BundleError(f"{self.path}: missing {rel} (not listed in bundle.json)")
+        with self._lock:
+            if p.is_file():  # fetched by another thread meanwhile
+                return p
+            self.on_fetch(rel, int(self.files[rel]["bytes"]))
+            try:
+                p = self._fetch(rel)
+            except HubError as e:
+                raise BundleError(str(e)) from e
+            self._check(rel, p)
+        return p
 
-    def _csv(self, rel: str) -> pd.DataFrame:
+    def _check(self, rel: str, p: Path) -> None:
+        if rel in self.files:
+            check_file(self.path, rel, self.files[rel], p)
+
+    def verify(self) -> None:
+        """Every listed file is there, with its size and hash (for a Hub bundle: those downloaded so far)."""
+        for rel in self.files:
+            if self._fetch is None or (self.path / rel).is_file():
+                self._check(rel, self.path / rel)
+
+    def json(self, rel: str):
+        return _read_json(self.path, rel, self.file)
+
+    def _csv(self, rel: str, **kwargs) -> pd.DataFrame:
         try:
-            return pd.read_csv(self.path / rel)
-        except FileNotFoundError:
-            raise BundleError(f"{self.path}: missing {rel}") from None
+            return pd.read_csv(self.file(rel), **kwargs)
+        except BundleError:
+            raise
         except Exception as e:
             raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
 
     def has_onnx(self, stage: str | None = None) -> bool:
         """Whether the stage's serving graph is in the bundle (and listed in bundle.json: a complete write)."""
-        return ONNX_FILE.format(stage=stage or self.stages[-1]) in self.manifest.get("files", {})
+        return self.has(ONNX_FILE.format(stage=stage or self.stages[-1]))
 
     def onnx_file(self, stage: str | None = None) -> Path:
         """The stage's ONNX model, which the app serves; a bundle written before them is told how to add them."""
@@ -337,108 +418,139 @@ class Bundle:
                 f"Add them where TensorFlow is installed (requirements-train.txt): "
                 f"{ADD_ONNX.replace('RUN', str(self.path))}"
             )
-        return self.path / ONNX_FILE.format(stage=stage)
+        return self.file(ONNX_FILE.format(stage=stage))
 
     def head(self, stage: str | None = None) -> dict[str, np.ndarray] | None:
         """The stage's head folded into one linear map (weights, bias) for Grad-CAM; None if the head is not linear."""
         rel = HEAD_FILE.format(stage=stage or self.stages[-1])
-        if rel not in self.manifest.get("files", {}):
+        if not self.has(rel):
             return None
-        try:
-            with np.load(self.path / rel) as z:
-                head = {"weights": z["weights"].astype(np.float32), "bias": z["bias"].astype(np.float32)}
-        except Exception as e:
-            raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
+        with self._npz(rel) as z:
+            head = {"weights": z["weights"].astype(np.float32), "bias": z["bias"].astype(np.float32)}
         if head["weights"].shape[1] != self.num_classes:
             raise BundleError(f"{self.path}: {rel} has {head['weights'].shape[1]} classes, not {self.num_classes}")
         return head
+
+    def _npz(self, rel: str):
+        try:
+            return np.load(self.file(rel))
+        except BundleError:
+            raise
+        except Exception as e:
+            raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
 
     def evaluation(self, stage: str | None = None) -> Evaluation:
         stage = stage or self.stages[-1]
         with self._lock:
             if stage not in self._evals:
-                d = f"{stage}/"
-                try:
-                    probs = np.load(self.path / d / "probs.npz")["probs"].astype(np.float32)
-                except Exception as e:
-                    raise BundleError(f"{self.path}: {d}probs.npz is unreadable: {e}") from e
-                if probs.shape != (len(self.test_ids), self.num_classes):
-                    raise BundleError(
-                        f"{self.path}: {d}probs.npz has shape {probs.shape}, expected "
-                        f"{(len(self.test_ids), self.num_classes)}"
-                    )
-                confusion = self._csv(d + "confusion.csv").iloc[:, 1:]  # first column: the true class ids
-                self._evals[stage] = Evaluation(
-                    probs=probs,
-                    predictions=self._csv(d + "predictions.csv"),
-                    per_class=self._csv(d + "per_class.csv"),
-                    confusion=confusion.to_numpy(),
-                    metrics=_read_json(self.path, d + "metrics.json"),
-                )
+                self._evals[stage] = self._read_evaluation(stage)
             return self._evals[stage]
+
+    def _read_evaluation(self, stage: str) -> Evaluation:
+        d = f"{stage}/"
+        with self._npz(d + "probs.npz") as z:
+            probs = z["probs"].astype(np.float32)
+        if probs.shape != (len(self.test_ids), self.num_classes):
+            raise BundleError(
+                f"{self.path}: {d}probs.npz has shape {probs.shape}, expected {(len(self.test_ids), self.num_classes)}"
+            )
+        confusion = self._csv(d + "confusion.csv").iloc[:, 1:]  # first column: the true class ids
+        return Evaluation(
+            probs=probs,
+            predictions=self._csv(d + "predictions.csv"),
+            per_class=self._csv(d + "per_class.csv"),
+            confusion=confusion.to_numpy(),
+            metrics=self.json(d + "metrics.json"),
+        )
 
     @property
     def has_feature_space(self) -> bool:
         """Whether this bundle carries the map, the reference photos and the unfamiliar-photo statistics (of its
         shipped, last stage: the one the app serves)."""
-        return (self.path / "reference.csv").is_file() and (self.path / self.stages[-1] / "embedding.npz").is_file()
+        return self.has("reference.csv") and self.has(f"{self.stages[-1]}/embedding.npz")
 
     def embedding(self, stage: str | None = None) -> Embedding | None:
-        """The stage's feature space, or None for a bundle written before it existed (re-evaluation adds it)."""
+        """The stage's feature space, or None for a bundle without it (the analyses step adds it)."""
         stage = stage or self.stages[-1]
         rel = f"{stage}/embedding.npz"
-        if not (self.path / rel).is_file():
+        if not self.has(rel):
             return None
         with self._lock:
             if stage not in self._embeddings:
-                try:
-                    with np.load(self.path / rel) as z:
-                        arrays = {k: z[k].astype(np.float32) for k in EMBEDDING_ARRAYS}
-                        emb = Embedding(
-                            **arrays, ref_labels=z["ref_labels"], threshold=float(z["threshold"]), k=int(z["k"])
-                        )
-                except Exception as e:
-                    raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
-                if emb.test.shape[0] != len(self.test_ids) or emb.xy.shape != (len(self.test_ids), 2):
-                    raise BundleError(f"{self.path}: {rel} does not have one row per test image")
-                self._embeddings[stage] = emb
+                self._embeddings[stage] = self._read_embedding(rel)
             return self._embeddings[stage]
+
+    def _read_embedding(self, rel: str) -> Embedding:
+        try:
+            with self._npz(rel) as z:
+                arrays = {k: z[k].astype(np.float32) for k in EMBEDDING_ARRAYS}
+                emb = Embedding(**arrays, ref_labels=z["ref_labels"], threshold=float(z["threshold"]), k=int(z["k"]))
+        except BundleError:
+            raise
+        except Exception as e:
+            raise BundleError(f"{self.path}: {rel} is unreadable: {e}") from e
+        if emb.test.shape[0] != len(self.test_ids) or emb.xy.shape != (len(self.test_ids), 2):
+            raise BundleError(f"{self.path}: {rel} does not have one row per test image")
+        return emb
 
     @property
     def reference(self) -> pd.DataFrame:
         """The reference training photos (id, label), in the order of every embedding's `ref` rows."""
         if self._reference is None:
-            self._reference = self._csv("reference.csv")
+            self._reference = self._csv("reference.csv", dtype={"id": str})
         return self._reference
 
     @property
     def has_data_quality(self) -> bool:
-        """Whether this bundle carries the suspect-label and duplicate analysis (re-evaluation adds it)."""
-        return (self.path / "quality" / "summary.json").is_file()
+        """Whether this bundle carries the suspect-label and duplicate analysis (the analyses step adds it)."""
+        return self.has("quality/summary.json")
 
     def data_quality(self) -> DataQuality | None:
-        """The data-quality analysis, or None for a bundle written before it existed."""
+        """The data-quality analysis, or None for a bundle without it."""
         if not self.has_data_quality:
             return None
         return DataQuality(
-            suspects=self._csv("quality/suspects.csv"),
-            duplicates=self._csv("quality/duplicates.csv"),
-            summary=_read_json(self.path, "quality/summary.json"),
+            suspects=self._csv("quality/suspects.csv", dtype={"id": str}),
+            duplicates=self._csv("quality/duplicates.csv", dtype={"a_id": str, "b_id": str}),
+            summary=self.json("quality/summary.json"),
         )
 
-    def quality_thumb(self, split: str, index: int) -> Path | None:
-        """A data-quality thumbnail (split "train" or "test", position in that split), if the bundle has it."""
-        p = self.path / "quality" / split / f"{int(index)}.jpg"
-        return p if split in ("train", "test") and p.is_file() else None
+    @property
+    def photos(self) -> PhotoStore:
+        """Every thumbnail the bundle keeps, by (split, id); shards are read (or downloaded) on first use."""
+        with self._lock:
+            if self._photos is None:
+                index = (
+                    self._csv(PHOTO_INDEX, dtype=str)
+                    if self.has(PHOTO_INDEX)
+                    else pd.DataFrame(columns=["split", "id", "shard"])
+                )
+                self._photos = PhotoStore(index, self.file, self.photo_cache)
+            return self._photos
 
-    def reference_thumb(self, row: int) -> Path | None:
-        p = self.path / "reference" / f"{int(row)}.jpg"
-        return p if p.is_file() else None
+    @property
+    def photo_cache(self) -> Path:
+        """Where photos are extracted for the app to serve: one folder per user and bundle content (its manifest's
+        hash), so two copies of one bundle share it and no other user's files are served."""
+        digest = hashlib.sha256(json.dumps(self.files, sort_keys=True).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"food101-photos-{getpass.getuser()}" / digest
+
+    def photo(self, split: str, image_id: str) -> Path | None:
+        """A photo's thumbnail as a file, if the bundle keeps one."""
+        return self.photos.path(split, str(image_id))
+
+    def has_photo(self, split: str, image_id: str) -> bool:
+        return (split, str(image_id)) in self.photos
 
     def thumb(self, index: int) -> Path | None:
-        """The thumbnail of test image `index`, if the bundle has one (only the bundle's own files)."""
-        p = self.path / "thumbs" / f"{int(index)}.jpg"
-        return p if p.is_file() else None
+        """The thumbnail of test image `index`, if the bundle keeps one."""
+        return self.photo("test", self.test_ids[int(index)])
+
+    def has_thumb(self, index: int) -> bool:
+        return self.has_photo("test", self.test_ids[int(index)])
+
+    def reference_thumb(self, row: int) -> Path | None:
+        return self.photo("train", self.reference["id"].iloc[int(row)])
 
     def original_image(self, index: int) -> Path | None:
         """The full-size test image, when the data set the bundle was evaluated on is on this machine."""
@@ -452,9 +564,22 @@ class Bundle:
         return None
 
 
-def _read_json(root: Path, rel: str):
+def _say_fetch(rel: str, size: int) -> None:
+    print(f"downloading {rel} ({size / 1e6:.1f} MB) from the Hub, on first use", file=sys.stderr)
+
+
+def check_file(root: Path, rel: str, meta: dict, p: Path | None = None) -> None:
+    """The file is there with the size and sha256 bundle.json gives it."""
+    p = p or root / rel
+    if not p.is_file():
+        raise BundleError(f"{root}: missing {rel}")
+    if p.stat().st_size != meta["bytes"] or _sha256(p) != meta["sha256"]:
+        raise BundleError(f"{root}: {rel} is corrupt (its size or checksum differs from bundle.json)")
+
+
+def _read_json(root: Path, rel: str, file: Callable[[str], Path] | None = None):
     try:
-        return json.loads((root / rel).read_text())
+        return json.loads((file(rel) if file else root / rel).read_text())
     except FileNotFoundError:
         raise BundleError(f"{root}: missing {rel} (not a complete run bundle)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -462,22 +587,19 @@ def _read_json(root: Path, rel: str):
 
 
 def load_bundle(ref: str | os.PathLike, verify: bool = True) -> Bundle:
-    """A bundle from a local folder, or from a Hugging Face Hub model repo ("owner/name")."""
+    """A bundle from a local folder, or from a Hugging Face Hub model repo ("owner/name"), whose files are then
+    downloaded when first read (bundle.json at once)."""
     path = Path(ref).expanduser()
     if path.is_dir():
         return Bundle(path, verify)
     if not _REPO_ID.match(str(ref)):
         raise BundleError(f"{ref}: no such folder, and not a Hugging Face Hub repo id (owner/name)")
-    from huggingface_hub import snapshot_download
-
+    repo = HubRepo(str(ref))
     try:
-        local = snapshot_download(repo_id=str(ref), repo_type="model")
-    except Exception as e:  # offline, unknown repo, auth: all end here
-        raise BundleError(
-            f"could not download the bundle {ref!r} from the Hugging Face Hub: {type(e).__name__}: {e}. "
-            "Offline? Download it elsewhere (huggingface-cli download REPO --local-dir DIR) and pass the folder."
-        ) from e
-    return Bundle(Path(local), verify)
+        folder = repo.open("bundle.json")
+    except HubError as e:
+        raise BundleError(str(e)) from e
+    return Bundle(folder, verify, fetch=repo.fetch)
 
 
 def find_newest_bundle(root: Path) -> Path | None:
@@ -488,27 +610,90 @@ def find_newest_bundle(root: Path) -> Path | None:
     return max(found, key=lambda p: (p / "bundle.json").stat().st_mtime, default=None)
 
 
-def publish_bundle(path: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
-    """Upload a verified bundle to a Hub model repo; returns the repo URL."""
-    from huggingface_hub import HfApi
+def publish_bundle(path: Path, repo_id: str, private: bool = False, token: str | None = None, api=None) -> str:
+    """Upload a verified bundle to a Hub model repo in commits of at most 100 files, bundle.json last; returns
+    the repo URL."""
+    b = Bundle(path)  # refuse to publish a broken or format-1 bundle
+    return upload(b.path, sorted(b.files), repo_id, last="bundle.json", private=private, token=token, api=api)
 
-    Bundle(path)  # refuse to publish a broken bundle
-    api = HfApi(token=token)
-    url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(
-        folder_path=str(path), repo_id=repo_id, repo_type="model", commit_message="Upload Food-101 Explorer run bundle"
-    )
-    return str(url)
+
+def upgrade_bundle(path: Path) -> Path:
+    """Convert a format-1 bundle (loose thumbnails) to format 2 (photos/ shards) in place, atomically."""
+    path = Path(path)
+    manifest = _read_json(path, "bundle.json")
+    if manifest.get("version") != 1:
+        raise BundleError(f"{path}: not a format-1 bundle (version {manifest.get('version')})")
+    for rel, meta in manifest["files"].items():
+        check_file(path, rel, meta)
+    photos, loose = format1_photos(path, manifest["files"])
+    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel in manifest["files"]:
+        if rel not in loose:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path / rel, tmp / rel)
+    for rel, data in photo_files(tmp, photos, format1_first_screen(path, manifest, set(photos))).items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(data)
+    write_manifest(tmp, manifest["stages"])
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def format1_first_screen(path: Path, manifest: dict, kept: set[Key]) -> set[Key]:
+    """What evaluation now packs first, for a format-1 bundle: the reference photos, and of each dish's kept test
+    photos the last stage's most confident mistake and its first 3 right answers (Predict's examples)."""
+    first: set[Key] = set()
+    if "reference.csv" in manifest["files"]:
+        first |= {("train", i) for i in pd.read_csv(path / "reference.csv", dtype=str)["id"]}
+    p = pd.read_csv(path / manifest["stages"][-1] / "predictions.csv", dtype={"id": str})
+    p = p[[("test", i) in kept for i in p["id"]]]
+    wrong = p[~p["correct"]].sort_values("confidence", ascending=False, kind="stable").groupby("true").head(1)
+    right = p[p["correct"]].groupby("true").head(3)
+    return first | {("test", i) for i in pd.concat([wrong, right])["id"]}
+
+
+def format1_photos(path: Path, files: dict) -> tuple[dict[Key, bytes], set[str]]:
+    """A format-1 bundle's loose thumbnails by (split, id), and their file names."""
+    test_ids = pd.read_csv(path / "test_set.csv", dtype={"id": str})["id"].tolist()
+    train_ids: dict[int, str] = {}
+    if "quality/suspects.csv" in files:
+        s = pd.read_csv(path / "quality/suspects.csv", dtype={"id": str})
+        train_ids.update(zip(s["index"], s["id"]))
+        d = pd.read_csv(path / "quality/duplicates.csv", dtype={"a_id": str, "b_id": str})
+        for side in ("a", "b"):
+            rows = d[d[f"{side}_split"] == "train"]
+            train_ids.update(zip(rows[f"{side}_index"], rows[f"{side}_id"]))
+    ref = pd.read_csv(path / "reference.csv", dtype={"id": str})["id"].tolist() if "reference.csv" in files else []
+    photos: dict[Key, bytes] = {}
+    loose = set()
+    for rel in files:
+        parts = rel.split("/")
+        if not rel.endswith(".jpg") or parts[0] not in ("thumbs", "reference", "quality"):
+            continue
+        i = int(parts[-1][:-4])
+        key = {"thumbs": ("test", test_ids[i]) if i < len(test_ids) else None,
+               "reference": ("train", ref[i]) if i < len(ref) else None,
+               "quality": (parts[1], test_ids[i] if parts[1] == "test" else train_ids.get(i))}[parts[0]]  # fmt: skip
+        loose.add(rel)
+        if key is not None and key[1] is not None:
+            photos[key] = (path / rel).read_bytes()
+    return photos, loose
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m food101_core.bundle check RUN` verifies a bundle; `publish RUN OWNER/NAME` uploads it."""
+    """`check RUN` verifies a bundle; `publish RUN OWNER/NAME` uploads it; `upgrade RUN` converts format 1."""
     import argparse
-    import sys
 
     ap = argparse.ArgumentParser(prog="python -m food101_core.bundle", description=main.__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="verify every file of a bundle").add_argument("run")
+    sub.add_parser("upgrade", help="convert a format-1 bundle (loose thumbnails) to format 2, in place").add_argument(
+        "run"
+    )
     pub = sub.add_parser("publish", help="upload a bundle to a Hugging Face Hub model repo (needs HF_TOKEN)")
     pub.add_argument("run")
     pub.add_argument("repo_id")
@@ -518,7 +703,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             b = load_bundle(args.run)
             m = b.evaluation(b.stages[-1]).metrics
-            print(f"{b.path}: complete; {b.num_classes} classes, {len(b.test_ids)} test images, top-1 {m['top1']:.2%}")
+            size = sum(f["bytes"] for f in b.files.values())
+            print(f"{b.path}: complete; {b.num_classes} classes, {len(b.test_ids)} test images, top-1 {m['top1']:.2%}; "
+                  f"{len(b.files) + 1} files, {size / 1e6:.1f} MB, {len(b.photos):,} photos")  # fmt: skip
+        elif args.command == "upgrade":
+            print(f"{upgrade_bundle(Path(args.run))}: upgraded to format {VERSION}")
         else:
             print(publish_bundle(Path(args.run), args.repo_id, private=args.private))
     except BundleError as e:

@@ -115,6 +115,17 @@ class TrainConfig:
     out: str = setting("runs", "folder the bundle is written under")
     name: str = setting("", "bundle folder name under --out (default: backbone-data-recipehash)")
     thumbs_correct_per_class: int = setting(3, "thumbnails of correctly classified test photos kept per class")
+    mistake_thumbs_per_class: int = setting(
+        40,
+        "thumbnails of each stage's most confident mistakes kept per true dish (the Mistakes gallery; all mistakes "
+        "stay listed, the app says how many have no picture)",
+    )
+    analyses: bool = setting(
+        False,
+        "after writing the bundle, add the feature space (map, similar photos, unfamiliar-photo warning) and the "
+        "data-quality analysis; off, add them later with `python -m food101_core.training.analyses RUN` (at "
+        "Food-101's size they cost more than the evaluation itself: docs/benchmarks.md)",
+    )
     onnx: bool = setting(
         True,
         "write each stage also as ONNX, which the app serves without TensorFlow (off: the app refuses the bundle "
@@ -129,6 +140,9 @@ class TrainConfig:
         300,
         "data-quality analysis: thumbnails of the N most suspect training labels kept in the bundle (the whole "
         "list is kept as CSV; 0 = no data-quality analysis)",
+    )
+    pair_thumbs: int = setting(
+        300, "data-quality analysis: near-duplicate pairs of each kind whose photos the bundle keeps (the closest)"
     )
     quality_folds: int = setting(5, "folds of the cross-validation that finds suspect training labels (2 or more)")
 
@@ -231,6 +245,8 @@ NON_NEGATIVE = (
     "stage1_lr",
     "stage2_lr",
     "thumbs_correct_per_class",
+    "mistake_thumbs_per_class",
+    "pair_thumbs",
     "reference_per_class",
     "suspect_thumbs",
 )
@@ -243,4 +259,5 @@ LATER_SETTINGS_OFF = {
     "polish_size": 0,
     "polish_lr": 0.0,
 }
-NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class", "suspect_thumbs", "quality_folds", "onnx"}
+NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class", "suspect_thumbs", "quality_folds", "onnx",
+              "analyses", "mistake_thumbs_per_class", "pair_thumbs"}  # fmt: skip

@@ -323,7 +323,7 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
         b = load_bundle(ROOT / "assets" / "demo-bundle")
         extras = recipe_extras(b.train_config)  # how it was trained, as the page states it
         assert "augmentation" in extras and all(part in config for part in extras)
-        thumb = next((b.path / "thumbs").iterdir())
+        thumb = b.thumb(next(i for i in range(len(b.test_ids)) if b.has_thumb(i)))
         label, verdict, _ = Client(url, verbose=False).predict(
             handle_file(str(thumb)), False, b.stages[-1], api_name="/predict"
         )

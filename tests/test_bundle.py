@@ -37,8 +37,10 @@ def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
         assert b.thumb(i) is not None, f"no thumbnail for mistake {i}"
     from PIL import Image
 
-    for p in (tiny_bundle / "thumbs").iterdir():
-        assert max(Image.open(p).size) <= 128
+    index = pd.read_csv(tiny_bundle / "photos" / "index.csv", dtype=str)
+    assert not index.duplicated(["split", "id"]).any()  # each photo stored once
+    for split, image_id in zip(index["split"], index["id"]):
+        assert max(Image.open(b.photo(split, image_id)).size) <= 128
 
 
 def test_training_curves_name_what_was_validated_on(tiny_bundle):

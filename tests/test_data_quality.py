@@ -66,8 +66,8 @@ def tampered_analysis(tmp_path_factory):
     """food101-mini with 5 % of the training labels moved to another class and 10 test photos copied (re-encoded,
     resized or cropped) into the training split, analysed on MobileNet's ImageNet features at 224 px."""
     from food101_core.config import TrainConfig
+    from food101_core.training.analyses import backbone_features
     from food101_core.training.data import load_data
-    from food101_core.training.evaluate import backbone_features
     from food101_core.training.model import build_model
     from food101_core.training.synthetic import tampered_copy
 

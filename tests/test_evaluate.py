@@ -15,7 +15,8 @@ from sklearn.metrics import (
 
 from food101_core.metrics import calibration, evaluate_probs, most_confident_mistakes
 from food101_core.training.data import load_data, make_dataset
-from food101_core.training.evaluate import predict, thumbnail_jpeg
+from food101_core.training.predictions import predict
+from food101_core.training.thumbnails import thumbnail_jpeg
 
 
 def random_probs(n=400, c=7, seed=0):

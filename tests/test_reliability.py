@@ -66,12 +66,14 @@ def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle
 
 
 def test_no_file_outside_the_bundle_is_served(app, tiny_bundle):
-    thumb = next((tiny_bundle / "thumbs").iterdir())
+    b = load_bundle(tiny_bundle)
+    thumb = b.thumb(next(i for i in range(len(b.test_ids)) if b.has_thumb(i)))  # as a gallery serves it
     assert urllib.request.urlopen(f"{app}gradio_api/file={thumb}", timeout=10).status == 200
     secrets = [
         "/etc/passwd",
         f"{tiny_bundle}/../../../../../../etc/passwd",
-        f"{tiny_bundle}/thumbs/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        f"{tiny_bundle}/photos/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        f"{thumb.parent}/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
         str(ROOT / "app.py"),
         str(tiny_bundle.parent / ".work"),
     ]

@@ -49,7 +49,8 @@ def build(ctx: AppContext, other: Bundle) -> None:
         pa, pb = a.evaluation(a.stages[-1]).predictions, other.evaluation(other.stages[-1]).predictions
         items = []
         for i in indices:
-            thumb = a.thumb(i) or other.thumb(i)  # a flip is wrong in one run, whose bundle kept its thumbnail
+            # a flip is wrong in one run, whose bundle may keep its thumbnail
+            thumb = a.thumb(i) if a.has_thumb(i) else other.thumb(i)
             if thumb is not None:
                 mark = ("✓", "✗") if label.endswith("A only") else ("✗", "✓")
                 items.append((str(thumb), f"A: {a.name_of[pa['pred'].iloc[i]]} {mark[0]} · "

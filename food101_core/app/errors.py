@@ -42,9 +42,7 @@ def pair_examples(b: Bundle, stage: str, true_name: str, pred_name: str) -> tupl
     cell = p[(p["true"] == b.id_of.get(true_name)) & (p["pred"] == b.id_of.get(pred_name))]
     cell = cell.sort_values("confidence", ascending=False)
     items = [
-        (str(b.thumb(r.index)), f"{r.confidence:.0%} sure · {r.id}")
-        for r in cell.itertuples()
-        if b.thumb(r.index) is not None
+        (str(b.thumb(r.index)), f"{r.confidence:.0%} sure · {r.id}") for r in cell.itertuples() if b.has_thumb(r.index)
     ]
     return items, len(cell)
 
@@ -100,10 +98,17 @@ def mistake_gallery(
 ) -> tuple[list[tuple[str, str]], list[int], str]:
     """The most confident mistakes with thumbnails: gallery items, their test indices, and a count line."""
     m = mistakes_table(b, stage, true_name, pred_name, min_conf)
-    shown = [r for r in m.head(limit).itertuples() if b.thumb(r.index) is not None]
+    pictured = m[m["index"].map(b.has_thumb)] if len(m) else m
+    shown = list(pictured.head(limit).itertuples())
     items = [(str(b.thumb(r.index)), f"{r.true_name} → {r.pred_name} · {r.confidence:.0%}") for r in shown]
-    count = f"**{len(m)}** mistake{'s' if len(m) != 1 else ''}"
+    count = f"**{len(m):,}** mistake{'s' if len(m) != 1 else ''}"
     count += f", the {len(shown)} most confident shown" if len(shown) < len(m) else ", most confident first"
+    if len(pictured) < len(m):  # the cap: the bundle keeps pictures of each stage's most confident per dish
+        cap = b.train_config.mistake_thumbs_per_class
+        count += (
+            f". The bundle keeps pictures of each stage's {cap} most confident mistakes per dish: "
+            f"{len(m) - len(pictured):,} more lie beyond that cap (all are in the `/mistakes` list)"
+        )
     return items, [int(r.index) for r in shown], count
 
 
@@ -113,9 +118,8 @@ def photo_caption(b: Bundle, stage: str, index: int, full_image: bool) -> str:
     row = b.evaluation(stage).predictions.iloc[int(index)]
     true, pred = b.name_of[row["true"]], b.name_of[row["pred"]]
     answer = f"**{true}** ✓ recognised" if true == pred else f"**{true}** predicted as **{pred}**"
-    return (
-        f"{answer} ({row['confidence']:.0%}) · test image `{row['id']}`"
-        + ("" if full_image else " · full image not on this machine")
+    return f"{answer} ({row['confidence']:.0%}) · test image `{row['id']}`" + (
+        "" if full_image else " · full image not on this machine"
     )
 
 

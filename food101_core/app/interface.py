@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import gradio as gr
 
 from ..bundle import Bundle
@@ -19,7 +21,7 @@ from . import (
 )
 from .context import PLOTLY_HEAD, PLOTLY_JS, AppContext
 
-__all__ = ["CSS", "PLOTLY_HEAD", "PLOTLY_JS", "build_app", "no_run_app"]
+__all__ = ["CSS", "PLOTLY_HEAD", "PLOTLY_JS", "build_app", "no_run_app", "say_download"]
 
 CSS = """
 #header-text h2 {margin: 0 0 2px 0}
@@ -74,6 +76,12 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
             if compare is not None:
                 compare_tab.build(ctx, compare)
     return page
+
+
+def say_download(rel: str, size: int) -> None:
+    """A Hub bundle's file fetched on its first use: said in the log and, within a request, on the page."""
+    print(f"downloading {rel} ({size / 1e6:.1f} MB) from the Hub, on first use", file=sys.stderr)
+    gr.Info(f"Downloading {rel} ({size / 1e6:.1f} MB) from the Hub: once, on first use…", duration=6)
 
 
 def no_run_app(message: str) -> gr.Blocks:

@@ -54,7 +54,8 @@ def build(ctx: AppContext) -> None:
         return m[["index", "id", "true_name", "pred_name", "confidence"]].to_dict("records")
 
     inputs = [ctx.stage, f_true, f_pred, f_conf]
-    for trigger in (f_true.change, f_pred.change, f_conf.release, ctx.stage.change, ctx.blocks.load):
+    # filled when the tab is opened (a Space downloading the bundle on demand fetches the photos only then)
+    for trigger in (f_true.change, f_pred.change, f_conf.release, ctx.stage.change, tab.select):
         trigger(mistakes, inputs, [gallery, shown, count], api_name=False)
     gallery.select(on_select, [ctx.stage, shown], [big, top5, caption, cam, key], api_name=False)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs

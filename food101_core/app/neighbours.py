@@ -21,7 +21,8 @@ def example_photos(b: Bundle, predictor: Predictor, per_kind: int = 4) -> list[t
     caption is `predictor`'s answer on that very photo, so a click on it shows what the label promised.
     """
     p = b.evaluation(b.stages[-1]).predictions
-    p = p[p["index"].map(lambda i: b.thumb(i) is not None)]  # the bundle keeps thumbnails of only some hits
+    first = b.photos.on_first_screen
+    p = p[[first("test", b.test_ids[i]) for i in p["index"]]]  # packed with the first screen: no other shard fetched
     out = []
     for correct in (True, False):
         rows = p[p["correct"] == correct].sort_values("confidence", ascending=not correct, kind="stable")
@@ -45,8 +46,9 @@ def embedding_points(b: Bundle, stage: str) -> list[dict]:
 
 
 NO_FEATURE_SPACE = (
-    "This bundle has no feature-space analysis (it was written before it existed, or with "
-    "--reference-per-class 0). Add it where the data set is at hand: python -m food101_core.training.evaluate RUN"
+    "This bundle has no feature-space analysis: it is an opt-in step (`train.py --analyses`, or later, where the "
+    "data set is at hand: `python -m food101_core.training.analyses RUN [--data PATH]`; a bundle written with "
+    "`--reference-per-class 0` has none)."
 )
 
 
@@ -91,17 +93,14 @@ def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
 
 def similar_gallery(b: Bundle, similar: list[dict]) -> list[tuple[str, str]]:
     """Reference thumbnails with their label and distance, for a gallery."""
-    return [
-        (str(b.reference_thumb(s["row"])), f"{s['label']} · {s['distance']:.2f}")
-        for s in similar
-        if b.reference_thumb(s["row"]) is not None
-    ]
+    paths = [b.reference_thumb(s["row"]) for s in similar]
+    return [(str(p), f"{s['label']} · {s['distance']:.2f}") for p, s in zip(paths, similar) if p is not None]
 
 
 def selection_gallery(b: Bundle, stage: str, indices: list[int], limit: int) -> tuple[list, list[int], str]:
     """Thumbnails of the selected test photos (those the bundle has), their indices, and a count line."""
     p = b.evaluation(stage).predictions
-    shown = [i for i in indices if b.thumb(i) is not None][:limit]
+    shown = [i for i in indices if b.has_thumb(i)][:limit]
     items = [
         (
             str(b.thumb(i)),

@@ -12,9 +12,9 @@ from ..bundle import Bundle, BundleError
 from ..data_quality import MAX_PAIRS
 
 NO_DATA_QUALITY = (
-    "This bundle has no data-quality analysis (it was written before the suspect-label and duplicate search "
-    "existed, or with `--suspect-thumbs 0`). Where the data set is at hand, add it by re-evaluating: "
-    "`python -m food101_core.training.evaluate RUN [--data PATH]`."
+    "This bundle has no data-quality analysis: it is an opt-in step (`train.py --analyses`, or later, where the "
+    "data set is at hand: `python -m food101_core.training.analyses RUN [--data PATH]`; a bundle written with "
+    "`--suspect-thumbs 0` has none)."
 )
 KINDS = {"test ↔ train (leakage)": "train-test", "within the test split": "test-test"}
 
@@ -47,7 +47,7 @@ def suspect_gallery(
     s = suspects_table(b, given, suggested)
     items = []
     for row in s.itertuples():
-        thumb = b.quality_thumb("train", row.index)
+        thumb = b.photo("train", row.id)
         if thumb is not None:
             caption = f"#{row.rank}: {row.given_name} → looks like {row.suggested_name} · score {row.quality:.2f}"
             items.append((str(thumb), caption))
@@ -55,15 +55,16 @@ def suspect_gallery(
             break
     line = (
         f"**{len(s):,}** suspect labels match; the {len(items)} with thumbnails in the bundle are shown, most "
-        "suspect first. Captions read label given → what the photo looks like · score: how likely the given label "
-        "is, judged by a model that never saw this photo's label (low: probably wrong). The CSV has them all."
+        f"suspect first (it keeps pictures of the {b.train_config.suspect_thumbs:,} most suspect). Captions read "
+        "label given → what the photo looks like · score: how likely the given label is, judged by a model that "
+        "never saw this photo's label (low: probably wrong). The CSV has them all."
     )
     return items, line
 
 
 def pair_image(b: Bundle, row) -> Image.Image | None:
     """The two photos of a near-duplicate pair side by side (None when a thumbnail is missing)."""
-    paths = [b.quality_thumb(row.a_split, row.a_index), b.quality_thumb(row.b_split, row.b_index)]
+    paths = [b.photo(row.a_split, row.a_id), b.photo(row.b_split, row.b_id)]
     if None in paths:
         return None
     ims = [Image.open(p).convert("RGB") for p in paths]
@@ -89,7 +90,11 @@ def duplicate_gallery(b: Bundle, kind: str, limit: int) -> tuple[list[tuple[Imag
     summary = require(b).summary
     threshold = summary.get("duplicate_threshold")
     line = f"{pair_count(summary, kind, len(d))} {what} (cosine distance of their features ≤ {1 - threshold:.2f}"
-    return items, line + f"; 0 is the same picture); {len(items)} shown"
+    line += f"; 0 is the same picture); {len(items)} shown"
+    pictured = summary.get("pair_thumbs")
+    if pictured is not None and len(d) > pictured:
+        line += f" (the bundle keeps pictures of the {pictured:,} closest; the CSV lists all {len(d):,})"
+    return items, line
 
 
 def pair_count(summary: dict, kind: str, kept: int) -> str:

@@ -37,19 +37,18 @@ def build(ctx: AppContext) -> None:
     def duplicates(kind_label: str):
         return quality_report.duplicate_gallery(b, quality_report.KINDS[kind_label], MAX_PAIRS)
 
-    with gr.Tab("Data quality", id="quality"):
+    with gr.Tab("Data quality", id="quality") as tab:
         gr.api(api_suspects, api_name="suspects")  # inside the tab: gr.Tabs holds only tabs
         if not b.has_data_quality:
             gr.Markdown(quality_report.NO_DATA_QUALITY, elem_id="quality-missing")
             return
         gr.Markdown(quality_report.summary_line(b), elem_id="quality-summary")
-        items, line, path = suspects(None, None)  # shown with the page, not after a round trip
         with gr.Row():
             given = dish_filter(names, "Labelled as", "q-given")
             suggested = dish_filter(names, "Looks like", "q-suggested")
-        count = gr.Markdown(line, elem_id="suspect-count")
-        gallery = captioned_gallery("Suspect training labels", "suspects-gallery", height=560, value=items)
-        csv = gr.DownloadButton("Download these suspects (CSV, for train.py --exclude)", path, elem_id="suspects-csv")
+        count = gr.Markdown(elem_id="suspect-count")
+        gallery = captioned_gallery("Suspect training labels", "suspects-gallery", height=560)
+        csv = gr.DownloadButton("Download these suspects (CSV, for train.py --exclude)", elem_id="suspects-csv")
         gr.Markdown("### Near-duplicate photos")
         kind = gr.Radio(list(quality_report.KINDS), value=next(iter(quality_report.KINDS)), label="Pairs")
         pair_count = gr.Markdown(elem_id="pair-count")
@@ -58,9 +57,10 @@ def build(ctx: AppContext) -> None:
         )
         chart(quality_report.quality_figure(quality_report.class_counts(b)), "quality-plot")
 
-    for trigger in (given.change, suggested.change):
+    # filled when the tab is opened: a Space downloading the bundle on demand fetches these photos only then
+    for trigger in (given.change, suggested.change, tab.select):
         trigger(suspects, [given, suggested], [gallery, count, csv], api_name=False)
-    for trigger in (kind.change, ctx.blocks.load):
+    for trigger in (kind.change, tab.select):
         trigger(duplicates, [kind], [pairs, pair_count], api_name=False)
 
 

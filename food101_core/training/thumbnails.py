@@ -1,0 +1,74 @@
+"""The bundle's thumbnails: which test photos get one, and small upright JPEGs of them."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    from ..metrics import Evaluation
+    from .data import Split
+
+THUMB_SIZE = 128
+
+
+def thumbnail_indices(
+    evals: dict[str, Evaluation], labels: np.ndarray, mistakes_per_class: int, right_per_class: int
+) -> tuple[list[int], set[int]]:
+    """The test photos the bundle keeps a thumbnail of, and those of them the first screen shows.
+
+    Kept: each stage's `mistakes_per_class` most confident mistakes of every true dish (the Mistakes gallery shows
+    the most confident first) and the first `right_per_class` photos of each dish the last stage gets right;
+    bounded by classes x (stages x mistakes_per_class + right_per_class), whatever the test split's size. The
+    first screen (Predict's examples) picks among the right ones and the last stage's most confident mistake of
+    each dish, which are packed first so that a Space fetches only them before it answers.
+    """
+    keep: set[int] = set()
+    for ev in evals.values():
+        keep |= set(most_confident_mistakes(ev, mistakes_per_class))
+    last = list(evals.values())[-1]
+    first = set(most_confident_mistakes(last, 1))
+    right = last.predictions["correct"].to_numpy().astype(bool)
+    for c in np.unique(labels):
+        first |= set(np.flatnonzero((labels == c) & right)[:right_per_class].tolist())
+    return sorted(keep | first), first
+
+
+def most_confident_mistakes(ev: Evaluation, per_class: int) -> list[int]:
+    p = ev.predictions
+    wrong = p[~p["correct"].astype(bool)].sort_values("confidence", ascending=False, kind="stable")
+    return wrong.groupby("true", sort=False).head(per_class)["index"].astype(int).tolist()
+
+
+def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE, quality: int = 85) -> bytes:
+    """A small JPEG (longer side <= size), upright and RGB, from any image PIL reads."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft("RGB", (size, size))
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        im.save(out, "JPEG", quality=quality, optimize=True)
+        return out.getvalue()
+
+
+def make_thumbnails(split: Split, indices: list[int], size: int = THUMB_SIZE, quality: int = 85) -> dict[int, bytes]:
+    """Thumbnails of a split's images at `indices`, read from files or from the TFDS split."""
+    from tqdm.auto import tqdm
+
+    wanted = set(indices)
+    out: dict[int, bytes] = {}
+    if split.paths is not None:
+        source = ((i, Path(split.paths[i]).read_bytes()) for i in sorted(wanted))
+    else:
+        source = ((i, b) for i, b in enumerate(split.encoded().as_numpy_iterator()) if i in wanted)
+    for i, data in tqdm(source, total=len(wanted), desc="thumbnails", leave=False):
+        try:
+            out[i] = thumbnail_jpeg(data, size, quality)
+        except Exception as e:  # one bad image must not lose the bundle
+            logging.getLogger(__name__).warning("no thumbnail for image %d: %s", i, e)
+    return out
