@@ -63,6 +63,7 @@ STAGES = ("stage1", "stage2", "stage3")  # stage3: the optional resolution polis
 HEAD_FILE = "models/{stage}.head.npz"  # the folded head: Grad-CAM without gradients
 ONNX_FILE = "models/{stage}.onnx"  # the serving graph: probabilities, pooled features, last feature map
 ADD_ONNX = "python -m food101_core.training.export RUN"  # adds both to a bundle written before them
+SLICES_FILE = "{stage}/slices.json"  # the stage's failure slices (properties.csv: what defines them)
 EMBEDDING_ARRAYS = ("test", "test_resid", "xy", "mean", "components", "ref", "ref_resid")
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -102,6 +103,8 @@ class Results:
     embeddings: dict[str, Embedding] = field(default_factory=dict)
     reference: pd.DataFrame | None = None  # the reference training photos: id, label
     quality: DataQuality | None = None
+    properties: pd.DataFrame | None = None  # every test photo's readable properties (failures.py)
+    slices: dict[str, pd.DataFrame] = field(default_factory=dict)  # stage -> its failure slices
 
 
 def write_bundle(dest: Path, results: Results, overwrite: bool = False) -> Path:
@@ -114,7 +117,9 @@ def write_bundle(dest: Path, results: Results, overwrite: bool = False) -> Path:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     tmp.mkdir()
-    for writer in (write_run, write_models, write_evaluations, write_feature_space, write_quality, write_photos):
+    writers = (write_run, write_models, write_evaluations, write_feature_space, write_quality, write_slices,
+               write_photos)  # fmt: skip
+    for writer in writers:
         writer(tmp, results)
     write_manifest(tmp, list(results.evals))
     if dest.exists():
@@ -255,11 +260,30 @@ def write_quality(folder: Path, r: Results) -> None:
 
 
 def quality_files(dq: DataQuality) -> dict[str, bytes]:
-    return {
+    files = {
         "quality/suspects.csv": dq.suspects.to_csv(index=False).encode(),
         "quality/duplicates.csv": dq.duplicates.to_csv(index=False).encode(),
         "quality/summary.json": json.dumps(dq.summary, indent=1).encode(),
     }
+    if dq.image_checks is not None:
+        files["quality/image_checks.csv"] = dq.image_checks.to_csv(index=False).encode()
+    return files
+
+
+def write_slices(folder: Path, r: Results) -> None:
+    """properties.csv and stageN/slices.json: the failure slices and the photo properties that define them."""
+    for rel, data in slice_files(r.properties, r.slices).items():
+        (folder / rel).write_bytes(data)
+
+
+def slice_files(properties: pd.DataFrame | None, slices: dict[str, pd.DataFrame]) -> dict[str, bytes]:
+    files = (
+        {} if properties is None else {"properties.csv": properties.to_csv(index=False, float_format="%.5g").encode()}
+    )
+    for stage, found in slices.items():
+        records = found.to_dict("records")
+        files[SLICES_FILE.format(stage=stage)] = json.dumps({**found.attrs, "slices": records}, indent=1).encode()
+    return files
 
 
 def write_manifest(folder: Path, stages: list[str]) -> None:
@@ -509,11 +533,23 @@ class Bundle:
         """The data-quality analysis, or None for a bundle without it."""
         if not self.has_data_quality:
             return None
+        checks = "quality/image_checks.csv"
         return DataQuality(
             suspects=self._csv("quality/suspects.csv", dtype={"id": str}),
             duplicates=self._csv("quality/duplicates.csv", dtype={"a_id": str, "b_id": str}),
             summary=self.json("quality/summary.json"),
+            image_checks=self._csv(checks, dtype={"id": str}) if self.has(checks) else None,
         )
+
+    def properties(self) -> pd.DataFrame | None:
+        """Every test photo's readable properties (and, with the analyses, unfamiliar score and map region)."""
+        return self._csv("properties.csv", dtype={"id": str}) if self.has("properties.csv") else None
+
+    def slices(self, stage: str | None = None) -> dict | None:
+        """The stage's failure slices ({"slices": [{name, conditions, n, accuracy, overall, p_value, ...}], "tested",
+        "correction", ...}), or None where evaluation did not find them (a bundle written before them)."""
+        rel = SLICES_FILE.format(stage=stage or self.stages[-1])
+        return self.json(rel) if self.has(rel) else None
 
     @property
     def photos(self) -> PhotoStore:

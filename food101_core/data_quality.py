@@ -11,7 +11,7 @@ This module is what the bundle stores and the app reads; the analysis itself is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -25,4 +25,4 @@ class DataQuality:
     suspects: pd.DataFrame  # index (position in the analysed training set), id, given, suggested, quality
     duplicates: pd.DataFrame  # kind, a_split, a_index, a_id, b_split, b_index, b_id, similarity
     summary: dict  # method, folds, cv_top1, n_train, threshold, counts...
-    thumbs: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (split, index) -> JPEG
+    image_checks: pd.DataFrame | None = None  # training photos flagged dark, blurry, ...: index, id, given, flags

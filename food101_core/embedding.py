@@ -65,6 +65,13 @@ class Embedding:
         idx = np.argsort(dist, axis=1, kind="stable")[:, : min(k, len(self.ref))]
         return idx, np.take_along_axis(dist, idx, axis=1)
 
+    def nearest_of(self, y: np.ndarray, r: np.ndarray, label: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest reference photos of one class to one photo: indices into `ref`, distances, nearest first."""
+        of = np.flatnonzero(self.ref_labels == label)
+        dist = self.distances(y, r)[0, of]
+        order = np.argsort(dist, kind="stable")[:k]
+        return of[order], dist[order]
+
     def unfamiliarity(self, y: np.ndarray, r: np.ndarray) -> np.ndarray:
         """Mean distance to the k nearest reference photos (higher: less like anything trained on)."""
         return self.nearest(y, r, self.k)[1].mean(axis=1)

@@ -235,6 +235,25 @@ def exercise_mistakes(page, out: Path, seen: dict, timeout_ms: int) -> None:
     page.screenshot(path=str(out / "mistakes.png"), full_page=True)
 
 
+def exercise_slices(page, out: Path, seen: dict, timeout_ms: int) -> None:
+    """The slices listed; a click on the first shows its photos and the line that counts them."""
+    from playwright.sync_api import expect
+
+    _tab(page, "Slices")
+    if page.locator("#slices-missing").count():
+        seen["slices"] = "missing"
+        return
+    expect(page.locator("#slices-summary")).to_be_visible()
+    seen["slices_summary"] = page.locator("#slices-summary").inner_text()
+    cells = page.locator("#slices-table tbody tr td")
+    if cells.count():
+        cells.first.click()
+        expect(page.locator("#slice-line")).to_contain_text("right against", timeout=timeout_ms)
+        seen["slice_line"] = page.locator("#slice-line").inner_text()
+        seen["slice_images"] = visible_images_loaded(page, "#slice-gallery", timeout_ms)
+    page.screenshot(path=str(out / "slices.png"), full_page=True)
+
+
 def exercise_curves(page, out: Path, seen: dict, timeout_ms: int) -> None:
     _tab(page, "Training")
     seen["training_lines"] = drawn_marks(page, "#training-plot", "lines", timeout_ms)
@@ -346,6 +365,7 @@ def exercise_app(url: str, out: Path, photo: Path, timeout_ms: int = 60_000, qua
         )
         exercise_per_class(page, out, seen, timeout_ms)
         exercise_mistakes(page, out, seen, timeout_ms)
+        exercise_slices(page, out, seen, timeout_ms)
         exercise_curves(page, out, seen, timeout_ms)
         if page.locator("#map-missing").count() == 0:
             exercise_map(page, out, seen, timeout_ms)

@@ -26,7 +26,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
     base = tmp_path_factory.mktemp("bundle")
     data = make_food101_layout(base / "food")
-    assert train.main(tiny_args(data, base / "runs", polish_epochs=1, polish_size=40, onnx=True)) == 0
+    assert train.main(tiny_args(data, base / "runs", polish_epochs=1, polish_size=40, onnx=True, analyses=True)) == 0
     return base / "runs" / "tiny"
 
 
@@ -37,7 +37,7 @@ def scale_bundle(tmp_path_factory) -> Path:
 
     base = tmp_path_factory.mktemp("scale")
     data = make_food101_layout(base / "food", n_train=4, n_test=30, classes=101)
-    assert train.main(tiny_args(data, base / "runs", stage1_epochs=1, stage2_epochs=1, onnx=True)) == 0
+    assert train.main(tiny_args(data, base / "runs", stage1_epochs=1, stage2_epochs=1, onnx=True, analyses=True)) == 0
     return base / "runs" / "tiny"
 
 

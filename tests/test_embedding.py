@@ -166,3 +166,28 @@ def test_demo_bundle_tells_food_from_non_food_and_explains_by_example():
     # 20 reference photos a class: measured 58.0 % against the model's 79.6 % (head_bn features or k = 10 did no
     # better, 61-65 % on a fifth of the photos); five times chance is what this test holds to.
     assert knn > 5 / b.num_classes
+
+
+def test_explain_contrasts_the_answer_with_the_runner_up(client, tiny_bundle):
+    """/explain's `contrast`: the nearest reference photos of the predicted dish and of the runner-up, with the
+    distances an independent computation over the bundle's reference photos gives (brute force, per class)."""
+    from gradio_client import handle_file
+
+    from food101_core.serving.predictor import Predictor
+
+    b = load_bundle(tiny_bundle)
+    emb, ref = b.embedding("stage3"), b.reference
+    p = Predictor.from_bundle(b, "stage3")
+    for i in (1, 9):
+        photo = b.original_image(i)
+        got = client.predict(handle_file(str(photo)), "stage3", api_name="/explain")
+        top, contrast = got["top"], got["contrast"]
+        y, r = emb.project(p.predict(p.read(photo)).features)
+        dist = emb.distances(y, r)[0]
+        for side, class_id in (("pred", top[0]["id"]), ("runner_up", top[1]["id"])):
+            rows = np.flatnonzero(ref["label"].to_numpy() == b.class_ids.index(class_id))
+            expected = rows[np.argsort(dist[rows], kind="stable")][: len(contrast[side])]
+            assert [s["id"] for s in contrast[side]] == ref["id"].iloc[expected].tolist()
+            np.testing.assert_allclose([s["distance"] for s in contrast[side]], dist[expected], atol=2e-3)
+        assert {s["label"] for s in contrast["runner_up"]} == {top[1]["name"]}
+        assert len(contrast["pred"]) == len(contrast["runner_up"]) == 3

@@ -199,3 +199,38 @@ def test_an_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(BundleError, match=r"could not download bundle\.json of .nobody/nothing.*Offline"):
         load_bundle("nobody/nothing")
+
+
+def test_the_test_thumbnails_are_bounded_per_dish_whatever_the_test_split_size():
+    """Food-101's size with a model that gets most photos wrong: the kept thumbnails stay under the cap, and are the
+    most confident mistakes of each dish (what the Mistakes gallery shows first)."""
+    from food101_core.metrics import evaluate_probs
+    from food101_core.training.thumbnails import thumbnail_indices
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(101), 250)
+    ids = [f"c{c}/{i}" for i, c in enumerate(labels)]
+    classes = [f"c{c}" for c in range(101)]
+    evals = {s: evaluate_probs(rng.dirichlet(np.ones(101) * 0.3, len(labels)).astype(np.float32), labels, ids, classes)
+             for s in ("stage1", "stage2")}  # fmt: skip
+    kept, first = thumbnail_indices(evals, labels, mistakes_per_class=40, right_per_class=3)
+    assert len(kept) <= 101 * (2 * 40 + 3) and first <= set(kept)
+    p = evals["stage2"].predictions
+    wrong = p[~p["correct"]]
+    for c in ("c0", "c57"):
+        top = wrong[wrong["true"] == c].nlargest(40, "confidence")
+        assert set(top["index"]) <= set(kept)
+    assert len(first) <= 101 * 4
+
+
+def test_a_101_class_bundle_is_few_files_and_stores_each_photo_once(scale_bundle):
+    b = load_bundle(scale_bundle)
+    files = [*b.files, "bundle.json"]
+    assert len(files) <= 100 and b.num_classes == 101 and b.has_feature_space and b.has_data_quality
+    folders = pd.Series([str(Path(f).parent) for f in files]).value_counts()
+    assert folders.max() < 10_000
+    index = pd.read_csv(scale_bundle / "photos" / "index.csv", dtype=str)
+    assert not index.duplicated(["split", "id"]).any()
+    assert set(b.reference["id"]) <= set(index.loc[index["split"] == "train", "id"])
+    on_disk = sorted(p.relative_to(scale_bundle).as_posix() for p in scale_bundle.rglob("*") if p.is_file())
+    assert on_disk == sorted(files)  # nothing written beside the manifest's list

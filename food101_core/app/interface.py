@@ -17,6 +17,7 @@ from . import (
     per_class_tab,
     predict_tab,
     quality_tab,
+    slices_tab,
     training_tab,
 )
 from .context import PLOTLY_HEAD, PLOTLY_JS, AppContext
@@ -69,6 +70,7 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
             confusion_tab.build(ctx)
             per_class_tab.build(ctx)
             mistakes_tab.build(ctx)
+            slices_tab.build(ctx)
             map_tab.build(ctx)
             quality_tab.build(ctx)
             training_tab.build(ctx)

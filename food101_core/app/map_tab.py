@@ -96,7 +96,13 @@ def details_panel() -> list:
             cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=260, visible=False)
             key = gr.HTML(HEAT_KEY, visible=False)
             similar = captioned_gallery("Nearest training photos (dish · distance)", "map-similar", visible=False)
-    return [photo, caption, top5, cam, key, similar]
+            versus = gr.Markdown(elem_id="map-contrast-line")
+            contrast = captioned_gallery(
+                "Its answer against the runner-up: the nearest training photos of each (dish · distance)",
+                "map-contrast",
+                visible=False,
+            )
+    return [photo, caption, top5, cam, key, similar, versus, contrast]
 
 
 def embedding_map(b: Bundle, stage: str) -> list[dict]:
@@ -114,10 +120,14 @@ def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
     b = ctx.bundle
     image, heat = ctx.test_photo(stage, index)
     emb = b.embedding(stage)
-    near = neighbours.similar_photos(b, stage, emb.test[index : index + 1], emb.test_resid[index : index + 1])
+    y, r = emb.test[index : index + 1], emb.test_resid[index : index + 1]
+    near = neighbours.similar_photos(b, stage, y, r)
+    row = b.evaluation(stage).predictions.iloc[index]
+    items, line = neighbours.contrast_gallery(b, neighbours.contrast(b, stage, y, r, row["top1"], row["top2"]))
     text = errors.photo_caption(b, stage, index, heat is not None)
     shown = gr.update(value=image, visible=image is not None)
     top = gr.update(value=errors.top5_of(b, stage, index), visible=True)
     cam = gr.update(value=heat, visible=heat is not None)
     similar = gr.update(value=neighbours.similar_gallery(b, near), visible=True)
-    return shown, text, top, cam, gr.update(visible=heat is not None), similar
+    contrast = gr.update(value=items, visible=bool(items))
+    return shown, text, top, cam, gr.update(visible=heat is not None), similar, line, contrast

@@ -67,9 +67,23 @@ def similar_photos(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, k: int =
     ]
 
 
+def contrast(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, pred: str, runner_up: str, k: int = 3) -> dict:
+    """The nearest reference photos of the predicted dish beside the nearest of the runner-up: "closer to these
+    apple pies than to these baklavas" (class ids; rows into the reference table, ids and distances)."""
+    emb, ref = b.embedding(stage), b.reference
+
+    def of(class_id: str, with_label: bool) -> list[dict]:
+        idx, dist = emb.nearest_of(y, r, b.class_ids.index(class_id), k)
+        return [{"row": int(i), "id": str(ref["id"].iloc[i]), **({"label": b.name_of[class_id]} if with_label else {}),
+                 "distance": round(float(d), 4)} for i, d in zip(idx, dist)]  # fmt: skip
+
+    return {"pred": of(pred, False), "runner_up": of(runner_up, True)}
+
+
 def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
     """A prediction in words and numbers: its top 5, whether the photo is unlike the training photos, and why
-    by example (the nearest reference training photos).
+    by example: the nearest reference training photos, and the nearest of the predicted dish beside those of the
+    runner-up (`contrast`).
 
     The feature space is the final stage's (the bundle keeps only its map), so `features` are the final model's
     pooled features of the photo; by default the prediction's own (the final stage's prediction).
@@ -79,7 +93,7 @@ def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
     emb = b.embedding(stage)
     features = prediction.features if features is None else features
     if emb is None or features is None:
-        return {"top": top, "unfamiliar": None, "score": None, "threshold": None, "similar": []}
+        return {"top": top, "unfamiliar": None, "score": None, "threshold": None, "similar": [], "contrast": None}
     y, r = emb.project(features)
     score = float(emb.unfamiliarity(y, r)[0])
     return {
@@ -88,7 +102,27 @@ def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
         "score": round(score, 4),
         "threshold": round(emb.threshold, 4),
         "similar": similar_photos(b, stage, y, r, k),
+        "contrast": contrast(b, stage, y, r, top[0]["id"], top[1]["id"]) if len(top) > 1 else None,
     }
+
+
+def contrast_gallery(b: Bundle, found: dict | None) -> tuple[list[tuple[str, str]], str]:
+    """The contrastive photos as one gallery (the predicted dish's first, then the runner-up's) and the sentence
+    that reads it: which of the two dishes' training photos the photo is closer to, and by how much."""
+    if not found:
+        return [], ""
+    pred, other = found["pred"], found["runner_up"]
+    rows = [(s, f"{b.name_of[b.class_ids[int(b.reference['label'].iloc[s['row']])]]} · {s['distance']:.2f}")
+            for s in [*pred, *other]]  # fmt: skip
+    items = [(str(p), caption) for (s, caption) in rows if (p := b.reference_thumb(s["row"])) is not None]
+    if not pred or not other:
+        return items, ""
+    a, c = np.mean([s["distance"] for s in pred]), np.mean([s["distance"] for s in other])
+    pred_name = b.name_of[b.class_ids[int(b.reference["label"].iloc[pred[0]["row"]])]]
+    closer = "closer to" if a <= c else "yet farther from"
+    line = (f"The photo is {closer} these {pred_name} training photos (mean distance {a:.2f}) than to the nearest "
+            f"{other[0]['label']} ones ({c:.2f}), the runner-up.")  # fmt: skip
+    return items, line
 
 
 def similar_gallery(b: Bundle, similar: list[dict]) -> list[tuple[str, str]]:

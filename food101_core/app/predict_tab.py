@@ -50,6 +50,12 @@ def build(ctx: AppContext) -> None:
                     "similar",
                     visible=False,
                 )
+                versus = gr.Markdown(elem_id="contrast-line")
+                contrast = captioned_gallery(
+                    "Its answer against the runner-up: the nearest training photos of each (dish · distance)",
+                    "contrast",
+                    visible=False,
+                )
                 found = gr.State({})  # inside the tab: gr.Tabs must hold only tabs, or the tab bar mislabels them
                 gallery = captioned_gallery(
                     "Test photos: click one to predict it (✓ the model gets it right, ✗ it does not)",
@@ -65,7 +71,7 @@ def build(ctx: AppContext) -> None:
     # /predict keeps its three outputs (scripts rely on them); what only the page shows (similar photos, the key, a
     # refused file cleared away) travels in a State, which the API leaves out, and a follow-up step shows it.
     inputs, outputs = [photo, show_cam, ctx.stage], [top5, verdict, cam_out, found]
-    after = [similar, cam_out, cam_key, photo]
+    after = [similar, cam_out, cam_key, photo, versus, contrast]
     go_btn.click(predict, inputs, outputs, api_name="predict").then(show_extras, found, after, api_name=False).then(
         None, js=SHOW_ANSWER
     )
@@ -98,17 +104,27 @@ def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
         heat = overlay_heatmap(image, p.gradcam(pred, int(np.argmax(pred.probs))))
     label = {name: prob for _, name, prob in pred.top}
     words = verdict_text(pred, why, b.num_classes) + stage_note(ctx, stage, why) + note
-    extras = {"similar": neighbours.similar_gallery(b, why["similar"]), "cam": heat is not None}
+    items, line = neighbours.contrast_gallery(b, why["contrast"])
+    extras = {"similar": neighbours.similar_gallery(b, why["similar"]), "cam": heat is not None,
+              "contrast": items, "versus": line}  # fmt: skip
     return label, words, heat, extras
 
 
 def show_extras(extras: dict):
-    """The similar photos (hidden when there are none), the Grad-CAM box and its key (hidden without a map), and a
-    refused file cleared from the box (it would otherwise show as a broken image)."""
-    similar = extras.get("similar") or []
+    """The similar photos (hidden when there are none), the Grad-CAM box and its key (hidden without a map), a
+    refused file cleared from the box (it would otherwise show as a broken image), and the contrastive photos."""
+    similar, contrast = extras.get("similar") or [], extras.get("contrast") or []
     photo = gr.update(value=None) if extras.get("refused") else gr.update()
     cam = gr.update(visible=bool(extras.get("cam")))
-    return gr.update(value=similar, visible=bool(similar)), cam, cam, photo
+    versus = extras.get("versus", "")
+    return (
+        gr.update(value=similar, visible=bool(similar)),
+        cam,
+        cam,
+        photo,
+        versus,
+        gr.update(value=contrast, visible=bool(contrast)),
+    )
 
 
 def stage_note(ctx: AppContext, stage: str, why: dict) -> str:

@@ -167,3 +167,40 @@ def quality_figure(counts: pd.DataFrame, show: int = 30) -> go.Figure:
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
     )
     return fig
+
+
+CHECK_WORDS = {
+    "dark": "dark",
+    "light": "overexposed",
+    "blurry": "blurry",
+    "low_information": "near-constant (little detail)",
+    "grayscale": "black-and-white",
+    "odd_size": "odd size",
+    "odd_aspect_ratio": "odd aspect ratio",
+}
+
+
+def image_check_counts(b: Bundle) -> dict[str, int]:
+    """Training photos each image check flags (CleanVision's definitions), from the bundle's summary."""
+    return require(b).summary.get("image_checks", {})
+
+
+def image_check_gallery(b: Bundle, check: str, limit: int) -> tuple[list[tuple[str, str]], str, pd.DataFrame]:
+    """The training photos one check flags: those with pictures, a count line, and the table (id first: the CSV
+    `train.py --exclude` reads)."""
+    table = require(b).image_checks
+    if table is None:
+        return [], "This bundle's data-quality analysis predates the image checks: add it again to get them.", None
+    hits = table[table[check]]
+    items = []
+    for row in hits.itertuples():
+        thumb = b.photo("train", row.id)
+        if thumb is not None:
+            items.append((str(thumb), f"{b.name_of.get(row.given, row.given)} · {row.id}"))
+        if len(items) >= limit:
+            break
+    line = (
+        f"**{len(hits):,}** training photos look {CHECK_WORDS.get(check, check)}; {len(items)} with pictures in the "
+        "bundle shown. The CSV lists them all (its `id` column is what `train.py --exclude` reads)."
+    )
+    return items, line, hits

@@ -49,6 +49,17 @@ def build(ctx: AppContext) -> None:
         count = gr.Markdown(elem_id="suspect-count")
         gallery = captioned_gallery("Suspect training labels", "suspects-gallery", height=560)
         csv = gr.DownloadButton("Download these suspects (CSV, for train.py --exclude)", elem_id="suspects-csv")
+        gr.Markdown("### Image checks: dark, blurry, near-constant, odd size…")
+        counts = quality_report.image_check_counts(b)
+        check = gr.Radio(
+            [(f"{quality_report.CHECK_WORDS[c]} ({n:,})", c) for c, n in counts.items()],
+            value=max(counts, key=counts.get) if counts else None,
+            label="Training photos flagged by CleanVision's checks",
+            elem_id="q-check",
+        )
+        check_count = gr.Markdown(elem_id="check-count")
+        check_gallery = captioned_gallery("Flagged training photos (label · id)", "checks-gallery", height=360)
+        check_csv = gr.DownloadButton("Download these photos' ids (CSV, for train.py --exclude)", elem_id="checks-csv")
         gr.Markdown("### Near-duplicate photos")
         kind = gr.Radio(list(quality_report.KINDS), value=next(iter(quality_report.KINDS)), label="Pairs")
         pair_count = gr.Markdown(elem_id="pair-count")
@@ -62,6 +73,16 @@ def build(ctx: AppContext) -> None:
         trigger(suspects, [given, suggested], [gallery, count, csv], api_name=False)
     for trigger in (kind.change, tab.select):
         trigger(duplicates, [kind], [pairs, pair_count], api_name=False)
+
+    def flagged(name: str | None):
+        if not name:
+            return [], "No image check flags any training photo.", None
+        items, line, table = quality_report.image_check_gallery(b, name, MAX_SUSPECTS)
+        path = None if table is None else errors.write_csv(table, ctx.files / f"image_check_{name}.csv")
+        return items, line, path
+
+    for trigger in (check.change, tab.select):
+        trigger(flagged, [check], [check_gallery, check_count, check_csv], api_name=False)
 
 
 def write_suspects(ctx: AppContext, given: str | None, suggested: str | None) -> Path:

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..bundle import BundleError, add_files, encode_embedding, load_bundle, photo_files, quality_files
+from ..bundle import BundleError, add_files, encode_embedding, load_bundle, photo_files, quality_files, slice_files
 from ..data_quality import DataQuality
 from .data import DataError, load_data
+from .failures import CHECKS, add_model_columns, image_checks, split_properties, stage_slices
 from .feature_space import fit_embedding, reference_indices
 from .model import load_stage_model
 from .quality import analyse
@@ -62,6 +63,7 @@ def add_analyses(dest: Path, models: dict[str, keras.Model], data: FoodData, cfg
         photos.update(ref_photos)
         first = {("train", i) for i in reference["id"]}
         timings["embedding_s"] = time.perf_counter() - t0
+        files.update(slices_again(dest, emb, data, cfg, last))
     if "quality" in kinds and cfg.suspect_thumbs > 0 and "stage1" in models:
         t0 = time.perf_counter()
         print("analyses: data quality (suspect labels, near-duplicates)")
@@ -91,6 +93,20 @@ def feature_space(model: keras.Model, data: FoodData, cfg: TrainConfig, pooled_t
         _, pooled_test = predict_with_features(model, data.test, data.num_classes, cfg)
     _, ref_pooled = predict_with_features(model, ref, data.num_classes, cfg)
     return reference, photos, fit_embedding(pooled_test, ref_pooled, ref.labels, seed=cfg.seed)
+
+
+def slices_again(dest: Path, emb, data: FoodData, cfg: TrainConfig, stage: str) -> dict[str, bytes]:
+    """properties.csv with the unfamiliar score and the map region added, and the stage's slices found again over
+    them (nothing for a bundle evaluated before the slices existed: re-evaluate it)."""
+    from ..bundle import Bundle
+
+    b = Bundle(dest, verify=False)
+    props = b.properties()
+    if props is None:
+        return {}
+    props = add_model_columns(props.drop(columns=["unfamiliar", "region"], errors="ignore"), emb, data.class_names,
+                              data.test.labels, cfg.seed)  # fmt: skip
+    return slice_files(props, {stage: stage_slices(props, b.evaluation(stage))})
 
 
 def backbone_features(model: keras.Model, split: Split, num_classes: int, cfg: TrainConfig) -> np.ndarray:
@@ -135,6 +151,9 @@ def data_quality(
         wanted[row.a_split].add(row.a_index)
         wanted[row.b_split].add(row.b_index)
     dq.summary["pair_thumbs"] = int(cfg.pair_thumbs)
+    dq.image_checks = image_checks(split_properties(data.train), data.train.labels, data.class_ids)
+    dq.summary["image_checks"] = {c: int(dq.image_checks[c].sum()) for c in CHECKS}
+    wanted["train"] |= set(dq.image_checks["index"][: cfg.suspect_thumbs])  # pictures of the most flagged
     photos = {}
     for name, split in (("train", data.train), ("test", data.test)):
         thumbs = make_thumbnails(split, sorted(int(i) for i in wanted[name]))

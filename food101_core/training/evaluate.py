@@ -25,6 +25,7 @@ from ..metrics import Evaluation, evaluate_probs
 from .analyses import add_analyses
 from .data import DataError, load_data
 from .export import export_stage
+from .failures import split_properties, stage_slices
 from .model import load_stage_model
 from .predictions import predict, predict_with_features
 from .thumbnails import make_thumbnails, thumbnail_indices
@@ -75,11 +76,26 @@ def evaluate_models(
                                    cfg.thumbs_correct_per_class)  # fmt: skip
     run.photos = {("test", data.test.ids[i]): jpeg for i, jpeg in make_thumbnails(data.test, idx).items()}
     run.first_photos = {("test", data.test.ids[i]) for i in first}
+    add_slices(run, data, timings)
     if cfg.onnx:
         t0 = time.perf_counter()
         add_onnx_models(run, models)
         timings["export_s"] = time.perf_counter() - t0
     return pooled
+
+
+def add_slices(run: Results, data: FoodData, timings: dict) -> None:
+    """Every test photo's readable properties, and the shipped stage's failure slices over them (the analyses add
+    the unfamiliar score and the map region, and find the slices again)."""
+    t0 = time.perf_counter()
+    run.properties = split_properties(data.test)
+    timings["properties_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    last = list(run.evals)[-1]
+    run.slices[last] = stage_slices(run.properties, run.evals[last])
+    timings["slices_s"] = time.perf_counter() - t0
+    found = run.slices[last]
+    print(f"{last}: {len(found)} failure slices" + (f", first: {found['name'].iloc[0]}" if len(found) else ""))
 
 
 def add_onnx_models(run: Results, models: dict[str, keras.Model]) -> None:

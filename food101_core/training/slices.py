@@ -30,6 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..slicing import condition_mask, slice_mask  # the floor's: the app shows a slice's photos with them
+
+__all__ = ["find_slices", "slice_mask"]
+
 QUANTILES = (0.10, 0.25, 0.75, 0.90)  # bin edges: the lowest / highest 10 % are "very", 10-25 % / 75-90 % plain
 SLACK = 0.02  # a bin reads "lowest 25 %" up to 27 % (ties, interpolation)
 BROADEST = 0.6  # a bin holding more of the photos (ties: "width ≤ 512" when most are 512) is no group worth naming
@@ -116,25 +120,6 @@ def categorical_levels(values: pd.Series) -> list[dict[str, Any]]:
 
 def is_categorical(values: pd.Series, categorical: tuple[str, ...]) -> bool:
     return values.name in categorical or not pd.api.types.is_numeric_dtype(values) or values.dtype == bool
-
-
-def condition_mask(table: pd.DataFrame, condition: dict[str, Any]) -> np.ndarray:
-    """The photos meeting one condition (a level of `numeric_levels` or `categorical_levels`)."""
-    values = table[condition["column"]]
-    if "value" in condition:
-        return (values == condition["value"]).to_numpy(bool)
-    x = values.to_numpy(float)
-    low = -math.inf if condition.get("low") is None else condition["low"]
-    high = math.inf if condition.get("high") is None else condition["high"]
-    return (x > low) & (x <= high)
-
-
-def slice_mask(table: pd.DataFrame, conditions: list[dict[str, Any]]) -> np.ndarray:
-    """The photos of a slice (every condition met): what the app shows for a row of `find_slices`."""
-    mask = np.ones(len(table), bool)
-    for condition in conditions:
-        mask &= condition_mask(table, condition)
-    return mask
 
 
 def slice_name(conditions: list[dict[str, Any]]) -> str:

@@ -1,0 +1,45 @@
+"""Slices: the kinds of photos the final model fails on, named in words ("very dark photos of steak: 41 % right
+against 80 %"), found at evaluation; a click lists a slice's photos."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..bundle import BundleError
+from . import slice_report
+from .context import AppContext, captioned_gallery, tab_intro
+
+MAX_GALLERY = 60
+
+
+def build(ctx: AppContext) -> None:
+    b = ctx.bundle
+
+    def api_slices() -> list[dict]:
+        """The final stage's failure slices: [{name, conditions, n, accuracy, overall, p_value}]."""
+        try:
+            return slice_report.api_rows(b)
+        except BundleError as e:
+            raise gr.Error(str(e)) from None
+
+    with gr.Tab("Slices", id="slices"):
+        gr.api(api_slices, api_name="slices")  # inside the tab: gr.Tabs holds only tabs
+        if b.slices() is None:
+            gr.Markdown(slice_report.NO_SLICES, elem_id="slices-missing")
+            return
+        tab_intro(
+            "Kinds of photos the final model fails on, found among groups of one or two readable conditions "
+            "(brightness, contrast, sharpness, colour, detail, shape, size, dish; with the analyses, how unfamiliar "
+            "a photo is and where it lies on the map)."
+        )
+        gr.Markdown(slice_report.summary_line(b), elem_id="slices-summary")
+        table = gr.Dataframe(slice_report.slices_table(b), label="Failure slices, most significant first",
+                             interactive=False, wrap=True, elem_id="slices-table")  # fmt: skip
+        line = gr.Markdown(elem_id="slice-line")
+        gallery = captioned_gallery("The slice's photos (true → answer ✓/✗)", "slice-gallery", height=480)
+
+    def show(evt: gr.SelectData):
+        items, words = slice_report.slice_gallery(b, evt.index[0], MAX_GALLERY)
+        return gr.update(value=items, visible=True), words
+
+    table.select(show, None, [gallery, line], api_name=False)

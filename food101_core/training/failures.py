@@ -1,0 +1,75 @@
+"""Which kinds of photos the shipped model fails on, computed at evaluation: every test photo's readable properties
+(`image_props`: brightness, contrast, sharpness, colourfulness, detail, shape, size) and the failure slices
+(`slices.find_slices`) over them, the true dish, and, once the analyses have run, the unfamiliar score and the
+map region. The training photos' image checks (dark, blurry, ...) are the data-quality step's (`image_checks`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..image_props import image_check_flags, properties_table
+from .slices import find_slices
+
+if TYPE_CHECKING:
+    from ..embedding import Embedding
+    from ..metrics import Evaluation
+    from .data import Split
+
+# What a slice may be defined by: the readable properties (their correlated twins, such as the brightness
+# percentiles behind "dark", stay in properties.csv only), the dish, and the analyses' two columns.
+SLICE_COLUMNS = ["brightness", "contrast", "blur", "colourfulness", "entropy", "aspect_ratio", "width", "dish",
+                 "unfamiliar", "region"]  # fmt: skip
+CHECKS = ("dark", "light", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio")
+
+
+def split_properties(split: Split) -> pd.DataFrame:
+    """Every photo's properties (index, id, `image_props.PROPERTIES`), read from its file or the TFDS split."""
+    if split.paths is not None:
+        source = ((i, Path(p).read_bytes()) for i, p in enumerate(split.paths))
+    else:
+        source = ((i, bytes(b)) for i, b in enumerate(split.encoded().as_numpy_iterator()))
+    table = properties_table(source, total=len(split))
+    table.insert(1, "id", split.ids)
+    return table
+
+
+def stage_slices(props: pd.DataFrame, ev: Evaluation) -> pd.DataFrame:
+    """The failure slices of one stage's answers (`slices.find_slices`), over `SLICE_COLUMNS` present."""
+    table = props.copy()
+    table["dish"] = ev.predictions["true"].to_numpy()  # class ids: "of apple pie"
+    columns = [c for c in SLICE_COLUMNS if c in table]
+    return find_slices(table[columns], ev.predictions["correct"].to_numpy(bool))
+
+
+def add_model_columns(props: pd.DataFrame, emb: Embedding, class_names: list[str], labels: np.ndarray,
+                      seed: int) -> pd.DataFrame:  # fmt: skip
+    """The analyses' columns: each photo's unfamiliar score, and its map region (k-means of the 2-D map, a region
+    named by its most common true dish, so that "in map region 3 (mostly steak)" can be found on the map)."""
+    from sklearn.cluster import KMeans
+
+    out = props.copy()
+    out["unfamiliar"] = emb.unfamiliarity(emb.test, emb.test_resid).astype(np.float32)
+    k = int(np.clip(len(out) // 1000, 4, 24)) if len(out) >= 40 else 1
+    region = KMeans(k, n_init=4, random_state=seed).fit_predict(emb.xy) if k > 1 else np.zeros(len(out), int)
+    names = {}
+    for r in np.unique(region):
+        common = np.bincount(labels[region == r]).argmax()
+        names[r] = f"{r + 1} (mostly {class_names[common].lower()})"
+    out["region"] = [names[r] for r in region]
+    return out
+
+
+def image_checks(props: pd.DataFrame, labels: np.ndarray, class_ids: list[str]) -> pd.DataFrame:
+    """The photos CleanVision's checks flag (`image_props.image_check_flags`): id, given label, one column a check;
+    only flagged photos, the most flagged first. Its `id` column is what `train.py --exclude` reads."""
+    flags = image_check_flags(props)
+    table = pd.concat([props[["index", "id"]], flags], axis=1)
+    table.insert(2, "given", np.asarray(class_ids, object)[labels])
+    flagged = table[flags.any(axis=1)].copy()
+    flagged["checks"] = flags[flags.any(axis=1)].sum(axis=1)
+    return flagged.sort_values(["checks", "index"], ascending=[False, True], kind="stable").drop(columns="checks")
