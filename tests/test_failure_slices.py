@@ -16,22 +16,31 @@ from food101_core.image_props import image_check_flags, properties_table
 from food101_core.slicing import slice_mask
 
 
-def test_the_bundle_keeps_every_test_photos_properties_and_the_slices_they_define(scale_bundle):
-    """At 101 classes: properties.csv matches an independent measurement of the photo files; each slice's n and
-    accuracy are what its conditions select among the final stage's predictions."""
-    b = load_bundle(scale_bundle)
+@needs_mini
+@pytest.mark.skipif(not (DEMO_BUNDLE / "bundle.json").is_file(), reason="needs assets/demo-bundle")
+def test_the_bundle_keeps_every_test_photos_properties_and_the_slices_they_define():
+    """The demo (a real model): properties.csv matches an independent measurement of the photo files; each slice's
+    n and accuracy are what its conditions select among the final stage's predictions; the app's gallery of a
+    slice holds its photos only."""
+    from food101_core.app import slice_report
+
+    b = load_bundle(DEMO_BUNDLE)
     props = b.properties()
     assert props["id"].tolist() == b.test_ids and {"unfamiliar", "region"} <= set(props.columns)
     again = properties_table((i, b.original_image(i).read_bytes()) for i in range(len(b.test_ids)))
     np.testing.assert_allclose(props["brightness"], again["brightness"], rtol=1e-4)
     found = b.slices()
-    print([(s["name"], s["n"], s["accuracy"]) for s in found["slices"][:5]])
     assert found["correction"] == "bonferroni" and found["tested"] >= len(found["slices"]) >= 1
     p = b.evaluation(b.stages[-1]).predictions
     for s in found["slices"]:
         mask = slice_mask(props, s["conditions"])
         assert mask.sum() == s["n"] and p["correct"][mask].mean() == pytest.approx(s["accuracy"])
         assert s["overall"] == pytest.approx(p["correct"].mean()) and 0 <= s["p_value"] <= 0.05
+    items, line = slice_report.slice_gallery(b, 0, 500)
+    members = set(p["id"][slice_mask(props, found["slices"][0]["conditions"])])
+    assert items and {caption for _, caption in items} and f"{found['slices'][0]['n']:,} photos" in line
+    assert all(b.test_ids[i] in members for i in range(len(b.test_ids)) if b.has_thumb(i) and str(b.thumb(i)) in
+               {path for path, _ in items})  # fmt: skip
 
 
 def test_slices_endpoint_answers_the_bundles_slices(client, tiny_bundle):
@@ -73,6 +82,7 @@ def test_a_planted_slice_of_dark_dull_photos_comes_first():
     """food101-mini's test photos (every third), 15 % of them darkened and desaturated, answered by the demo's
     real model (ONNX, as the app serves it): the slice finder names darkness or dullness first."""
     from food101_core.serving.predictor import Predictor
+    from food101_core.training.failures import SLICE_COLUMNS, exposure_free
     from food101_core.training.slices import find_slices
 
     b = load_bundle(DEMO_BUNDLE)
@@ -85,12 +95,12 @@ def test_a_planted_slice_of_dark_dull_photos_comes_first():
         data = (MINI / "images" / f"{image_id}.jpg").read_bytes()
         photos.append(darkened(data) if dark else data)
     correct = np.array([p.predict(p.read(d)).top[0][0] == b.class_ids[c] for d, c in zip(photos, labels)])
-    table = properties_table(enumerate(photos), progress=False)
+    table = exposure_free(properties_table(enumerate(photos), progress=False))
     table["dish"] = np.asarray(b.class_ids)[labels]
-    found = find_slices(table[["brightness", "contrast", "blur", "colourfulness", "entropy", "dish"]], correct)
+    found = find_slices(table[[c for c in SLICE_COLUMNS if c in table]], correct)
     print(f"planted: {correct[planted].mean():.0%} right vs {correct[~planted].mean():.0%}; first slices:",
           found[["name", "n", "accuracy", "p_value"]].head(3).to_dict("records"))  # fmt: skip
     assert len(found) and correct[planted].mean() < correct[~planted].mean()
     first = slice_mask(table, found["conditions"].iloc[0])
-    assert {c["column"] for c in found["conditions"].iloc[0]} & {"brightness", "colourfulness", "contrast"}
+    assert {c["column"] for c in found["conditions"].iloc[0]} & {"brightness", "saturation"}
     assert planted[first].mean() > 0.8  # the photos it names are the planted ones

@@ -151,7 +151,7 @@ def data_quality(
         wanted[row.a_split].add(row.a_index)
         wanted[row.b_split].add(row.b_index)
     dq.summary["pair_thumbs"] = int(cfg.pair_thumbs)
-    dq.image_checks = image_checks(split_properties(data.train), data.train.labels, data.class_ids)
+    dq.image_checks = image_checks(split_properties(data.train, data.class_ids), data.train.labels, data.class_ids)
     dq.summary["image_checks"] = {c: int(dq.image_checks[c].sum()) for c in CHECKS}
     wanted["train"] |= set(dq.image_checks["index"][: cfg.suspect_thumbs])  # pictures of the most flagged
     photos = {}

@@ -88,7 +88,7 @@ def add_slices(run: Results, data: FoodData, timings: dict) -> None:
     """Every test photo's readable properties, and the shipped stage's failure slices over them (the analyses add
     the unfamiliar score and the map region, and find the slices again)."""
     t0 = time.perf_counter()
-    run.properties = split_properties(data.test)
+    run.properties = split_properties(data.test, data.class_ids)
     timings["properties_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     last = list(run.evals)[-1]

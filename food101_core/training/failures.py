@@ -20,30 +20,43 @@ if TYPE_CHECKING:
     from ..metrics import Evaluation
     from .data import Split
 
-# What a slice may be defined by: the readable properties (their correlated twins, such as the brightness
-# percentiles behind "dark", stay in properties.csv only), the dish, and the analyses' two columns.
-SLICE_COLUMNS = ["brightness", "contrast", "blur", "colourfulness", "entropy", "aspect_ratio", "width", "dish",
-                 "unfamiliar", "region"]  # fmt: skip
+# What a slice may be defined by: brightness, then properties that do not move with it (`exposure_free`), so that
+# dark photos are called dark and not also "blurry" and "dull" (CleanVision's edge score and colourfulness scale with
+# the light), the dish, and the analyses' two columns. The rest of `image_props` stays in properties.csv.
+SLICE_COLUMNS = ["brightness", "relative_contrast", "sharpness", "saturation", "entropy", "aspect_ratio", "width",
+                 "dish", "unfamiliar", "region"]  # fmt: skip
 CHECKS = ("dark", "light", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio")
 
 
-def split_properties(split: Split) -> pd.DataFrame:
-    """Every photo's properties (index, id, `image_props.PROPERTIES`), read from its file or the TFDS split."""
+def split_properties(split: Split, class_ids: list[str]) -> pd.DataFrame:
+    """Every photo's properties (index, id, dish, `image_props.PROPERTIES`, `exposure_free`'s), read from its file or
+    the TFDS split."""
     if split.paths is not None:
         source = ((i, Path(p).read_bytes()) for i, p in enumerate(split.paths))
     else:
         source = ((i, bytes(b)) for i, b in enumerate(split.encoded().as_numpy_iterator()))
-    table = properties_table(source, total=len(split))
+    table = exposure_free(properties_table(source, total=len(split)))
     table.insert(1, "id", split.ids)
+    table.insert(2, "dish", np.asarray(class_ids, object)[split.labels])  # class ids: "of apple pie"
     return table
+
+
+def exposure_free(props: pd.DataFrame) -> pd.DataFrame:
+    """The properties with three columns that a change of exposure leaves alone (each a ratio of two that scale
+    together when a photo is darkened): relative contrast (RMS contrast / brightness), sharpness (CleanVision's edge
+    score / RMS contrast, in grey levels) and saturation (Hasler and Süsstrunk's colourfulness / brightness)."""
+    out = props.copy()
+    light = np.maximum(out["brightness"], 1e-3)
+    out["relative_contrast"] = out["contrast"] / light
+    out["sharpness"] = out["blur"] / np.maximum(255 * out["contrast"], 1.0)
+    out["saturation"] = out["colourfulness"] / (255 * light)
+    return out
 
 
 def stage_slices(props: pd.DataFrame, ev: Evaluation) -> pd.DataFrame:
     """The failure slices of one stage's answers (`slices.find_slices`), over `SLICE_COLUMNS` present."""
-    table = props.copy()
-    table["dish"] = ev.predictions["true"].to_numpy()  # class ids: "of apple pie"
-    columns = [c for c in SLICE_COLUMNS if c in table]
-    return find_slices(table[columns], ev.predictions["correct"].to_numpy(bool))
+    columns = [c for c in SLICE_COLUMNS if c in props]
+    return find_slices(props[columns], ev.predictions["correct"].to_numpy(bool))
 
 
 def add_model_columns(props: pd.DataFrame, emb: Embedding, class_names: list[str], labels: np.ndarray,
