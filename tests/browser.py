@@ -89,8 +89,8 @@ def scroll_gallery_to_end(page, selector: str) -> None:
 def _count(page) -> int | None:
     """The number of mistakes the Mistakes tab says it has, once it is not busy."""
     text = page.locator("#mistake-count").inner_text()
-    m = re.search(r"(\d+) mistakes?", text)
-    return int(m.group(1)) if m and "processing" not in text else None
+    m = re.search(r"([\d,]+) mistakes?", text)
+    return int(m.group(1).replace(",", "")) if m and "processing" not in text else None
 
 
 def _settled_count(page, timeout_ms: int, other_than: int | None = None) -> int | None:

@@ -138,7 +138,7 @@ def test_model_that_does_not_match_its_classes_is_refused(bundle_copy):
 
 def test_hub_id_offline_fails_clearly(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(BundleError, match="could not download the bundle 'someone/food101-run'"):
+    with pytest.raises(BundleError, match=r"could not download bundle\.json of 'someone/food101-run'"):
         load_bundle("someone/food101-run")
     with pytest.raises(BundleError, match="not a Hugging Face Hub repo id"):
         load_bundle("/no/such/folder")

@@ -120,9 +120,10 @@ def test_the_bundle_carries_the_analysis_as_training_writes_it(tiny_bundle):
     assert q.suspects["quality"].is_monotonic_increasing  # most suspect (lowest given-label probability) first
     assert set(q.suspects["given"]) <= set(b.class_ids) and (q.suspects["given"] != q.suspects["suggested"]).any()
     top = q.suspects.head(int(b.train_config.suspect_thumbs))
-    assert all(b.quality_thumb("train", i) is not None for i in top["index"])
-    for row in q.duplicates.itertuples():
-        assert b.quality_thumb(row.a_split, row.a_index) and b.quality_thumb(row.b_split, row.b_index)
+    assert all(b.photo("train", i) is not None for i in top["id"])
+    pictured = q.duplicates.groupby("kind").head(b.train_config.pair_thumbs)
+    for row in pictured.itertuples():
+        assert b.photo(row.a_split, row.a_id) and b.photo(row.b_split, row.b_id)
     counts = quality_report.class_counts(b)
     assert counts["suspect labels"].sum() == len(q.suspects)
     assert counts["training photos"].sum() == 36 - 3  # one photo a class is held out to fit the temperature
@@ -153,13 +154,13 @@ def test_old_bundle_without_the_analysis_says_how_to_add_it(bundle_copy):
     write_manifest(bundle_copy, load_bundle(bundle_copy, verify=False).stages)
     b = load_bundle(bundle_copy)
     assert not b.has_data_quality and b.data_quality() is None
-    with pytest.raises(Exception, match=r"python -m food101_core\.training\.evaluate"):
+    with pytest.raises(Exception, match=r"python -m food101_core\.training\.analyses"):
         quality_report.suspects_table(b)
     from food101_core.app import build_app
 
     page = build_app(b)  # builds, with the message in place of the tab's content
     shown = [blk.value for blk in page.blocks.values() if getattr(blk, "elem_id", None) == "quality-missing"]
-    assert shown and "python -m food101_core.training.evaluate" in shown[0]
+    assert shown and "python -m food101_core.training.analyses" in shown[0]
 
 
 def test_exclude_drops_the_listed_photos_and_records_them(tmp_path, tiny_food101):
@@ -169,7 +170,8 @@ def test_exclude_drops_the_listed_photos_and_records_them(tmp_path, tiny_food101
     listed = tmp_path / "suspects.csv"
     pd.DataFrame({"rank": [1, 2], "id": ["red_soup/3", "green_salad/5"], "given": ["x", "y"]}).to_csv(listed)
     assert read_id_list(listed) == ["red_soup/3", "green_salad/5"]
-    assert train.main(tiny_args(tiny_food101, tmp_path / "runs", exclude=str(listed), stage2_epochs=0)) == 0
+    args = tiny_args(tiny_food101, tmp_path / "runs", exclude=str(listed), stage2_epochs=0, analyses=True)
+    assert train.main(args) == 0
     b = load_bundle(tmp_path / "runs" / "tiny")
     assert b.data_source["excluded"] == ["green_salad/5", "red_soup/3"]
     assert b.data_source["train"] == 36 - 2 - 3  # and one photo a class held out for calibration

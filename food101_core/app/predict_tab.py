@@ -45,17 +45,7 @@ def build(ctx: AppContext) -> None:
             with gr.Column(min_width=300):
                 top5 = gr.Label(num_top_classes=5, label="Top 5 dishes", elem_id="top5")
                 verdict = gr.Markdown(START, elem_id="verdict")
-                similar = captioned_gallery(
-                    "Similar training photos (dish · distance): what the model finds most alike",
-                    "similar",
-                    visible=False,
-                )
-                versus = gr.Markdown(elem_id="contrast-line")
-                contrast = captioned_gallery(
-                    "Its answer against the runner-up: the nearest training photos of each (dish · distance)",
-                    "contrast",
-                    visible=False,
-                )
+                similar, versus, contrast = by_example()
                 found = gr.State({})  # inside the tab: gr.Tabs must hold only tabs, or the tab bar mislabels them
                 gallery = captioned_gallery(
                     "Test photos: click one to predict it (✓ the model gets it right, ✗ it does not)",
@@ -84,6 +74,20 @@ def build(ctx: AppContext) -> None:
         explained = gr.JSON(visible=False)
         explain = partial(explain_photo, ctx)
         gr.Button(visible=False).click(explain, [photo, ctx.stage], explained, api_name="explain")
+
+
+def by_example() -> tuple[gr.Gallery, gr.Markdown, gr.Gallery]:
+    """Why, by example: the most similar training photos, and those of the answer beside those of the runner-up."""
+    similar = captioned_gallery(
+        "Similar training photos (dish · distance): what the model finds most alike", "similar", visible=False
+    )
+    versus = gr.Markdown(elem_id="contrast-line")
+    contrast = captioned_gallery(
+        "Its answer against the runner-up: the nearest training photos of each (dish · distance)",
+        "contrast",
+        visible=False,
+    )
+    return similar, versus, contrast
 
 
 def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):

@@ -49,17 +49,7 @@ def build(ctx: AppContext) -> None:
         count = gr.Markdown(elem_id="suspect-count")
         gallery = captioned_gallery("Suspect training labels", "suspects-gallery", height=560)
         csv = gr.DownloadButton("Download these suspects (CSV, for train.py --exclude)", elem_id="suspects-csv")
-        gr.Markdown("### Image checks: dark, blurry, near-constant, odd size…")
-        counts = quality_report.image_check_counts(b)
-        check = gr.Radio(
-            [(f"{quality_report.CHECK_WORDS[c]} ({n:,})", c) for c, n in counts.items()],
-            value=max(counts, key=counts.get) if counts else None,
-            label="Training photos flagged by CleanVision's checks",
-            elem_id="q-check",
-        )
-        check_count = gr.Markdown(elem_id="check-count")
-        check_gallery = captioned_gallery("Flagged training photos (label · id)", "checks-gallery", height=360)
-        check_csv = gr.DownloadButton("Download these photos' ids (CSV, for train.py --exclude)", elem_id="checks-csv")
+        image_checks_section(ctx, tab)
         gr.Markdown("### Near-duplicate photos")
         kind = gr.Radio(list(quality_report.KINDS), value=next(iter(quality_report.KINDS)), label="Pairs")
         pair_count = gr.Markdown(elem_id="pair-count")
@@ -73,6 +63,22 @@ def build(ctx: AppContext) -> None:
         trigger(suspects, [given, suggested], [gallery, count, csv], api_name=False)
     for trigger in (kind.change, tab.select):
         trigger(duplicates, [kind], [pairs, pair_count], api_name=False)
+
+
+def image_checks_section(ctx: AppContext, tab: gr.Tab) -> None:
+    """The training photos CleanVision's checks flag, one check at a time: counts, a gallery, the ids as CSV."""
+    b = ctx.bundle
+    gr.Markdown("### Image checks: dark, blurry, near-constant, odd size…")
+    counts = quality_report.image_check_counts(b)
+    check = gr.Radio(
+        [(f"{quality_report.CHECK_WORDS[c]} ({n:,})", c) for c, n in counts.items()],
+        value=max(counts, key=counts.get) if counts else None,
+        label="Training photos flagged by CleanVision's checks",
+        elem_id="q-check",
+    )
+    check_count = gr.Markdown(elem_id="check-count")
+    check_gallery = captioned_gallery("Flagged training photos (label · id)", "checks-gallery", height=360)
+    check_csv = gr.DownloadButton("Download these photos' ids (CSV, for train.py --exclude)", elem_id="checks-csv")
 
     def flagged(name: str | None):
         if not name:
