@@ -47,7 +47,7 @@ def summary_line(b: Bundle) -> str:
         return (f"No group of photos is clearly worse than the rest: none of the {s.get('tested', 0):,} groups of one "
                 "or two conditions tried passes the corrected test.")  # fmt: skip
     return (
-        f"**{n}** groups of photos where the final model is clearly less often right than its **{overall:.0%}** "
+        f"**{n}** group{'s' if n != 1 else ''} of photos where the final model is clearly less often right than its **{overall:.0%}** "
         f"overall: {s.get('test', 'a one-sided test')} against the other photos, corrected ({s.get('correction')}) for "
         f"the **{s.get('tested', 0):,}** groups of one or two conditions tried, each of at least {s.get('min_size')} "
         "photos. Click one to see its photos."
@@ -68,7 +68,7 @@ def slice_gallery(b: Bundle, number: int, limit: int) -> tuple[list[tuple[str, s
              for r in shown]  # fmt: skip
     line = (
         f"**{s['name']}**: {len(members):,} photos, **{members['correct'].mean():.0%}** right against "
-        f"{s['overall']:.0%} overall (p = {s['p_value']:.1e}, corrected). {len(shown)} with pictures in the bundle "
-        "shown, mistakes first."
+        f"{s.get('rest_accuracy', s['overall']):.0%} for the other photos ({s['overall']:.0%} overall; "
+        f"p = {s['p_value']:.1e}, corrected). {len(shown)} with pictures in the bundle shown, mistakes first."
     )
     return items, line
