@@ -42,15 +42,18 @@ def slices_table(b: Bundle) -> pd.DataFrame:
 
 def summary_line(b: Bundle) -> str:
     s = found(b)
-    n, overall = len(s["slices"]), s["slices"][0]["overall"] if s["slices"] else None
+    n, tested = len(s["slices"]), s.get("tested", 0)
     if not n:
-        return (f"No group of photos is clearly worse than the rest: none of the {s.get('tested', 0):,} groups of one "
-                "or two conditions tried passes the corrected test.")  # fmt: skip
+        return (
+            f"No group of photos is clearly worse than the rest: none of the {tested:,} groups of one or two "
+            "conditions tried passes the corrected test."
+        )
+    overall, test, correction = s["slices"][0]["overall"], s.get("test", "a one-sided test"), s.get("correction")
     return (
-        f"**{n}** group{'s' if n != 1 else ''} of photos where the final model is clearly less often right than its **{overall:.0%}** "
-        f"overall: {s.get('test', 'a one-sided test')} against the other photos, corrected ({s.get('correction')}) for "
-        f"the **{s.get('tested', 0):,}** groups of one or two conditions tried, each of at least {s.get('min_size')} "
-        "photos. Click one to see its photos."
+        f"**{n}** group{'s' if n != 1 else ''} of photos where the final model is clearly less often right than "
+        f"its **{overall:.0%}** overall: {test} against the other photos, corrected ({correction}) for the "
+        f"**{tested:,}** groups of one or two conditions tried, each of at least {s.get('min_size')} photos. "
+        "Click one to see its photos."
     )
 
 
