@@ -208,3 +208,29 @@ def test_read_id_list_reads_text_and_csv(tmp_path: Path):
         read_id_list(tmp_path / "b.csv")
     with pytest.raises(DataError, match="no such file"):
         read_id_list(tmp_path / "missing.txt")
+
+
+def test_the_analyses_command_adds_both_analyses_to_a_bundle_in_place(bundle_copy):
+    """`python -m food101_core.training.analyses RUN` on a bundle written without them: the Map's feature space and
+    the data-quality files arrive, the photos they need are added in new shards (none stored twice), bundle.json
+    lists and verifies everything, and the evaluation's own files are untouched."""
+    import shutil
+
+    from food101_core.bundle import write_manifest
+    from food101_core.training import analyses
+
+    before = load_bundle(bundle_copy)
+    kept = {rel: meta for rel, meta in before.files.items() if rel.startswith(("stage1/probs", "models/"))}
+    shutil.rmtree(bundle_copy / "quality")
+    for rel in ("reference.csv", f"{before.stages[-1]}/embedding.npz"):
+        (bundle_copy / rel).unlink()
+    write_manifest(bundle_copy, before.stages)
+    assert not load_bundle(bundle_copy).has_feature_space
+    assert analyses.main([str(bundle_copy)]) == 0
+    b = load_bundle(bundle_copy)  # verifies every listed file
+    assert b.has_feature_space and b.has_data_quality and b.data_quality().image_checks is not None
+    assert all(b.files[rel] == meta for rel, meta in kept.items())
+    index = pd.read_csv(bundle_copy / "photos" / "index.csv", dtype=str)
+    assert not index.duplicated(["split", "id"]).any()
+    assert all(b.reference_thumb(row) is not None for row in range(len(b.reference)))
+    assert {"unfamiliar", "region"} <= set(b.properties().columns)
