@@ -17,6 +17,7 @@ evaluates its models again into a new bundle without the analyses (timed), adds 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -61,7 +62,7 @@ def report(path: Path) -> None:
     print(f"photos per group: {per_group}")
 
 
-def evaluate_then_analyse(run: Path, data: str | None, out: Path) -> Path:
+def evaluate_then_analyse(run: Path, data: str | None, out: Path, analyses: bool = True) -> Path:
     """Evaluate the run's models into `out` without the analyses, then add them; print both times."""
     from food101_core.bundle import load_bundle
     from food101_core.training.analyses import add_analyses
@@ -78,6 +79,12 @@ def evaluate_then_analyse(run: Path, data: str | None, out: Path) -> Path:
     evaluate_and_write(out, cfg=cfg, data=data_, models=models, history=b.history, timings={}, overwrite=True,
                        model_files={s: b.path / f"models/{s}.keras" for s in b.stages})  # fmt: skip
     evaluation = time.perf_counter() - t0
+    timings = json.loads((out / "config.json").read_text())["timings"]
+    slices = timings.get("properties_s", 0) + timings.get("slices_s", 0)
+    print(f"evaluation {evaluation:.0f} s, of which photo properties {timings.get('properties_s', 0):.1f} s and "
+          f"slices {timings.get('slices_s', 0):.1f} s: {slices / evaluation:.1%}")  # fmt: skip
+    if not analyses:
+        return out
     t0 = time.perf_counter()
     parts = add_analyses(out, models, data_, cfg)
     analyses = time.perf_counter() - t0
@@ -123,8 +130,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/food101-bundle-scale"))
     ap.add_argument("--hub", action="store_true", help="also time the app's first answer from a Hub stand-in")
     ap.add_argument("--report-only", action="store_true", help="only report on RUN as it is")
+    ap.add_argument("--no-analyses", action="store_true", help="evaluate only (the slices' share of it)")
     args = ap.parse_args()
-    path = args.run if args.report_only else evaluate_then_analyse(args.run, args.data, args.out)
+    path = args.run if args.report_only else evaluate_then_analyse(args.run, args.data, args.out, not args.no_analyses)
     report(path)
     if args.hub:
         first_answer(path)
