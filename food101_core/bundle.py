@@ -53,7 +53,7 @@ from .config import TrainConfig
 from .data_quality import DataQuality
 from .embedding import Embedding
 from .hub import HubError, HubRepo, upload
-from .metrics import Evaluation
+from .metrics import Evaluation, first_screen_photos
 from .photos import INDEX as PHOTO_INDEX
 from .photos import Key, PhotoStore, pack
 
@@ -122,6 +122,11 @@ def write_bundle(dest: Path, results: Results, overwrite: bool = False) -> Path:
     for writer in writers:
         writer(tmp, results)
     write_manifest(tmp, list(results.evals))
+    return swap_into_place(tmp, dest)
+
+
+def swap_into_place(tmp: Path, dest: Path) -> Path:
+    """Rename a complete folder to `dest`, replacing what was there with two renames (no moment without one)."""
     if dest.exists():
         old = dest.parent / f".{dest.name}.old-{os.getpid()}"
         os.replace(dest, old)
@@ -130,6 +135,16 @@ def write_bundle(dest: Path, results: Results, overwrite: bool = False) -> Path:
     else:
         os.replace(tmp, dest)
     return dest
+
+
+def put_files(folder: Path, files: dict[str, Path | bytes]) -> None:
+    """Write files into a bundle being built (bundle path -> source file or bytes), making their folders."""
+    for rel, src in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(src, bytes):
+            (folder / rel).write_bytes(src)
+        else:
+            shutil.copyfile(src, folder / rel)
 
 
 def write_run(folder: Path, r: Results) -> None:
@@ -147,11 +162,7 @@ def write_models(folder: Path, r: Results) -> None:
     (folder / "models").mkdir()
     for stage, src in r.model_files.items():
         shutil.copyfile(src, folder / "models" / f"{stage}.keras")
-    for rel, src in serving_files(r.onnx_files, r.heads).items():
-        if isinstance(src, bytes):
-            (folder / rel).write_bytes(src)
-        else:
-            shutil.copyfile(src, folder / rel)
+    put_files(folder, serving_files(r.onnx_files, r.heads))
 
 
 def serving_files(onnx_files: dict[str, Path], heads: dict[str, dict[str, np.ndarray]]) -> dict[str, Path | bytes]:
@@ -186,9 +197,7 @@ def write_photos(folder: Path, r: Results) -> None:
     first = set(r.first_photos)
     if r.reference is not None:
         first |= {("train", i) for i in r.reference["id"].astype(str)}
-    for rel, data in photo_files(folder, r.photos, first).items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_bytes(data)
+    put_files(folder, photo_files(folder, r.photos, first))
 
 
 def photo_files(folder: Path, photos: dict[Key, bytes], first: set[Key]) -> dict[str, bytes]:
@@ -254,9 +263,7 @@ def encode_embedding(emb: Embedding) -> bytes:
 def write_quality(folder: Path, r: Results) -> None:
     """quality/: the data-quality analysis: two tables and a summary (its photos are in photos/; optional)."""
     if r.quality is not None:
-        for rel, data in quality_files(r.quality).items():
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes(data)
+        put_files(folder, quality_files(r.quality))
 
 
 def quality_files(dq: DataQuality) -> dict[str, bytes]:
@@ -272,8 +279,7 @@ def quality_files(dq: DataQuality) -> dict[str, bytes]:
 
 def write_slices(folder: Path, r: Results) -> None:
     """properties.csv and stageN/slices.json: the failure slices and the photo properties that define them."""
-    for rel, data in slice_files(r.properties, r.slices).items():
-        (folder / rel).write_bytes(data)
+    put_files(folder, slice_files(r.properties, r.slices))
 
 
 def slice_files(properties: pd.DataFrame | None, slices: dict[str, pd.DataFrame]) -> dict[str, bytes]:
@@ -315,7 +321,7 @@ class Bundle:
     def __init__(self, path: Path, verify: bool = True, fetch: Callable[[str], Path] | None = None):
         self.path = Path(path)
         self._fetch = fetch
-        self.on_fetch: Callable[[str, int], None] = _say_fetch  # (bundle path, bytes): before each download
+        self.on_fetch: Callable[[str, int], None] = log_fetch  # (bundle path, bytes): before each download
         self._lock = threading.RLock()
         self.manifest = _read_json(self.path, "bundle.json")
         if self.manifest.get("format") != FORMAT:
@@ -331,7 +337,6 @@ class Bundle:
                 f"with: python -m food101_core.bundle upgrade {self.path}"
             )
         self.files: dict[str, dict] = self.manifest.get("files", {})
-        self._verify = verify
         if verify:
             self.verify()
         self._read_run()
@@ -600,7 +605,8 @@ class Bundle:
         return None
 
 
-def _say_fetch(rel: str, size: int) -> None:
+def log_fetch(rel: str, size: int) -> None:
+    """What a Hub bundle says before it downloads a file on first use (the app also says it on the page)."""
     print(f"downloading {rel} ({size / 1e6:.1f} MB) from the Hub, on first use", file=sys.stderr)
 
 
@@ -664,19 +670,10 @@ def upgrade_bundle(path: Path) -> Path:
     photos, loose = format1_photos(path, manifest["files"])
     tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    for rel in manifest["files"]:
-        if rel not in loose:
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path / rel, tmp / rel)
-    for rel, data in photo_files(tmp, photos, format1_first_screen(path, manifest, set(photos))).items():
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / rel).write_bytes(data)
+    put_files(tmp, {rel: path / rel for rel in manifest["files"] if rel not in loose})
+    put_files(tmp, photo_files(tmp, photos, format1_first_screen(path, manifest, set(photos))))
     write_manifest(tmp, manifest["stages"])
-    old = path.parent / f".{path.name}.old-{os.getpid()}"
-    os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
+    return swap_into_place(tmp, path)
 
 
 def format1_first_screen(path: Path, manifest: dict, kept: set[Key]) -> set[Key]:
@@ -686,10 +683,8 @@ def format1_first_screen(path: Path, manifest: dict, kept: set[Key]) -> set[Key]
     if "reference.csv" in manifest["files"]:
         first |= {("train", i) for i in pd.read_csv(path / "reference.csv", dtype=str)["id"]}
     p = pd.read_csv(path / manifest["stages"][-1] / "predictions.csv", dtype={"id": str})
-    p = p[[("test", i) in kept for i in p["id"]]]
-    wrong = p[~p["correct"]].sort_values("confidence", ascending=False, kind="stable").groupby("true").head(1)
-    right = p[p["correct"]].groupby("true").head(3)
-    return first | {("test", i) for i in pd.concat([wrong, right])["id"]}
+    p = p[[("test", i) in kept for i in p["id"]]].set_index("index", drop=False)
+    return first | {("test", p.at[i, "id"]) for i in first_screen_photos(p, right_per_class=3)}
 
 
 def format1_photos(path: Path, files: dict) -> tuple[dict[Key, bytes], set[str]]:

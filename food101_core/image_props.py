@@ -183,9 +183,9 @@ def image_check_flags(props: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({k: v.fillna(False).astype(bool) for k, v in flags.items()}, index=props.index)
 
 
-def measure_files(files: list[tuple[int, str]]) -> pd.DataFrame:
+def measure_files(files: list[tuple[int, str]], progress: bool = False) -> pd.DataFrame:
     """`properties_table` of files (index, path), each read here: what one worker process does."""
-    return properties_table(((i, Path(p).read_bytes()) for i, p in files), progress=False)
+    return properties_table(((i, Path(p).read_bytes()) for i, p in files), total=len(files), progress=progress)
 
 
 def files_properties(files: list[tuple[int, str]], workers: int | None = None, chunk: int = 500) -> pd.DataFrame:
@@ -198,7 +198,7 @@ def files_properties(files: list[tuple[int, str]], workers: int | None = None, c
 
     workers = workers or os.cpu_count() or 1
     if workers == 1 or len(files) < 2 * chunk:
-        return properties_table(((i, Path(p).read_bytes()) for i, p in files), total=len(files))
+        return measure_files(files, progress=True)
     parts = [files[i : i + chunk] for i in range(0, len(files), chunk)]
     done = []
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))

@@ -103,6 +103,19 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, n_bins: int = CALIB
     return float(ece), bins
 
 
-def most_confident_mistakes(predictions: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
-    mistakes = predictions[~predictions["correct"]].sort_values("confidence", ascending=False, kind="stable")
+def most_confident_mistakes(predictions: pd.DataFrame, k: int | None = None, per_class: int | None = None
+                            ) -> pd.DataFrame:  # fmt: skip
+    """The mistakes, most confident first: all, the first `k`, or the first `per_class` of each true dish."""
+    mistakes = predictions[~predictions["correct"].astype(bool)].sort_values(
+        "confidence", ascending=False, kind="stable"
+    )
+    if per_class is not None:
+        mistakes = mistakes.groupby("true", sort=False).head(per_class)
     return mistakes if k is None else mistakes.head(k)
+
+
+def first_screen_photos(predictions: pd.DataFrame, right_per_class: int) -> set[int]:
+    """The test photos the first screen (Predict's examples) picks among, by index: of each true dish, the most
+    confident mistake and the first `right_per_class` right answers. Evaluation packs their thumbnails first."""
+    right = predictions[predictions["correct"].astype(bool)].groupby("true", sort=False).head(right_per_class)
+    return set(most_confident_mistakes(predictions, per_class=1)["index"].astype(int)) | set(right["index"].astype(int))

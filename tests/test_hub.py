@@ -213,7 +213,7 @@ def test_the_test_thumbnails_are_bounded_per_dish_whatever_the_test_split_size()
     classes = [f"c{c}" for c in range(101)]
     evals = {s: evaluate_probs(rng.dirichlet(np.ones(101) * 0.3, len(labels)).astype(np.float32), labels, ids, classes)
              for s in ("stage1", "stage2")}  # fmt: skip
-    kept, first = thumbnail_indices(evals, labels, mistakes_per_class=40, right_per_class=3)
+    kept, first = thumbnail_indices(evals, mistakes_per_class=40, right_per_class=3)
     assert len(kept) <= 101 * (2 * 40 + 3) and first <= set(kept)
     p = evals["stage2"].predictions
     wrong = p[~p["correct"]]

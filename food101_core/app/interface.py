@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import gradio as gr
 
-from ..bundle import Bundle
+from ..bundle import Bundle, log_fetch
 from . import (
     calibration_tab,
     compare_tab,
@@ -82,7 +80,7 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
 
 def say_download(rel: str, size: int) -> None:
     """A Hub bundle's file fetched on its first use: said in the log and, within a request, on the page."""
-    print(f"downloading {rel} ({size / 1e6:.1f} MB) from the Hub, on first use", file=sys.stderr)
+    log_fetch(rel, size)
     gr.Info(f"Downloading {rel} ({size / 1e6:.1f} MB) from the Hub: once, on first use…", duration=6)
 
 

@@ -60,11 +60,16 @@ def similar_photos(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, k: int =
         {
             "row": int(i),
             "id": str(ref["id"].iloc[i]),
-            "label": b.class_names[int(ref["label"].iloc[i])],
+            "label": reference_dish(b, i),
             "distance": round(float(d), 4),
         }
         for i, d in zip(idx[0], dist[0])
     ]
+
+
+def reference_dish(b: Bundle, row: int) -> str:
+    """The dish (display name) of a reference training photo."""
+    return b.class_names[int(b.reference["label"].iloc[int(row)])]
 
 
 def contrast(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, pred: str, runner_up: str, k: int = 3) -> dict:
@@ -112,13 +117,12 @@ def contrast_gallery(b: Bundle, found: dict | None) -> tuple[list[tuple[str, str
     if not found:
         return [], ""
     pred, other = found["pred"], found["runner_up"]
-    rows = [(s, f"{b.name_of[b.class_ids[int(b.reference['label'].iloc[s['row']])]]} · {s['distance']:.2f}")
-            for s in [*pred, *other]]  # fmt: skip
+    rows = [(s, f"{reference_dish(b, s['row'])} · {s['distance']:.2f}") for s in [*pred, *other]]
     items = [(str(p), caption) for (s, caption) in rows if (p := b.reference_thumb(s["row"])) is not None]
     if not pred or not other:
         return items, ""
     a, c = np.mean([s["distance"] for s in pred]), np.mean([s["distance"] for s in other])
-    pred_name = b.name_of[b.class_ids[int(b.reference["label"].iloc[pred[0]["row"]])]]
+    pred_name = reference_dish(b, pred[0]["row"])
     closer = "closer to" if a <= c else "yet farther from"
     line = (f"The photo is {closer} these {pred_name} training photos (mean distance {a:.2f}) than to the nearest "
             f"{other[0]['label']} ones ({c:.2f}), the runner-up.")  # fmt: skip

@@ -45,14 +45,9 @@ def suspect_gallery(
 ) -> tuple[list[tuple[str, str]], str]:
     """Thumbnails of the matching suspects that the bundle has, captioned, and a line that counts them."""
     s = suspects_table(b, given, suggested)
-    items = []
-    for row in s.itertuples():
-        thumb = b.photo("train", row.id)
-        if thumb is not None:
-            caption = f"#{row.rank}: {row.given_name} → looks like {row.suggested_name} · score {row.quality:.2f}"
-            items.append((str(thumb), caption))
-        if len(items) >= limit:
-            break
+    items = training_pictures(
+        b, s, lambda r: f"#{r.rank}: {r.given_name} → looks like {r.suggested_name} · score {r.quality:.2f}", limit
+    )
     line = (
         f"**{len(s):,}** suspect labels match; the {len(items)} with thumbnails in the bundle are shown, most "
         f"suspect first (it keeps pictures of the {b.train_config.suspect_thumbs:,} most suspect). Captions read "
@@ -60,6 +55,18 @@ def suspect_gallery(
         "never saw this photo's label (low: probably wrong). The CSV has them all."
     )
     return items, line
+
+
+def training_pictures(b: Bundle, rows: pd.DataFrame, caption, limit: int) -> list[tuple[str, str]]:
+    """(thumbnail, caption(row)) of the first `limit` training photos of `rows` (by `id`) the bundle has pictures of."""
+    items = []
+    for row in rows.itertuples():
+        thumb = b.photo("train", row.id)
+        if thumb is not None:
+            items.append((str(thumb), caption(row)))
+            if len(items) >= limit:
+                break
+    return items
 
 
 def pair_image(b: Bundle, row) -> Image.Image | None:
@@ -192,13 +199,7 @@ def image_check_gallery(b: Bundle, check: str, limit: int) -> tuple[list[tuple[s
     if table is None:
         return [], "This bundle's data-quality analysis predates the image checks: add it again to get them.", None
     hits = table[table[check]]
-    items = []
-    for row in hits.itertuples():
-        thumb = b.photo("train", row.id)
-        if thumb is not None:
-            items.append((str(thumb), f"{b.name_of.get(row.given, row.given)} · {row.id}"))
-        if len(items) >= limit:
-            break
+    items = training_pictures(b, hits, lambda r: f"{b.name_of.get(r.given, r.given)} · {r.id}", limit)
     line = (
         f"**{len(hits):,}** training photos look {CHECK_WORDS.get(check, check)}; {len(items)} with pictures in the "
         "bundle shown. The CSV lists them all (its `id` column is what `train.py --exclude` reads)."

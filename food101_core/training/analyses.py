@@ -42,13 +42,15 @@ KINDS = ("map", "quality")
 
 
 def add_analyses(dest: Path, models: dict[str, keras.Model], data: FoodData, cfg: TrainConfig,
-                 feature_cache: Path | None = None, pooled_last: np.ndarray | None = None,
+                 feature_cache: Path | None = None, pooled: dict[str, np.ndarray] | None = None,
                  kinds: tuple[str, ...] = KINDS) -> dict[str, float]:  # fmt: skip
     """Compute the chosen analyses and add their files and photos to the bundle at `dest`; returns their seconds.
 
-    `pooled_last`: the shipped stage's test features when the evaluation has them already (else one more pass);
-    `feature_cache`: the training run's folder, whose stage-1 features the data-quality analysis reuses.
+    `pooled`: each stage's test features when the evaluation has them already (the shipped stage's for the map;
+    stage 1's, when not mirror-averaged, are the frozen backbone's the data-quality analysis needs), else one more
+    pass each; `feature_cache`: the training run's folder, whose stage-1 features the data-quality analysis reuses.
     """
+    pooled = pooled or {}
     files: dict[str, bytes] = {}
     photos: dict[tuple[str, str], bytes] = {}
     timings: dict[str, float] = {}
@@ -57,7 +59,7 @@ def add_analyses(dest: Path, models: dict[str, keras.Model], data: FoodData, cfg
         t0 = time.perf_counter()
         last = list(models)[-1]  # the shipped model's: both stages' would double the bundle's growth
         print(f"analyses: the feature space of {last} (map, reference photos, unfamiliar-photo threshold)")
-        reference, ref_photos, emb = feature_space(models[last], data, cfg, pooled_last)
+        reference, ref_photos, emb = feature_space(models[last], data, cfg, pooled.get(last))
         files[f"{last}/embedding.npz"] = encode_embedding(emb)
         files["reference.csv"] = reference.rename_axis("index").to_csv().encode()
         photos.update(ref_photos)
@@ -67,7 +69,8 @@ def add_analyses(dest: Path, models: dict[str, keras.Model], data: FoodData, cfg
     if "quality" in kinds and cfg.suspect_thumbs > 0 and "stage1" in models:
         t0 = time.perf_counter()
         print("analyses: data quality (suspect labels, near-duplicates)")
-        dq, dq_photos = data_quality(models["stage1"], data, cfg, feature_cache)
+        plain_test = None if cfg.tta_flip else pooled.get("stage1")  # without the mirror, evaluation's pass is it
+        dq, dq_photos = data_quality(models["stage1"], data, cfg, feature_cache, plain_test)
         files.update(quality_files(dq))
         photos.update({k: v for k, v in dq_photos.items() if k not in photos})
         timings["data_quality_s"] = time.perf_counter() - t0
@@ -131,18 +134,20 @@ def frozen_features(model: keras.Model, split: Split, data: FoodData, cfg: Train
 
 
 def data_quality(
-    stage1: keras.Model, data: FoodData, cfg: TrainConfig, cache: Path | None
+    stage1: keras.Model, data: FoodData, cfg: TrainConfig, cache: Path | None, test: np.ndarray | None = None
 ) -> tuple[DataQuality, dict[tuple[str, str], bytes]]:
     """Suspected label errors of the training split and near-duplicate pairs, with the photos the app shows: the
     `suspect_thumbs` most suspect training photos and both photos of the `pair_thumbs` closest pairs of each kind.
 
     The stage-1 model's backbone is the frozen ImageNet one, so its features are those stage 1 cached (`cache /
-    features_train.npy`; with no validation split, `features_val.npy` holds the test split's).
+    features_train.npy`; with no validation split, `features_val.npy` holds the test split's). `test`: the test
+    split's plain (not mirror-averaged) stage-1 features, when evaluation has them already.
     """
     cache = Path(cache) if cache else None
     train = frozen_features(stage1, data.train, data, cfg, cache and cache / "features_train.npy")
-    test_cache = cache / "features_val.npy" if cache and data.val is None else None
-    test = frozen_features(stage1, data.test, data, cfg, test_cache)
+    if test is None:
+        test_cache = cache / "features_val.npy" if cache and data.val is None else None
+        test = frozen_features(stage1, data.test, data, cfg, test_cache)
     dq = analyse((train, data.train.labels, data.train.ids), (test, data.test.ids), data.class_ids, cfg.quality_folds,
                  cfg.seed)  # fmt: skip
     wanted = {"train": set(dq.suspects["index"][: cfg.suspect_thumbs]), "test": set()}
@@ -151,7 +156,7 @@ def data_quality(
         wanted[row.a_split].add(row.a_index)
         wanted[row.b_split].add(row.b_index)
     dq.summary["pair_thumbs"] = int(cfg.pair_thumbs)
-    dq.image_checks = image_checks(split_properties(data.train, data.class_ids), data.train.labels, data.class_ids)
+    dq.image_checks = image_checks(split_properties(data.train, data.class_ids))
     dq.summary["image_checks"] = {c: int(dq.image_checks[c].sum()) for c in CHECKS}
     wanted["train"] |= set(dq.image_checks["index"][: cfg.suspect_thumbs])  # pictures of the most flagged
     photos = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +60,18 @@ class Split:
                 tf.io.read_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
         return self.tfds_bytes
+
+    def photo_bytes(self, indices: Iterable[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        """(position, encoded bytes) of the photos at `indices` (all by default), in split order: read straight
+        from the files, or streamed once through the TFDS split."""
+        wanted = None if indices is None else set(indices)
+        if self.paths is not None:
+            for i in range(len(self)) if wanted is None else sorted(wanted):
+                yield i, Path(self.paths[i]).read_bytes()
+            return
+        for i, data in enumerate(self.tfds_bytes.as_numpy_iterator()):
+            if wanted is None or i in wanted:
+                yield i, bytes(data)
 
     def subset(self, keep: np.ndarray) -> Split:
         """The images at the sorted positions `keep`, in order."""

@@ -72,8 +72,7 @@ def evaluate_models(
             f"T {calibrated['temperature']:.3f})  low-confidence {m['warning_rate']:.1%} (raw "
             f"{m['warning_rate_raw']:.1%})  (n={m['n']})"
         )
-    idx, first = thumbnail_indices(run.evals, data.test.labels, cfg.mistake_thumbs_per_class,
-                                   cfg.thumbs_correct_per_class)  # fmt: skip
+    idx, first = thumbnail_indices(run.evals, cfg.mistake_thumbs_per_class, cfg.thumbs_correct_per_class)
     run.photos = {("test", data.test.ids[i]): jpeg for i, jpeg in make_thumbnails(data.test, idx).items()}
     run.first_photos = {("test", data.test.ids[i]) for i in first}
     add_slices(run, data, timings)
@@ -146,7 +145,7 @@ def evaluate_and_write(
         for folder in {f.parent for f in run.onnx_files.values()}:  # add_onnx_models' one temporary folder
             shutil.rmtree(folder, ignore_errors=True)
     if cfg.analyses:  # a step of its own, on the written bundle: a crash in it loses no evaluation
-        add_analyses(dest, models, data, cfg, feature_cache, pooled[list(models)[-1]])
+        add_analyses(dest, models, data, cfg, feature_cache, pooled)
     return run.evals
 
 

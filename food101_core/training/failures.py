@@ -33,8 +33,7 @@ def split_properties(split: Split, class_ids: list[str]) -> pd.DataFrame:
     if split.paths is not None:  # files: measured on every core
         table = files_properties([(i, str(p)) for i, p in enumerate(split.paths)])
     else:
-        source = ((i, bytes(b)) for i, b in enumerate(split.encoded().as_numpy_iterator()))
-        table = properties_table(source, total=len(split))
+        table = properties_table(split.photo_bytes(), total=len(split))
     table = exposure_free(table)
     table.insert(1, "id", split.ids)
     table.insert(2, "dish", np.asarray(class_ids, object)[split.labels])  # class ids: "of apple pie"
@@ -77,12 +76,11 @@ def add_model_columns(props: pd.DataFrame, emb: Embedding, class_names: list[str
     return out
 
 
-def image_checks(props: pd.DataFrame, labels: np.ndarray, class_ids: list[str]) -> pd.DataFrame:
+def image_checks(props: pd.DataFrame) -> pd.DataFrame:
     """The photos CleanVision's checks flag (`image_props.image_check_flags`): id, given label, one column a check;
     only flagged photos, the most flagged first. Its `id` column is what `train.py --exclude` reads."""
     flags = image_check_flags(props)
-    table = pd.concat([props[["index", "id"]], flags], axis=1)
-    table.insert(2, "given", np.asarray(class_ids, object)[labels])
+    table = pd.concat([props[["index", "id", "dish"]].rename(columns={"dish": "given"}), flags], axis=1)
     flagged = table[flags.any(axis=1)].copy()
     flagged["checks"] = flags[flags.any(axis=1)].sum(axis=1)
     return flagged.sort_values(["checks", "index"], ascending=[False, True], kind="stable").drop(columns="checks")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image, ImageOps
+
+from ..metrics import first_screen_photos, most_confident_mistakes
 
 if TYPE_CHECKING:
     from ..metrics import Evaluation
@@ -18,7 +18,7 @@ THUMB_SIZE = 128
 
 
 def thumbnail_indices(
-    evals: dict[str, Evaluation], labels: np.ndarray, mistakes_per_class: int, right_per_class: int
+    evals: dict[str, Evaluation], mistakes_per_class: int, right_per_class: int
 ) -> tuple[list[int], set[int]]:
     """The test photos the bundle keeps a thumbnail of, and those of them the first screen shows.
 
@@ -30,19 +30,9 @@ def thumbnail_indices(
     """
     keep: set[int] = set()
     for ev in evals.values():
-        keep |= set(most_confident_mistakes(ev, mistakes_per_class))
-    last = list(evals.values())[-1]
-    first = set(most_confident_mistakes(last, 1))
-    right = last.predictions["correct"].to_numpy().astype(bool)
-    for c in np.unique(labels):
-        first |= set(np.flatnonzero((labels == c) & right)[:right_per_class].tolist())
+        keep |= set(most_confident_mistakes(ev.predictions, per_class=mistakes_per_class)["index"].astype(int))
+    first = first_screen_photos(list(evals.values())[-1].predictions, right_per_class)
     return sorted(keep | first), first
-
-
-def most_confident_mistakes(ev: Evaluation, per_class: int) -> list[int]:
-    p = ev.predictions
-    wrong = p[~p["correct"].astype(bool)].sort_values("confidence", ascending=False, kind="stable")
-    return wrong.groupby("true", sort=False).head(per_class)["index"].astype(int).tolist()
 
 
 def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE, quality: int = 85) -> bytes:
@@ -62,11 +52,7 @@ def make_thumbnails(split: Split, indices: list[int], size: int = THUMB_SIZE, qu
 
     wanted = set(indices)
     out: dict[int, bytes] = {}
-    if split.paths is not None:
-        source = ((i, Path(split.paths[i]).read_bytes()) for i in sorted(wanted))
-    else:
-        source = ((i, b) for i, b in enumerate(split.encoded().as_numpy_iterator()) if i in wanted)
-    for i, data in tqdm(source, total=len(wanted), desc="thumbnails", leave=False):
+    for i, data in tqdm(split.photo_bytes(wanted), total=len(wanted), desc="thumbnails", leave=False):
         try:
             out[i] = thumbnail_jpeg(data, size, quality)
         except Exception as e:  # one bad image must not lose the bundle
