@@ -188,6 +188,80 @@ def click_most_confused_cell(page) -> tuple[str, str]:
     return true_name, pred_name
 
 
+def click_cell(page, true_name: str, pred_name: str) -> None:
+    """Click the heatmap cell (true, predicted), first scrolling it into view (the phone's matrix scrolls sideways)."""
+    xy = page.evaluate(
+        """([t, p]) => {
+            const div = document.querySelector('#confusion-plot .cm-plot');
+            const fl = div._fullLayout, tr = div.data[0];
+            const col = tr.x.indexOf(p), row = tr.y.indexOf(t);
+            const at = () => {
+                const r = div.getBoundingClientRect();
+                return [r.left + fl.xaxis._offset + fl.xaxis.l2p(col), r.top + fl.yaxis._offset + fl.yaxis.l2p(row)];
+            };
+            const box = document.querySelector('#confusion-plot');
+            box.scrollLeft += at()[0] - box.getBoundingClientRect().left - box.clientWidth / 2;
+            window.scrollBy(0, at()[1] - window.innerHeight / 2);
+            return at();
+        }""",
+        [true_name, pred_name],
+    )
+    page.mouse.click(*xy)
+
+
+def pair_rows(page) -> list[tuple[str, str, int]]:
+    """The most confused pairs as the Confusion tab lists them: (true, answered, photos)."""
+    page.locator('#pairs [data-testid="cell-0-0"]').wait_for()
+    return [
+        (*(name.strip() for name in row[0].split("→")), int(row[1].replace(",", "")))
+        for row in page.evaluate(
+            """() => { const rows = {};
+                for (const c of document.querySelectorAll('#pairs [data-testid^="cell-"]')) {
+                    const [, r, k] = c.dataset.testid.split('-'); (rows[r] = rows[r] || [])[k] = c.innerText.trim(); }
+                return Object.values(rows).filter(r => r[0] && r[0].includes('→')); }"""
+        )
+    ]
+
+
+MAP_STATE_JS = """() => {
+    const div = document.querySelector('#map-plot .map-plot');
+    const title = div && div.layout && div.layout.title ? (div.layout.title.text || div.layout.title) : '';
+    return {true: document.querySelector('#map-true input').value, pred: document.querySelector('#map-pred input').value,
+            banner: (document.querySelector('#map-filter') || {}).innerText || '', title: String(title),
+            pair_title: (document.querySelector('#pair-title') || {}).innerText || ''};
+}"""
+
+
+def race_the_map(page, rounds: int, timeout_ms: int) -> list[dict]:
+    """Issue 28's race, `rounds` times: a matrix cell, at once another pair's row, at once the Map tab; then, once the
+    page is idle, what the Map's menus, banner and title say (read twice, 1 s apart: a late draw must not win)."""
+    _tab(page, "Confusion matrix")
+    drawn_marks(page, "#confusion-plot", "heatmap", timeout_ms)
+    rows = pair_rows(page)
+    seen = []
+    for k in range(rounds):
+        if k:
+            _tab(page, "Confusion matrix")
+            page.locator("#confusion-plot .cm-plot").wait_for()
+        cell, row = rows[k % len(rows)], rows[(k + 1) % len(rows)]
+        click_cell(page, cell[0], cell[1])
+        page.locator(f'#pairs [data-testid="cell-{(k + 1) % len(rows)}-0"]').click()
+        _tab(page, "Map")
+        want = f"true dish {row[0]} and answered {row[1]}"
+        try:
+            page.wait_for_function(
+                "(w) => { const b = document.querySelector('#map-filter'); return b && b.innerText.includes(w); }",
+                arg=want,
+                timeout=timeout_ms,
+            )
+        except Exception:  # the test reports what stayed on the page
+            pass
+        page.wait_for_timeout(1000)
+        state = page.evaluate(MAP_STATE_JS)
+        seen.append({"cell": cell, "row": row, **state})
+    return seen
+
+
 def exercise_confusion(page, out: Path, seen: dict, timeout_ms: int) -> None:
     """The heatmap draws; a click on the most confused cell fills the gallery, whose thumbnails load on sight."""
     from playwright.sync_api import expect

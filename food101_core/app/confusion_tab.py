@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from . import errors
-from .context import AppContext, captioned_gallery, plotly_html, tab_intro
+from .context import AppContext, captioned_gallery, on_settled, plotly_html, show_js, tab_intro
 
 # plotly events -> Gradio events, bound once on the drawn chart
 CONFUSION_BIND = """div.on('plotly_click', (ev) => {
@@ -55,10 +55,13 @@ def build(ctx: AppContext) -> None:
         return {"figure": json.loads(fig_json), "pairs": pairs_df.to_dict("records")}
 
     inputs = [ctx.stage, normalize, hide_diag, order]
-    for trigger in (normalize.change, hide_diag.change, order.change, ctx.stage.change):
-        trigger(on_change, inputs, [plot, pairs], api_name=False)
-    plot.click(on_cell_click, [ctx.stage], [title, gallery, ctx.pair], api_name=False)
-    pairs.select(on_row_select, [ctx.stage, pairs], [title, gallery, ctx.pair], api_name=False)
+    on_settled([normalize.change, hide_diag.change, order.change, ctx.stage.change], on_change, inputs, [plot, pairs])
+    # a cell and a row both choose the pair: one at a time, in the order clicked, so the last click is what stays
+    one_pair = {"concurrency_id": "confusion-pair", "concurrency_limit": 1, "api_name": False}
+    plot.click(on_cell_click, [ctx.stage], [title, gallery, ctx.pair], **one_pair).then(None, js=show_js("#pair-title"))
+    pairs.select(on_row_select, [ctx.stage, pairs], [title, gallery, ctx.pair], **one_pair).then(
+        None, js=show_js("#pair-title")
+    )
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_confusion, api_name="confusion")
         gr.api(pair, api_name="pair")

@@ -32,6 +32,27 @@ def stage_label(b: Bundle, stage: str) -> str:
     return words + (" (final)" if stage == b.stages[-1] else "")
 
 
+def on_settled(triggers: list, fn, inputs: list, outputs: list) -> gr.Dependency:
+    """Bind a view fed by several inputs as ONE event for all of them: while it runs, further changes wait
+    (`always_last`) and it then runs once more on the inputs' settled values. Separate listeners per input would each
+    run on the values of their moment, and whichever answer came back last would win (the Map once showed Beet Salad
+    under menus that said Baklava)."""
+    return gr.on(triggers, fn, inputs, outputs, trigger_mode="always_last", api_name=False)
+
+
+def show_js(selector: str) -> str:
+    """JavaScript for `.then(None, js=show_js("#box"))`: once the box an action filled has drawn, scroll the page so
+    that its top is in view (a phone's answer sits below the photo; a matrix cell's photos sit below the matrix).
+    Nothing moves when the top is already on screen, so nothing jumps under the reader."""
+    return f"""() => {{ let tries = 0; const go = () => {{
+  const el = document.querySelector('{selector}');
+  if ((!el || el.offsetParent === null) && tries++ < 40) {{ setTimeout(go, 50); return; }}
+  if (!el) return;
+  const top = el.getBoundingClientRect().top;
+  if (top < 0 || top > window.innerHeight - 96) window.scrollBy({{top: top - 12, behavior: 'instant'}});
+}}; requestAnimationFrame(() => setTimeout(go, 30)); }}"""
+
+
 ALL = "All"  # what an unset dish filter shows (a blank box reads as broken)
 
 

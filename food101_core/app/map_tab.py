@@ -9,7 +9,17 @@ import gradio as gr
 from ..bundle import Bundle
 from ..serving.gradcam import HEAT_KEY
 from . import errors, neighbours
-from .context import ALL, AppContext, captioned_gallery, chosen, dish_filter, plotly_html, tab_intro
+from .context import (
+    ALL,
+    AppContext,
+    captioned_gallery,
+    chosen,
+    dish_filter,
+    on_settled,
+    plotly_html,
+    show_js,
+    tab_intro,
+)
 
 MAX_SELECTION = 120
 # plotly events -> Gradio events, bound once on the drawn chart
@@ -67,11 +77,11 @@ def build(ctx: AppContext) -> None:
         items, _, line = neighbours.selection_gallery(b, last, [int(i) for i in evt.indices], MAX_SELECTION)
         return gr.update(value=items, visible=bool(items)), line
 
-    inputs = [colour, f_true, f_pred]
-    for trigger in (colour.change, f_true.change, f_pred.change):
-        trigger(draw, inputs, [plot, note_row, note, hint], api_name=False)
-    plot.click(on_click, None, details, api_name=False)
-    plot.submit(on_select, None, [selection, count], api_name=False)
+    # one draw from the settled menus, whichever changed (a confusion pair sets both at once)
+    menus = [colour, f_true, f_pred]
+    on_settled([m.change for m in menus], draw, menus, [plot, note_row, note, hint])
+    plot.click(on_click, None, details, api_name=False).then(None, js=show_js("#map-caption"))
+    plot.submit(on_select, None, [selection, count], api_name=False).then(None, js=show_js("#map-count"))
     ctx.pair.change(lambda pair: tuple(pair or (ALL, ALL)), ctx.pair, [f_true, f_pred], api_name=False)
     clear.click(lambda: (ALL, ALL), None, [f_true, f_pred], api_name=False)
 

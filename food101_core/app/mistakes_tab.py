@@ -7,7 +7,7 @@ import gradio as gr
 
 from ..serving.gradcam import HEAT_KEY
 from . import errors
-from .context import AppContext, captioned_gallery, chosen, dish_filter, tab_intro
+from .context import AppContext, captioned_gallery, chosen, dish_filter, on_settled, show_js, tab_intro
 
 MAX_GALLERY = 120
 
@@ -55,8 +55,10 @@ def build(ctx: AppContext) -> None:
 
     inputs = [ctx.stage, f_true, f_pred, f_conf]
     # filled when the tab is opened (a Space downloading the bundle on demand fetches the photos only then)
-    for trigger in (f_true.change, f_pred.change, f_conf.release, ctx.stage.change, tab.select):
-        trigger(mistakes, inputs, [gallery, shown, count], api_name=False)
-    gallery.select(on_select, [ctx.stage, shown], [big, top5, caption, cam, key], api_name=False)
+    triggers = [f_true.change, f_pred.change, f_conf.release, ctx.stage.change, tab.select]
+    on_settled(triggers, mistakes, inputs, [gallery, shown, count])
+    gallery.select(on_select, [ctx.stage, shown], [big, top5, caption, cam, key], api_name=False).then(
+        None, js=show_js("#mistake-caption")
+    )
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_mistakes, api_name="mistakes")

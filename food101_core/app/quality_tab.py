@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..bundle import BundleError
 from . import errors, quality_report
-from .context import AppContext, captioned_gallery, chart, chosen, dish_filter
+from .context import AppContext, captioned_gallery, chart, chosen, dish_filter, on_settled
 
 MAX_SUSPECTS = 120
 MAX_PAIRS = 60
@@ -59,10 +59,8 @@ def build(ctx: AppContext) -> None:
         chart(quality_report.quality_figure(quality_report.class_counts(b)), "quality-plot")
 
     # filled when the tab is opened: a Space downloading the bundle on demand fetches these photos only then
-    for trigger in (given.change, suggested.change, tab.select):
-        trigger(suspects, [given, suggested], [gallery, count, csv], api_name=False)
-    for trigger in (kind.change, tab.select):
-        trigger(duplicates, [kind], [pairs, pair_count], api_name=False)
+    on_settled([given.change, suggested.change, tab.select], suspects, [given, suggested], [gallery, count, csv])
+    on_settled([kind.change, tab.select], duplicates, [kind], [pairs, pair_count])
 
 
 def image_checks_section(ctx: AppContext, tab: gr.Tab) -> None:
@@ -87,8 +85,7 @@ def image_checks_section(ctx: AppContext, tab: gr.Tab) -> None:
         path = None if table is None else errors.write_csv(table, ctx.files / f"image_check_{name}.csv")
         return items, line, path
 
-    for trigger in (check.change, tab.select):
-        trigger(flagged, [check], [check_gallery, check_count, check_csv], api_name=False)
+    on_settled([check.change, tab.select], flagged, [check], [check_gallery, check_count, check_csv])
 
 
 def write_suspects(ctx: AppContext, given: str | None, suggested: str | None) -> Path:

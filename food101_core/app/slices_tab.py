@@ -7,7 +7,7 @@ import gradio as gr
 
 from ..bundle import BundleError
 from . import slice_report
-from .context import AppContext, captioned_gallery, tab_intro
+from .context import AppContext, captioned_gallery, show_js, tab_intro
 
 MAX_GALLERY = 60
 
@@ -42,4 +42,4 @@ def build(ctx: AppContext) -> None:
         items, words = slice_report.slice_gallery(b, evt.index[0], MAX_GALLERY)
         return gr.update(value=items, visible=True), words
 
-    table.select(show, None, [gallery, line], api_name=False)
+    table.select(show, None, [gallery, line], api_name=False).then(None, js=show_js("#slice-line"))
