@@ -48,10 +48,10 @@ def test_training_curves_name_what_was_validated_on(tiny_bundle):
 
     b = load_bundle(tiny_bundle)  # trained with --val-fraction 0: Keras validated on the test split
     curves = {(t.name, t.xaxis): list(t.y) for t in training_figure(b).data}
-    assert curves[("test split", "x2")] == b.history["val_accuracy"].tolist()
+    assert curves[("test photos (validation: best epoch chosen on them)", "x2")] == b.history["val_accuracy"].tolist()
     assert curves[("train", "x")] == b.history["loss"].tolist()
     b.train_config.val_fraction = 0.1
-    assert {t.name for t in training_figure(b).data} == {"train", "validation"}
+    assert {t.name for t in training_figure(b).data} == {"train", "held-out 10 % of training photos (validation)"}
 
 
 def test_reloaded_models_predict_what_the_bundle_recorded(tiny_bundle):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..bundle import Bundle
 from . import run_summary
 from .context import AppContext, chart, tab_intro
 
@@ -11,15 +12,27 @@ from .context import AppContext, chart, tab_intro
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
     with gr.Tab("Calibration", id="calibration"):
-        tab_intro(
-            "Whether the model's confidence can be trusted: the test photos grouped by how sure the model was, "
-            'against how often it was right. On the dashed line, "80 % sure" means right 80 % of the time; the '
-            "calibration error (ECE) is the average gap. A temperature fitted on held-out photos rescales the "
-            "confidences (never the ranking); grey crosses show where they were before."
-        )
+        tab_intro(intro(b))
         plot = chart(run_summary.reliability_figure(b, b.stages[-1]), "calibration-plot")
 
     def reliability(stage: str) -> str:
         return run_summary.reliability_figure(b, stage).to_json()
 
     ctx.stage.change(reliability, [ctx.stage], [plot], api_name=False)
+
+
+def intro(b: Bundle) -> str:
+    """What the diagram shows and what its two terms mean, saying temperature scaling only where it was done."""
+    words = (
+        "Whether the model's confidence can be trusted: the test photos grouped by how sure the model was, "
+        'against how often it was right. On the dashed line, "80 % sure" means right 80 % of the time. '
+        "The calibration error (ECE, expected calibration error) is how far the stated confidence is from "
+        "the real share right, on average (0 is perfect)."
+    )
+    if not (b.evaluation().metrics.get("calibration") or {}).get("fitted_on"):
+        return words + " The confidences are the model's own: no held-out photos were kept to adjust them."
+    return words + (
+        " The confidences were adjusted by temperature scaling: one number, fitted on training photos held out "
+        "from training, that makes the model more or less sure without changing the order of its answers. "
+        "Grey crosses show where they were before."
+    )

@@ -90,7 +90,7 @@ def pair_title(true_name: str, pred_name: str, n: int, shown: int) -> str:
         title = f"**{true_name}**, recognised: {n} test photo{s} the model gets right"
     else:
         title = f"**{true_name} → {pred_name}**: {n} {true_name} photo{s} taken for {pred_name}"
-    return title + (f" ({shown} with thumbnails in the bundle)" if shown < n else "")
+    return title + (f" ({shown} with a picture kept)" if shown < n else "")
 
 
 def mistake_gallery(
@@ -106,8 +106,8 @@ def mistake_gallery(
     if len(pictured) < len(m):  # the cap: the bundle keeps pictures of each stage's most confident per dish
         cap = b.train_config.mistake_thumbs_per_class
         count += (
-            f". The bundle keeps pictures of each stage's {cap} most confident mistakes per dish: "
-            f"{len(m) - len(pictured):,} more lie beyond that cap (all are in the `/mistakes` list)"
+            f". The saved run keeps pictures of only the {cap} most confident mistakes per dish, so "
+            f"{len(m) - len(pictured):,} more are counted here but not shown"
         )
     return items, [int(r.index) for r in shown], count
 

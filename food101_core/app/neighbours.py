@@ -46,9 +46,9 @@ def embedding_points(b: Bundle, stage: str) -> list[dict]:
 
 
 NO_FEATURE_SPACE = (
-    "This bundle has no feature-space analysis: it is an opt-in step (`train.py --analyses`, or later, where the "
-    "data set is at hand: `python -m food101_core.training.analyses RUN [--data PATH]`; a bundle written with "
-    "`--reference-per-class 0` has none)."
+    "This saved run (its bundle: the folder of files the app reads) has no map of how alike the model finds its "
+    "photos. It is an optional step: `train.py --analyses`, or later, where the data set is at hand, "
+    "`python -m food101_core.training.analyses RUN [--data PATH]`. A run saved with `--reference-per-class 0` has none."
 )
 
 
@@ -111,22 +111,58 @@ def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
     }
 
 
+CONTRAST_SIDES = (("pred", "answer", "the answer"), ("runner_up", "runner_up", "the runner-up"))
+
+
+def contrast_groups(b: Bundle, found: dict | None) -> dict:
+    """The answer's nearest training photos and the runner-up's, as two galleries (label, [(path, caption)]), and one
+    sentence comparing them by the mean distances as printed, so the words never contradict the numbers."""
+    groups: dict = {"line": "", "answer": ("", []), "runner_up": ("", [])}
+    names, means = {}, {}
+    for key, side, words in CONTRAST_SIDES:
+        rows = (found or {}).get(key) or []
+        if rows:
+            names[side], means[side] = reference_dish(b, rows[0]["row"]), float(np.mean([s["distance"] for s in rows]))
+            label = f"Nearest {names[side]} training photos: {words} (dish · distance)"
+            groups[side] = (label, contrast_items(b, rows))
+    if len(names) == 2:
+        groups["line"] = contrast_line(names["answer"], means["answer"], names["runner_up"], means["runner_up"])
+    return groups
+
+
+def contrast_items(b: Bundle, rows: list[dict]) -> list[tuple[str, str]]:
+    """(thumbnail, "dish · distance") of reference photos the bundle has pictures of."""
+    return [(str(p), f"{reference_dish(b, s['row'])} · {s['distance']:.2f}") for s in rows
+            if (p := b.reference_thumb(s["row"])) is not None]  # fmt: skip
+
+
+def contrast_line(answer: str, a: float, runner_up: str, c: float) -> str:
+    """Which dish's training photos the photo is nearer, judged on the mean distances as printed (2 decimals): a
+    reader who compares the two numbers reaches the same verdict as the sentence."""
+    a_s, c_s = f"{a:.2f}", f"{c:.2f}"
+    if float(a_s) < float(c_s):
+        verdict = (
+            f"The photo is nearer the {answer} training photos (mean distance {a_s}) than the {runner_up} ones "
+            f"({c_s}): its nearest photos agree with the answer."
+        )
+    elif float(a_s) > float(c_s):
+        verdict = (
+            f"The photo is nearer the {runner_up} training photos (mean distance {c_s}) than the {answer} ones "
+            f"({a_s}): its nearest photos disagree with the answer and side with the runner-up."
+        )
+    else:
+        verdict = (
+            f"The photo is about as near the {answer} training photos as the {runner_up} ones (mean distance {a_s} "
+            "both): its nearest photos do not settle it."
+        )
+    return verdict + " A distance says how unlike two photos look to the model: lower is more alike."
+
+
 def contrast_gallery(b: Bundle, found: dict | None) -> tuple[list[tuple[str, str]], str]:
-    """The contrastive photos as one gallery (the predicted dish's first, then the runner-up's) and the sentence
-    that reads it: which of the two dishes' training photos the photo is closer to, and by how much."""
-    if not found:
-        return [], ""
-    pred, other = found["pred"], found["runner_up"]
-    rows = [(s, f"{reference_dish(b, s['row'])} · {s['distance']:.2f}") for s in [*pred, *other]]
-    items = [(str(p), caption) for (s, caption) in rows if (p := b.reference_thumb(s["row"])) is not None]
-    if not pred or not other:
-        return items, ""
-    a, c = np.mean([s["distance"] for s in pred]), np.mean([s["distance"] for s in other])
-    pred_name = reference_dish(b, pred[0]["row"])
-    closer = "closer to" if a <= c else "yet farther from"
-    line = (f"The photo is {closer} these {pred_name} training photos (mean distance {a:.2f}) than to the nearest "
-            f"{other[0]['label']} ones ({c:.2f}), the runner-up.")  # fmt: skip
-    return items, line
+    """The contrastive photos as one gallery (the answer's first, then the runner-up's) and the sentence that reads
+    them; the Map's until it shows `contrast_groups` as two galleries."""
+    groups = contrast_groups(b, found)
+    return [*groups["answer"][1], *groups["runner_up"][1]], groups["line"]
 
 
 def similar_gallery(b: Bundle, similar: list[dict]) -> list[tuple[str, str]]:
@@ -146,7 +182,7 @@ def selection_gallery(b: Bundle, stage: str, indices: list[int], limit: int) -> 
         )
         for i in shown
     ]
-    line = f"**{len(indices)}** photos selected; {len(shown)} with thumbnails in the bundle shown"
+    line = f"**{len(indices)}** photos selected; {len(shown)} with a picture kept shown"
     return items, shown, line
 
 

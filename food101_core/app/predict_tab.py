@@ -45,7 +45,9 @@ def build(ctx: AppContext) -> None:
             with gr.Column(min_width=300):
                 top5 = gr.Label(num_top_classes=5, label="Top 5 dishes", elem_id="top5")
                 verdict = gr.Markdown(START, elem_id="verdict")
-                similar, versus, contrast = by_example()
+                with gr.Accordion(f"The {b.num_classes} dishes it knows", open=False, elem_id="dishes"):
+                    gr.Markdown(dish_list(b.class_names))
+                similar, versus, contrast, runner_up = by_example()
                 found = gr.State({})  # inside the tab: gr.Tabs must hold only tabs, or the tab bar mislabels them
                 gallery = captioned_gallery(
                     "Test photos: click one to predict it (✓ the model gets it right, ✗ it does not)",
@@ -61,7 +63,7 @@ def build(ctx: AppContext) -> None:
     # /predict keeps its three outputs (scripts rely on them); what only the page shows (similar photos, the key, a
     # refused file cleared away) travels in a State, which the API leaves out, and a follow-up step shows it.
     inputs, outputs = [photo, show_cam, ctx.stage], [top5, verdict, cam_out, found]
-    after = [similar, cam_out, cam_key, photo, versus, contrast]
+    after = [similar, cam_out, cam_key, photo, versus, contrast, runner_up]
     go_btn.click(predict, inputs, outputs, api_name="predict").then(show_extras, found, after, api_name=False).then(
         None, js=SHOW_ANSWER
     )
@@ -76,18 +78,21 @@ def build(ctx: AppContext) -> None:
         gr.Button(visible=False).click(explain, [photo, ctx.stage], explained, api_name="explain")
 
 
-def by_example() -> tuple[gr.Gallery, gr.Markdown, gr.Gallery]:
-    """Why, by example: the most similar training photos, and those of the answer beside those of the runner-up."""
+def by_example() -> tuple[gr.Gallery, gr.Markdown, gr.Gallery, gr.Gallery]:
+    """Why, by example: the most similar training photos, then the answer's nearest beside the runner-up's, each
+    dish in its own gallery (labelled per photo by `show_extras`) so that the two never mix."""
     similar = captioned_gallery(
-        "Similar training photos (dish · distance): what the model finds most alike", "similar", visible=False
+        "Training photos most like it, to the model (dish · distance: lower is more alike)", "similar", visible=False
     )
     versus = gr.Markdown(elem_id="contrast-line")
-    contrast = captioned_gallery(
-        "Its answer against the runner-up: the nearest training photos of each (dish · distance)",
-        "contrast",
-        visible=False,
-    )
-    return similar, versus, contrast
+    contrast = captioned_gallery("Nearest training photos of the answer", "contrast", visible=False)
+    runner_up = captioned_gallery("Nearest training photos of the runner-up", "contrast-runner-up", visible=False)
+    return similar, versus, contrast, runner_up
+
+
+def dish_list(names: list[str]) -> str:
+    """Every dish the model can answer, alphabetical, so a reader knows what is worth showing it."""
+    return ", ".join(sorted(names, key=str.lower)) + "."
 
 
 def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
@@ -103,32 +108,29 @@ def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
     why = neighbours.explain(b, pred, final_features(ctx, stage, image, pred))
     heat, note = None, ""
     if cam and p.head is None:
-        note = "\n\nGrad-CAM is not available for this model (its head is not linear after pooling)."
+        note = "\n\nGrad-CAM (where the model looked) needs a model that ends in one plain layer; this one does not."
     elif cam:
         heat = overlay_heatmap(image, p.gradcam(pred, int(np.argmax(pred.probs))))
     label = {name: prob for _, name, prob in pred.top}
     words = verdict_text(pred, why, b.num_classes) + stage_note(ctx, stage, why) + note
-    items, line = neighbours.contrast_gallery(b, why["contrast"])
+    groups = neighbours.contrast_groups(b, why["contrast"])
     extras = {"similar": neighbours.similar_gallery(b, why["similar"]), "cam": heat is not None,
-              "contrast": items, "versus": line}  # fmt: skip
+              "contrast": groups["answer"], "runner_up": groups["runner_up"], "versus": groups["line"]}  # fmt: skip
     return label, words, heat, extras
 
 
 def show_extras(extras: dict):
     """The similar photos (hidden when there are none), the Grad-CAM box and its key (hidden without a map), a
-    refused file cleared from the box (it would otherwise show as a broken image), and the contrastive photos."""
-    similar, contrast = extras.get("similar") or [], extras.get("contrast") or []
+    refused file cleared from the box (it would otherwise show as a broken image), and the answer's and the
+    runner-up's nearest photos, each gallery labelled with its dish and shown only when it has photos."""
+    similar = extras.get("similar") or []
     photo = gr.update(value=None) if extras.get("refused") else gr.update()
     cam = gr.update(visible=bool(extras.get("cam")))
-    versus = extras.get("versus", "")
-    return (
-        gr.update(value=similar, visible=bool(similar)),
-        cam,
-        cam,
-        photo,
-        versus,
-        gr.update(value=contrast, visible=bool(contrast)),
-    )
+    sides = []
+    for key in ("contrast", "runner_up"):
+        label, items = extras.get(key) or ("", [])
+        sides.append(gr.update(value=items, visible=bool(items), **({"label": label} if label else {})))
+    return (gr.update(value=similar, visible=bool(similar)), cam, cam, photo, extras.get("versus", ""), *sides)
 
 
 def stage_note(ctx: AppContext, stage: str, why: dict) -> str:
@@ -137,8 +139,8 @@ def stage_note(ctx: AppContext, stage: str, why: dict) -> str:
     if stage == final or why["unfamiliar"] is None:
         return ""
     return (
-        f"\n\n*Answer from {stage_label(ctx.bundle, stage)}. The similar photos and the unfamiliar-photo check "
-        f"use the final model's features ({stage_label(ctx.bundle, final)}), the only ones the bundle maps.*"
+        f"\n\n*Answer from {stage_label(ctx.bundle, stage)}. The similar photos and the unfamiliar-photo check use "
+        f"how the final model ({stage_label(ctx.bundle, final)}) sees the photo: the saved run keeps its map only.*"
     )
 
 
@@ -170,9 +172,9 @@ def verdict_text(pred, why: dict, num_classes: int) -> str:
     msg = f"**{pred.top[0][1]}** ({pred.top[0][2]:.0%}) · predicted in {pred.seconds * 1000:.0f} ms"
     if why["unfamiliar"]:
         msg += (
-            "\n\n⚠️ **This photo does not look like the dishes the model was trained on** (its features are far "
-            f"from every training photo kept: {why['score']:.2f} against {why['threshold']:.2f} for 99 % of the test "
-            "photos). The answer above may mean little."
+            "\n\n⚠️ **This photo does not look like the dishes the model was trained on.** To the model it is far "
+            f"from every training photo kept: it scores {why['score']:.2f}, where 99 % of the test photos score at "
+            f"most {why['threshold']:.2f}. The answer above may mean little."
         )
     if pred.low_confidence:
         msg += (

@@ -12,9 +12,9 @@ from ..bundle import Bundle, BundleError
 from ..data_quality import MAX_PAIRS
 
 NO_DATA_QUALITY = (
-    "This bundle has no data-quality analysis: it is an opt-in step (`train.py --analyses`, or later, where the "
-    "data set is at hand: `python -m food101_core.training.analyses RUN [--data PATH]`; a bundle written with "
-    "`--suspect-thumbs 0` has none)."
+    "This saved run (its bundle: the folder of files the app reads) has no data-quality analysis. It is an "
+    "optional step: `train.py --analyses`, or later, where the data set is at hand, "
+    "`python -m food101_core.training.analyses RUN [--data PATH]`. A run saved with `--suspect-thumbs 0` has none."
 )
 KINDS = {"test ↔ train (leakage)": "train-test", "within the test split": "test-test"}
 
@@ -49,8 +49,8 @@ def suspect_gallery(
         b, s, lambda r: f"#{r.rank}: {r.given_name} → looks like {r.suggested_name} · score {r.quality:.2f}", limit
     )
     line = (
-        f"**{len(s):,}** suspect labels match; the {len(items)} with thumbnails in the bundle are shown, most "
-        f"suspect first (it keeps pictures of the {b.train_config.suspect_thumbs:,} most suspect). Captions read "
+        f"**{len(s):,}** suspect labels match; the {len(items)} with a picture kept are shown, most suspect first "
+        f"(the saved run keeps pictures of the {b.train_config.suspect_thumbs:,} most suspect). Captions read "
         "label given → what the photo looks like · score: how likely the given label is, judged by a model that "
         "never saw this photo's label (low: probably wrong). The CSV has them all."
     )
@@ -93,14 +93,14 @@ def duplicate_gallery(b: Bundle, kind: str, limit: int) -> tuple[list[tuple[Imag
         if im is not None:
             caption = f"{row.a_split} {row.a_id} ↔ {row.b_split} {row.b_id} · distance {1 - row.similarity:.3f}"
             items.append((im, caption))
-    what = "test ↔ train pairs" if kind == "train-test" else "pairs within the test split"
+    what = "test ↔ train pairs" if kind == "train-test" else "pairs among the test photos"
     summary = require(b).summary
     threshold = summary.get("duplicate_threshold")
-    line = f"{pair_count(summary, kind, len(d))} {what} (cosine distance of their features ≤ {1 - threshold:.2f}"
-    line += f"; 0 is the same picture); {len(items)} shown"
+    line = f"{pair_count(summary, kind, len(d))} {what} look almost the same to the network: a distance of at most "
+    line += f"{1 - threshold:.2f} between their features (cosine distance; 0 is the same picture). {len(items)} shown"
     pictured = summary.get("pair_thumbs")
     if pictured is not None and len(d) > pictured:
-        line += f" (the bundle keeps pictures of the {pictured:,} closest; the CSV lists all {len(d):,})"
+        line += f" (the saved run keeps pictures of the {pictured:,} closest; the CSV lists all {len(d):,})"
     return items, line
 
 
@@ -111,8 +111,8 @@ def pair_count(summary: dict, kind: str, kept: int) -> str:
     if kept < cap:
         return f"**{kept:,}**"
     if found is None:
-        return f"at least **{kept:,}** (the bundle keeps at most {cap:,}: the cap)"
-    return f"**{found:,}** (the bundle keeps the {kept:,} closest: the cap; {found - kept:,} more lie beyond it)"
+        return f"at least **{kept:,}** (the saved run keeps at most {cap:,})"
+    return f"**{found:,}** (the saved run keeps the {kept:,} closest, its most; {found - kept:,} more are not kept)"
 
 
 def class_counts(b: Bundle) -> pd.DataFrame:
@@ -143,12 +143,13 @@ def summary_line(b: Bundle) -> str:
     within = dups.get("test-test", 0)
     return (
         f"Training photos whose label is probably wrong, and photos that are near-copies of each other. "
-        f"**{s['suspects']:,}** of {s['n_train']:,} training photos have a suspect label (found by cleanlab's "
-        f"confident learning: a simple classifier on the frozen backbone's features, trained {s['folds']} times so "
-        f"that each photo is judged by one that never saw its label; top-1 {s['cv_top1']:.1%}). "
-        f"{pair_count(s, 'train-test', dups.get('train-test', 0))} test ↔ train pairs are near-copies (the test "
-        f"photo leaked into training) and {pair_count(s, 'test-test', within)} "
-        f"{'pair' if within == 1 else 'pairs'} within the test split."
+        f"**{s['suspects']:,}** of {s['n_train']:,} training photos have a suspect label. They were found with "
+        "cleanlab, a library that flags the labels a model strongly disagrees with. The model here is a simple "
+        "classifier on what the pretrained network sees in each photo. It was trained "
+        f"{s['folds']} times, so that each photo is judged by one that never saw its label (right on "
+        f"{s['cv_top1']:.1%} of them). {pair_count(s, 'train-test', dups.get('train-test', 0))} test ↔ train pairs "
+        f"are near-copies (the test photo leaked into training), and {pair_count(s, 'test-test', within)} "
+        f"{'pair' if within == 1 else 'pairs'} among the test photos."
     )
 
 
@@ -197,11 +198,12 @@ def image_check_gallery(b: Bundle, check: str, limit: int) -> tuple[list[tuple[s
     `train.py --exclude` reads)."""
     table = require(b).image_checks
     if table is None:
-        return [], "This bundle's data-quality analysis predates the image checks: add it again to get them.", None
+        return [], "This saved run's data-quality analysis is older than the image checks: add it again.", None
     hits = table[table[check]]
     items = training_pictures(b, hits, lambda r: f"{b.name_of.get(r.given, r.given)} · {r.id}", limit)
     line = (
-        f"**{len(hits):,}** training photos look {CHECK_WORDS.get(check, check)}; {len(items)} with pictures in the "
-        "bundle shown. The CSV lists them all (its `id` column is what `train.py --exclude` reads)."
+        f"**{len(hits):,}** training photos look {CHECK_WORDS.get(check, check)}; {len(items)} with a picture kept "
+        "shown. The CSV lists them all; to train without them, pass it to `train.py --exclude` (it reads the `id` "
+        "column)."
     )
     return items, line, hits

@@ -15,8 +15,10 @@ REFERENCE = {"reference": 0.8066, "DeepFood": 0.774}
 
 REFERENCE_NOTE = (
     "*reference*: the two-stage EfficientNetB0 recipe this project implements (`python train.py`); "
-    "*DeepFood*: Liu et al. 2016. Both on all 101 classes. F1: the mean over classes; ECE (expected calibration "
-    "error): the average gap between how sure the model says it is and how often it is right (0 is perfect)."
+    "*DeepFood*: Liu et al. 2016. Both on all 101 classes. Top-1: the first answer is right; top-5: the right dish "
+    "is among the first five. F1: per dish, a balance of how often an answer of that dish is right and how many of "
+    "its photos are found, averaged over the dishes. ECE (expected calibration error): how far the stated "
+    "confidence is from the real share right, on average (0 is perfect)."
 )
 
 
@@ -68,10 +70,11 @@ def calibration_words(b: Bundle) -> str:
     if not c.get("fitted_on"):
         return "none (no held-out training photos: the confidences are the model's own)"
     return (
-        f"confidences made honest by temperature scaling (all scores divided by T = {c['temperature']:.2f}, fitted "
-        f"on the {c['fitted_on']}, {c['n']:,} photos; the ranking never changes); expected calibration error "
-        f"{m['ece_raw']:.3f} → {m['ece']:.3f}, low-confidence warnings {m['warning_rate_raw']:.0%} → "
-        f"{m['warning_rate']:.0%} of test photos"
+        f"temperature scaling: the model's raw scores divided by one number, T = {c['temperature']:.2f}, so that "
+        f"its confidence matches how often it is right. T was fitted on the {c['fitted_on']} ({c['n']:,} training "
+        f"photos never trained on); the order of the dishes never changes. Expected calibration error (ECE, the "
+        f"average gap between confidence and the share right) {m['ece_raw']:.3f} → {m['ece']:.3f}; low-confidence "
+        f"warnings {m['warning_rate_raw']:.0%} → {m['warning_rate']:.0%} of test photos"
     )
 
 
@@ -103,13 +106,32 @@ def summary_details(b: Bundle) -> str:
 TRAIN, HELD_OUT = "#1f77b4", "#ff7f0e"  # one colour per split, the same in both panels and in the legend
 
 
+def held_out_name(cfg: TrainConfig) -> str:
+    """The dotted curve's legend entry: what Keras validated on each epoch, in plain words, "validation" beside."""
+    if cfg.val_fraction > 0:
+        return f"held-out {cfg.val_fraction * 100:g} % of training photos (validation)"
+    if cfg.keep_epoch == "last":
+        return "test photos (validation, watched only)"
+    return "test photos (validation: best epoch chosen on them)"
+
+
+def held_out_words(cfg: TrainConfig) -> str:
+    """The dotted curve in a sentence: which photos, and whether an epoch was chosen on them (the legend is short)."""
+    last = cfg.keep_epoch == "last"
+    if cfg.val_fraction > 0:
+        use = "only watched: each stage keeps its last epoch" if last else "used to choose each stage's best epoch"
+        return f"The dotted line is {cfg.val_fraction * 100:g} % of the training photos, held out from training, {use}."
+    if last:
+        return "The dotted line is the test photos: watched each epoch, but no epoch was chosen on them."
+    return "The dotted line is the test photos. Each stage's best epoch was chosen on them, so they may flatter it."
+
+
 def training_figure(b: Bundle) -> go.Figure:
     """Loss above accuracy on one shared epoch axis, train and held-out, each stage's start marked below the titles."""
     from plotly.subplots import make_subplots
 
     h = b.history
-    # what Keras validated on each epoch: held-out training images, or (--val-fraction 0) the test split
-    held_out = "validation" if b.train_config.val_fraction > 0 else "test split"
+    held_out = held_out_name(b.train_config)  # held-out training images, or (--val-fraction 0) the test split
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=("Loss (lower is better)", "Top-1 accuracy"))  # fmt: skip
     for row, metric in ((1, "loss"), (2, "accuracy")):

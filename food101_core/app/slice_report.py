@@ -8,8 +8,9 @@ from ..bundle import Bundle, BundleError
 from ..slicing import slice_mask
 
 NO_SLICES = (
-    "This bundle has no failure slices: it was evaluated before they existed. Re-evaluate it where the data set is "
-    "at hand: `python -m food101_core.training.evaluate RUN [--data PATH]`."
+    "This saved run (its bundle: the folder of files the app reads) has no failure slices, the groups of photos "
+    "the model does worse on: it was evaluated before they existed. To add them, evaluate it again where the data "
+    "set is at hand: `python -m food101_core.training.evaluate RUN [--data PATH]`."
 )
 API_FIELDS = ("name", "conditions", "n", "accuracy", "overall", "p_value")
 
@@ -41,19 +42,34 @@ def slices_table(b: Bundle) -> pd.DataFrame:
 
 
 def summary_line(b: Bundle) -> str:
+    """How many groups are clearly worse, and why "clearly": the test and its correction in plain words."""
     s = found(b)
     n, tested = len(s["slices"]), s.get("tested", 0)
     if not n:
         return (
-            f"No group of photos is clearly worse than the rest: none of the {tested:,} groups of one or two "
-            "conditions tried passes the corrected test."
+            f"No group of photos is clearly worse than the rest. {tested:,} groups of one or two conditions were "
+            "tried; none passes the test, made strict because so many were tried."
         )
-    overall, test, correction = s["slices"][0]["overall"], s.get("test", "a one-sided test"), s.get("correction")
+    overall = s["slices"][0]["overall"]
     return (
         f"**{n}** group{'s' if n != 1 else ''} of photos where the final model is clearly less often right than "
-        f"its **{overall:.0%}** overall: {test} against the other photos, corrected ({correction}) for the "
-        f"**{tested:,}** groups of one or two conditions tried, each of at least {s.get('min_size')} photos. "
-        "Click one to see its photos."
+        f"its **{overall:.0%}** overall. Each group is defined by one or two conditions and holds at least "
+        f"{s.get('min_size')} photos; **{tested:,}** were tried. With so many tries a gap can turn up by luck, "
+        f"so each group passed a strict test: {significance_words(s)}. Click one to see its photos."
+    )
+
+
+def significance_words(s: dict) -> str:
+    """The slices' test and its correction, named for a reader who knows them and said plainly for one who doesn't."""
+    test, correction, tested = s.get("test", "one-sided"), s.get("correction"), s.get("tested", 0)
+    fix = (
+        f"Bonferroni-corrected for the {tested:,} tries (its p-value multiplied by {tested:,})"
+        if correction == "bonferroni"
+        else f"corrected ({correction}) for the {tested:,} tries"
+    )
+    return (
+        f"a {test} test against the other photos (how likely so few right answers would be by luck alone), {fix}. "
+        "The table's p is that corrected chance: the smaller, the surer"
     )
 
 
@@ -72,6 +88,7 @@ def slice_gallery(b: Bundle, number: int, limit: int) -> tuple[list[tuple[str, s
     line = (
         f"**{s['name']}**: {len(members):,} photos, **{members['correct'].mean():.0%}** right against "
         f"{s.get('rest_accuracy', s['overall']):.0%} for the other photos ({s['overall']:.0%} overall; "
-        f"p = {s['p_value']:.1e}, corrected). {len(shown)} with pictures in the bundle shown, mistakes first."
+        f"p = {s['p_value']:.1e}, the corrected chance of this by luck). Shown: {len(shown)} with a picture kept, "
+        "mistakes first."
     )
     return items, line

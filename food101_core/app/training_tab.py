@@ -14,10 +14,12 @@ def build(ctx: AppContext) -> None:
     b = ctx.bundle
     with gr.Tab("Training", id="training") as tab:
         tab_intro(
-            "How the model learnt, epoch by epoch: the loss and the top-1 accuracy on the training photos and on "
-            "photos it never trained on, with the start of each stage marked. Train accuracy is measured on the "
-            "batches as they were trained (dropout on, and augmentation or MixUp when the recipe uses them), so it "
-            "can sit below the held-out line, and it drops when stage 2 starts training on full images."
+            "How the model learnt, epoch by epoch (an epoch: one pass over the training photos). Above, the loss "
+            "(lower is better); below, the top-1 accuracy (the share of photos whose first answer is right). "
+            "Stage 1 trains only the model's new last layer; stage 2 also fine-tunes layers of the network under it. "
+            f"{run_summary.held_out_words(b.train_config)} The training line is measured while training, with its "
+            "random changes on (dropout, and augmentation or MixUp when the recipe uses them), so it can sit below "
+            "the dotted line, and it drops when stage 2 starts training on full images."
         )
         chart(run_summary.training_figure(b), "training-plot")
 
