@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import gradio as gr
 
-    from food101_core.app import CSS, PLOTLY_HEAD, PLOTLY_JS, build_app, no_run_app, say_download, zerogpu
+    from food101_core.app import CSS, HEAD, PLOTLY_JS, THEME, build_app, no_run_app, say_download, zerogpu
     from food101_core.bundle import BundleError, load_bundle
 
     zerogpu.register(spaces)  # before launch(), which sends ZeroGPU's start-up report
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         allowed_paths=allowed,
         show_error=True,
         css=CSS,
-        head=PLOTLY_HEAD,
+        head=HEAD,
+        theme=THEME,
     )
 
 

@@ -80,6 +80,11 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+def file_name_of(image_id: str) -> str:
+    """A photo's file name in the cache: a hash of its id, so that no id can point outside the cache."""
+    return hashlib.sha1(image_id.encode()).hexdigest()[:20]
+
+
 class PhotoStore:
     """Random access to a bundle's photos. `fetch(bundle path) -> local Path` brings a shard on first use (from the
     Hub, for a bundle opened by repo id); each photo is extracted once into `cache`, whose files the app serves."""
@@ -89,12 +94,24 @@ class PhotoStore:
         self._fetch, self.cache = fetch, cache
         self._zips: dict[str, zipfile.ZipFile] = {}
         self._lock = threading.Lock()
+        self._by_name: dict[str, Key] | None = None
 
     def __len__(self) -> int:
         return len(self._where)
 
     def __contains__(self, key: Key) -> bool:
         return key in self._where
+
+    def find(self, file_name: str) -> Key | None:
+        """The (split, id) of a photo from the name of its file (`path` names each file by a hash of its id): how a
+        gallery's clicked thumbnail, which Gradio hands back as a file, is known again. Test first, should one id be
+        kept in both splits."""
+        with self._lock:
+            if self._by_name is None:
+                self._by_name = {}
+                for split, image_id in sorted(self._where, key=lambda k: k[0] != "test", reverse=True):
+                    self._by_name[file_name_of(image_id)] = (split, image_id)
+        return self._by_name.get(Path(file_name).stem)
 
     def shards(self) -> set[str]:
         return set(self._where.values())
@@ -116,7 +133,7 @@ class PhotoStore:
         """The photo as a file (extracted on first use; a hashed name, so no id can point outside the cache)."""
         if (split, image_id) not in self._where:
             return None
-        target = self.cache / split / (hashlib.sha1(image_id.encode()).hexdigest()[:20] + ".jpg")
+        target = self.cache / split / f"{file_name_of(image_id)}.jpg"
         if not target.is_file():
             data = self.read(split, image_id)
             target.parent.mkdir(parents=True, exist_ok=True)

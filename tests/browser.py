@@ -11,7 +11,7 @@ import re
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 CHROMIUM_ARGS = [
@@ -23,6 +23,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+AXE = Path(__file__).resolve().parent.parent / ".cache" / "axe-core-4.14.1" / "axe.min.js"  # tests/run.sh fetches it
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 # What a drawn plotly chart has in its SVG: heatmap cells are one <image>, bars and lines are <path>s with a shape.
@@ -206,7 +207,15 @@ def click_cell(page, true_name: str, pred_name: str) -> None:
         }""",
         [true_name, pred_name],
     )
-    page.mouse.click(*xy)
+    tap(page, xy)
+
+
+def tap(page, xy) -> None:
+    """A click where a person's finger or mouse would make it: a tap on a touch screen."""
+    if page.context.browser and page.evaluate("() => navigator.maxTouchPoints > 0"):
+        page.touchscreen.tap(*xy)
+    else:
+        page.mouse.click(*xy)
 
 
 def pair_rows(page) -> list[tuple[str, str, int]]:
@@ -226,7 +235,8 @@ def pair_rows(page) -> list[tuple[str, str, int]]:
 MAP_STATE_JS = """() => {
     const div = document.querySelector('#map-plot .map-plot');
     const title = div && div.layout && div.layout.title ? (div.layout.title.text || div.layout.title) : '';
-    return {true: document.querySelector('#map-true input').value, pred: document.querySelector('#map-pred input').value,
+    const menu = sel => document.querySelector(sel + ' input').value;
+    return {true: menu('#map-true'), pred: menu('#map-pred'),
             banner: (document.querySelector('#map-filter') || {}).innerText || '', title: String(title),
             pair_title: (document.querySelector('#pair-title') || {}).innerText || ''};
 }"""
@@ -248,14 +258,12 @@ def race_the_map(page, rounds: int, timeout_ms: int) -> list[dict]:
         page.locator(f'#pairs [data-testid="cell-{(k + 1) % len(rows)}-0"]').click()
         _tab(page, "Map")
         want = f"true dish {row[0]} and answered {row[1]}"
-        try:
+        with suppress(Exception):  # on a time-out the test reports what stayed on the page
             page.wait_for_function(
                 "(w) => { const b = document.querySelector('#map-filter'); return b && b.innerText.includes(w); }",
                 arg=want,
                 timeout=timeout_ms,
             )
-        except Exception:  # the test reports what stayed on the page
-            pass
         page.wait_for_timeout(1000)
         state = page.evaluate(MAP_STATE_JS)
         seen.append({"cell": cell, "row": row, **state})
@@ -346,6 +354,20 @@ def drawn_colours(page, selector: str) -> int:
     return sum(1 for count, _ in shot.getcolors() if count > 20)
 
 
+# Where the map's first point is on the screen, once scrolled to the middle of it (a click there opens that photo).
+FIRST_POINT_JS = """() => {
+    const div = document.querySelector('#map-plot .map-plot');
+    const fl = div._fullLayout, tr = div._fullData[0];
+    const at = () => {
+        const r = div.getBoundingClientRect();
+        const x = fl.xaxis._offset + fl.xaxis.d2p(tr.x[0]), y = fl.yaxis._offset + fl.yaxis.d2p(tr.y[0]);
+        return [r.left + x, r.top + y];
+    };
+    window.scrollBy(0, at()[1] - window.innerHeight / 2);
+    return at();
+}"""
+
+
 def exercise_map(page, out: Path, seen: dict, timeout_ms: int) -> None:
     """The map draws (timed from the tab's click), and a click on a point shows that photo and its neighbours."""
     from playwright.sync_api import expect
@@ -364,19 +386,7 @@ def exercise_map(page, out: Path, seen: dict, timeout_ms: int) -> None:
     page.wait_for_timeout(300)
     seen["map_colours"] = drawn_colours(page, "#map-plot .map-plot")
     seen["map_legend"] = page.locator("#map-plot .legend .traces").count()
-    xy = page.evaluate(
-        """() => {
-            const div = document.querySelector('#map-plot .map-plot');
-            const fl = div._fullLayout, tr = div._fullData[0];
-            const at = () => {
-                const r = div.getBoundingClientRect();
-                const x = fl.xaxis._offset + fl.xaxis.d2p(tr.x[0]), y = fl.yaxis._offset + fl.yaxis.d2p(tr.y[0]);
-                return [r.left + x, r.top + y];
-            };
-            window.scrollBy(0, at()[1] - window.innerHeight / 2);
-            return at();
-        }"""
-    )
+    xy = page.evaluate(FIRST_POINT_JS)
     page.mouse.move(*xy)
     page.mouse.click(*xy)
     expect(page.locator("#map-caption")).to_contain_text("test image", timeout=timeout_ms)
@@ -614,10 +624,95 @@ def readability(url: str, viewport: dict, out: Path | None = None, timeout_ms: i
             _tab(page, tab)
             seconds = first_chart_seconds(page, timeout_ms)
             page.wait_for_timeout(400)  # galleries and tables fill in
-            report[tab] = {**page.evaluate(READABILITY_JS), "first_chart_s": seconds}
+            report[tab] = {**page.evaluate(READABILITY_JS), "first_chart_s": seconds, "axe": axe_violations(page)}
+            if phone:
+                report[tab]["phone"] = page.evaluate(PHONE_LAYOUT_JS)
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(out / f"{'phone' if phone else 'desktop'}-{tab.split()[0].lower()}.png"),
                                 full_page=True)  # fmt: skip
         browser.close()
     return report
+
+
+def axe_violations(page) -> list[dict] | None:
+    """axe-core's audit of the page as it is (WCAG 2 A/AA rules and best practices): the serious and critical
+    violations, each with a few of its elements. None when axe-core is not installed (tests/run.sh fetches it)."""
+    if not AXE.is_file():
+        return None
+    page.add_script_tag(path=str(AXE))
+    return page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+            .filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => ({id: v.id, impact: v.impact, n: v.nodes.length,
+                        where: v.nodes.slice(0, 3).map(n => n.target.join(' ') + ': ' + n.failureSummary)}))"""
+    )
+
+
+PHONE_LAYOUT_JS = "\n".join(  # the function, without the file's opening comment
+    line for line in (Path(__file__).parent / "phone_layout.js").read_text().splitlines() if not line.startswith("//")
+)
+
+
+def box_in_view(page, selector: str, settle_ms: int = 1000) -> dict:
+    """Where the top of the box an action filled lies in the viewport once drawn, and again a moment later."""
+    page.locator(selector).first.wait_for(state="visible")
+    page.wait_for_timeout(500)
+    top = lambda: page.locator(selector).first.evaluate("e => e.getBoundingClientRect().top")  # noqa: E731
+    first = top()
+    page.wait_for_timeout(settle_ms)
+    return {"box": selector, "top": first, "later": top(), "height": page.viewport_size["height"]}
+
+
+def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeout_ms: int = 60_000) -> dict:
+    """Every action that fills a box (issue "Right on every screen", item 2): where that box's top lands."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = launch(p)
+        phone = viewport["width"] < 600
+        page = browser.new_page(viewport=viewport, is_mobile=phone, has_touch=phone)
+        page.set_default_timeout(timeout_ms)
+        page.goto(url)
+        page.wait_for_selector("#photo")
+        page.wait_for_timeout(500)
+        page.locator("#photo input[type=file]").set_input_files(str(photo))
+        verdict_dish(page, timeout_ms)
+        seen["predict"] = box_in_view(page, "#top5")
+        if page.locator("#similar img").count():
+            page.locator("#similar img").first.click()
+            seen["similar photo"] = box_in_view(page, "#similar-view")
+        page.reload()
+        page.wait_for_selector("#photo")
+        page.locator("#photo input[type=file]").set_input_files(str(bad_file))
+        page.wait_for_function("() => document.querySelector('#verdict').innerText.includes('⚠')", timeout=timeout_ms)
+        seen["error"] = box_in_view(page, "#verdict")
+        _tab(page, "Confusion matrix")
+        drawn_marks(page, "#confusion-plot", "heatmap", timeout_ms)
+        rows = pair_rows(page)
+        click_cell(page, rows[0][0], rows[0][1])
+        seen["matrix cell"] = box_in_view(page, "#pair-title")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.locator('#pairs [data-testid="cell-1-0"]').click()
+        seen["pair row"] = box_in_view(page, "#pair-title")
+        page.locator("#pair-gallery img").first.click()
+        seen["pair photo"] = box_in_view(page, "#pair-view")
+        _tab(page, "Mistakes")
+        page.locator("#mistakes-gallery img").first.click()
+        seen["mistake"] = box_in_view(page, "#mistake-caption")
+        _tab(page, "Slices")
+        if page.locator("#slices-table [role=gridcell]").count():
+            page.locator("#slices-table [role=gridcell]").first.click()
+            seen["slice row"] = box_in_view(page, "#slice-line")
+        if page.locator("#map-missing").count() == 0:
+            _tab(page, "Map")
+            xy = page.evaluate(FIRST_POINT_JS)
+            page.mouse.click(*xy)
+            seen["map point"] = box_in_view(page, "#map-caption")
+        _tab(page, "Data quality")
+        if page.locator("#suspects-gallery img").count() or page.locator("#suspect-count").count():
+            page.locator("#suspects-gallery img").first.click()
+            seen["suspect"] = box_in_view(page, "#suspect-view")
+        browser.close()
+    return seen

@@ -14,6 +14,13 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "chromium is not installed (sudo apt-get install chromium): the browser tests will be skipped"
   fi
 fi
+# axe-core, the accessibility audit the browser tests run on every tab (a registry package: npm's own tarball)
+AXE_VERSION=4.14.1
+if [ ! -f ".cache/axe-core-$AXE_VERSION/axe.min.js" ] && command -v npm >/dev/null 2>&1; then
+  mkdir -p .cache && (cd .cache && npm pack -s "axe-core@$AXE_VERSION" >/dev/null && mkdir -p "axe-core-$AXE_VERSION" &&
+    tar xzf "axe-core-$AXE_VERSION.tgz" -C "axe-core-$AXE_VERSION" --strip-components=1 package/axe.min.js &&
+    rm "axe-core-$AXE_VERSION.tgz") || echo "npm pack axe-core failed: the accessibility checks will fail"
+fi
 .venv/bin/ruff check .
 # Two workers: much of a test is single-threaded (Python, graph tracing), so two share the 2 cores well
 # (10 min 15 s serial, 6 min 47 s with two, same machine, same hour). `-n 0` runs serially.

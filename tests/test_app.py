@@ -167,7 +167,8 @@ def test_analysis_endpoints_match_the_bundle(client, tiny_bundle):
     metrics = client.predict("stage1", api_name="/metrics")
     assert metrics["top1"] == b.evaluation("stage1").metrics["top1"]
     training = client.predict(api_name="/training")["data"]
-    assert {t["name"] for t in training} == {"train", "test split"}  # trained with --val-fraction 0
+    # trained with --val-fraction 0, the best epoch kept: the held-out curve is the test photos, and says so
+    assert {t["name"] for t in training} == {"train", "test photos (validation: best epoch chosen on them)"}
     assert max(typed_array(t["x"]).max() for t in training) == len(b.history)
 
 

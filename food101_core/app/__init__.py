@@ -8,6 +8,6 @@ module plus one line in `build_app`.
 """
 
 from . import zerogpu
-from .interface import CSS, PLOTLY_HEAD, PLOTLY_JS, build_app, no_run_app, say_download
+from .interface import CSS, HEAD, PLOTLY_HEAD, PLOTLY_JS, THEME, build_app, no_run_app, say_download
 
-__all__ = ["CSS", "PLOTLY_HEAD", "PLOTLY_JS", "build_app", "no_run_app", "say_download", "zerogpu"]
+__all__ = ["CSS", "HEAD", "PLOTLY_HEAD", "PLOTLY_JS", "THEME", "build_app", "no_run_app", "say_download", "zerogpu"]

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import compare
 from ..bundle import Bundle
-from . import comparison
+from . import comparison, photo_view
 from .context import AppContext, captioned_gallery, chart, tab_intro
 
 MAX_FLIPS = 120
@@ -43,6 +43,7 @@ def build(ctx: AppContext, other: Bundle) -> None:
         gallery = captioned_gallery(
             "Photos the runs disagree on (each run's answer, ✓ right)", "compare-flips", height=420
         )
+        photo_view.viewer(ctx, gallery, "flip-view")
 
     def flips(label: str) -> list[tuple[str, str]]:
         indices = getattr(c, FLIPS[label])

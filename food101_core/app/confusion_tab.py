@@ -8,7 +8,7 @@ import json
 import gradio as gr
 import pandas as pd
 
-from . import errors
+from . import errors, photo_view
 from .context import AppContext, captioned_gallery, on_settled, plotly_html, show_js, tab_intro
 
 # plotly events -> Gradio events, bound once on the drawn chart
@@ -32,6 +32,7 @@ def build(ctx: AppContext) -> None:
     with gr.Tab("Confusion matrix", id="confusion") as tab:
         normalize, hide_diag, order, plot, pairs, title, gallery = layout(*on_change(b.stages[-1], False, True,
                                                                                      "by confusion"))  # fmt: skip
+        photo_view.viewer(ctx, gallery, "pair-view")
 
     def pair(stage: str, true_name: str, pred_name: str) -> tuple[str, list]:
         """The heading and thumbnails (path, caption) of one (true, predicted) cell, most confident first."""

@@ -73,6 +73,11 @@ def captioned_gallery(label: str, elem_id: str, height: int | str = "auto", **kw
     )
 
 
+def scroll_hint() -> gr.Markdown:
+    """A phone's sign that the table above has more columns than its screen shows (interface.CSS: phones only)."""
+    return gr.Markdown("Swipe the table sideways for all its columns →", elem_classes=["phone-only", "scroll-hint"])
+
+
 def tab_intro(text: str) -> gr.Markdown:
     """The one plain sentence at the top of a tab that says what you are looking at."""
     return gr.Markdown(text, elem_classes="tab-intro")
@@ -95,17 +100,68 @@ def chart(fig, elem_id: str) -> gr.HTML:
     return plotly_html(elem_id, elem_id, "", fig.to_json())
 
 
+# A chart on a 390 px phone: text of at least 14 px (a dense axis of 30+ dishes keeps its small labels: 101 rows of
+# 14 px labels do not fit any screen; hover names them), a title broken into lines instead of cut, the legend and
+# colour bars under the plot instead of over it, and the map at least as wide as tall.
+PHONE_FIT_JS = """
+const fitPhone = (fig, div) => {
+  const L = fig.layout = fig.layout || {};
+  L.font = Object.assign({}, L.font, {size: Math.max(14, (L.font && L.font.size) || 0)});
+  const wrap = (text, width) => {  // lines of at most `width` characters, broken between words
+    const lines = [''];
+    for (const w of String(text || '').replace(/<br>/g, ' ').split(' ')) {
+      if ((lines[lines.length - 1] + ' ' + w).trim().length > width) lines.push(w);
+      else lines[lines.length - 1] = (lines[lines.length - 1] + ' ' + w).trim();
+    }
+    return lines;
+  };
+  if (L.title) {
+    const t = typeof L.title === 'string' ? {text: L.title} : Object.assign({}, L.title);
+    const lines = wrap(t.text, 34);
+    t.text = lines.join('<br>'); t.font = Object.assign({}, t.font, {size: 14});
+    L.title = t;
+    L.margin = Object.assign({}, L.margin, {t: Math.max((L.margin && L.margin.t) || 0, 24 + 18 * lines.length)});
+  }
+  for (const ax of Object.keys(L).filter(k => /^[xy]axis/.test(k))) {
+    const tf = L[ax].tickfont || {};
+    if (!tf.size || tf.size >= 10) L[ax].tickfont = Object.assign({}, tf, {size: 14});
+    const at = L[ax].title;
+    if (at) L[ax].title = Object.assign({}, typeof at === 'string' ? {text: at} : at,
+                                        {text: wrap(typeof at === 'string' ? at : at.text, 24).join('<br>')});
+  }
+  for (const tr of fig.data || []) if (tr.name && String(tr.name).length > 30) tr.name = wrap(tr.name, 30).join('<br>');
+  const title = Object.assign({}, (L.legend || {}).title, {side: 'top'});
+  L.legend = Object.assign({}, L.legend, {orientation: 'h', x: 0, xanchor: 'left', y: -0.18, yanchor: 'top', title});
+  for (const tr of fig.data || []) {
+    if (tr.type === 'heatmap' || (tr.marker && tr.marker.colorbar) || tr.colorbar) {
+      // above the plot, at the figure's left edge, short enough for the screen (the matrix scrolls sideways)
+      const bar = {orientation: 'h', xref: 'container', x: 0.02, xanchor: 'left', yref: 'container', y: 0.99,
+                   yanchor: 'top', thickness: 12, lenmode: 'pixels', len: 260, title: {side: 'right'}};
+      L.margin = Object.assign({}, L.margin, {t: ((L.margin && L.margin.t) || 30) + 60});
+      if (tr.type === 'heatmap') tr.colorbar = Object.assign({}, tr.colorbar, bar);
+      else if (tr.marker && tr.marker.colorbar) tr.marker.colorbar = Object.assign({}, tr.marker.colorbar, bar);
+    }
+  }
+  const cats = new Set((fig.data || []).filter(t => t.type === 'bar' && t.orientation === 'h')
+    .flatMap(t => Array.isArray(t.y) ? t.y : []));
+  if (cats.size) L.height = Math.max(L.height || 450, 26 * cats.size + 220);  // a 14 px label for every bar
+  if (div.classList.contains('map-plot')) L.height = Math.round(0.9 * Math.max(div.clientWidth, 320)) + 150;
+};
+"""
+
+
 def plotly_js(div_class: str, bind: str) -> str:
     """`js_on_load` for a `gr.HTML` whose value is a plotly figure as JSON: draw it with the locally served
     plotly.js whenever the value changes, and bind its events once (`bind`: JavaScript using `div` and `trigger`,
     which turns a plotly event into a Gradio event). `gr.Plot` has no click or selection events."""
-    return f"""
+    return PHONE_FIT_JS + f"""
 const draw = () => {{
   const div = element.querySelector('.{div_class}');
   if (!div) return;
   if (typeof Plotly === 'undefined' || !props.value) {{ setTimeout(draw, 100); return; }}
   const fig = JSON.parse(props.value);
   const phone = window.matchMedia('(max-width: 640px)').matches;  // no toolbar over a phone's small chart
+  if (phone) fitPhone(fig, div);
   const config = {{responsive: true, displaylogo: false, displayModeBar: phone ? false : 'hover'}};
   Plotly.react(div, fig.data, fig.layout, config);
   if (!div.dataset.bound) {{

@@ -20,17 +20,63 @@ from . import (
 )
 from .context import PLOTLY_HEAD, PLOTLY_JS, AppContext
 
-__all__ = ["CSS", "PLOTLY_HEAD", "PLOTLY_JS", "build_app", "no_run_app", "say_download"]
+__all__ = ["CSS", "HEAD", "PLOTLY_HEAD", "PLOTLY_JS", "THEME", "build_app", "no_run_app", "say_download"]
+
+# Contrast of at least 4.5:1 for text (WCAG AA, axe-core's color-contrast): Gradio's default subdued grey (#bbbbc2 on
+# white, 1.9:1) and white on orange-500 (2.8:1) are darkened.
+THEME = gr.themes.Default(primary_hue="orange").set(
+    body_text_color_subdued="*neutral_600",
+    color_accent="*primary_700",
+    color_accent_soft="*primary_50",
+    button_primary_background_fill="*primary_700",
+    button_primary_background_fill_hover="*primary_800",
+    button_primary_text_color="white",
+    block_info_text_color="*neutral_600",
+    input_placeholder_color="*neutral_500",
+)
+
+# What Gradio's own markup leaves out for assistive technology, filled in as the page changes (axe-core's rules):
+# a gallery thumbnail's name is "Thumbnail 3 of 8", without the caption it shows; an empty box is a <div> with an
+# aria-label but no role; the upload area's name differs from the words it shows.
+A11Y_SCRIPT = """<script>
+(() => {
+  const fix = () => {
+    for (const t of document.querySelectorAll('.thumbnail-item')) {
+      const cap = t.querySelector('.caption-label'), words = cap ? cap.innerText.trim() : '';
+      const img = t.querySelector('img');
+      const name = words || (img && img.alt) || '';
+      const label = t.getAttribute('aria-label') || '';
+      const which = label.replace('Thumbnail', 'photo');
+      if (name && !label.includes(name)) t.setAttribute('aria-label', name + ' · ' + which);
+    }
+    for (const d of document.querySelectorAll('div.empty[aria-label]:not([role])')) d.setAttribute('role', 'img');
+    for (const u of document.querySelectorAll('.upload-container[aria-label]')) u.removeAttribute('aria-label');
+    const box = document.querySelector('#confusion-plot');  // a phone scrolls the matrix sideways: by keys too
+    if (box && !box.hasAttribute('tabindex')) { box.tabIndex = 0; box.setAttribute('aria-label', 'Confusion matrix'); }
+    const tab = document.querySelector('.tab-container button.selected');  // a phone's strip: the open tab in view
+    if (tab && tab !== shown) { shown = tab; tab.scrollIntoView({block: 'nearest', inline: 'nearest'}); }
+  };
+  let shown = null;
+  let queued = false;
+  const later = () => { queued = false; fix(); };
+  const watch = new MutationObserver(() => { if (!queued) { queued = true; requestAnimationFrame(later); } });
+  watch.observe(document.documentElement, {subtree: true, childList: true, characterData: true});
+})();
+</script>"""
+HEAD = PLOTLY_HEAD + A11Y_SCRIPT
 
 CSS = """
-#header-text h2 {margin: 0 0 2px 0}
+#header-text h1 {margin: 0 0 2px 0; font-size: 1.6em}
 #header-text p {margin: 0}
+#header-text .prose > p:nth-of-type(2) {display: none}
+.phone-only {display: none !important}
 .cm-hint p {color: var(--body-text-color-subdued); font-size: 0.95em}
 .tab-intro p {font-size: 0.95em; margin: 0}
 #results-table table {display: block; overflow-x: auto; white-space: nowrap}
 #results-table th, #results-table td {padding: 4px 8px; font-size: 0.9em}
 /* galleries: as many columns as the width holds, each caption in full under its photo */
 .captioned .grid-wrap {overflow-x: hidden !important; padding-top: 30px !important}
+.captioned [data-testid="block-label"] {max-width: calc(100% - 64px)}  /* clear of the gallery's buttons */
 .captioned .grid-container {grid-template-columns: repeat(auto-fill, minmax(132px, 1fr)) !important;
   grid-template-rows: none !important; grid-auto-rows: auto !important}
 .captioned .thumbnail-lg {aspect-ratio: auto !important; height: auto !important; display: flex !important;
@@ -40,10 +86,44 @@ CSS = """
   overflow: visible !important; text-overflow: clip !important; border: 0 !important; border-radius: 0 !important;
   font-size: 12px !important; line-height: 1.3; text-align: center; opacity: 1 !important}
 @media (max-width: 640px) {
+  .phone-only {display: block !important}
+  .desktop-only {display: none !important}
+  /* the header in one line: title, top-1, Model */
+  #header {flex-wrap: nowrap !important; align-items: center; gap: 8px}
+  #header > .column {min-width: 0 !important}
+  #header-text .prose {display: flex; align-items: baseline; gap: 8px; flex-wrap: wrap}
+  #header-text h1 {font-size: 1.15em; margin: 0}
+  #header-text .prose > p:nth-of-type(1) {display: none}
+  #header-text .prose > p:nth-of-type(2) {display: block}
+  #stage {min-width: 140px !important}
+  /* every tab in a strip that scrolls sideways (no "more" menu), each tab a full tap target */
+  .tab-container.wrap {flex-wrap: nowrap !important; overflow-x: auto !important; overflow-y: hidden;
+    scrollbar-width: thin; -webkit-overflow-scrolling: touch}
+  .tab-container.wrap button {flex: none !important; min-height: 44px; height: 44px !important}
+  /* tap targets of at least 44 x 44 px: the photo sources, a gallery's and an image's buttons */
+  .source-selection button, .icon-button-wrapper button, button.icon-button, .icon-buttons button
+    {min-width: 44px !important; min-height: 44px !important}
+  /* no text under 14 px */
+  body, .prose, label, span, td, th, p, button {font-size: max(14px, 1em)}
+  .captioned .caption-label {font-size: 14px !important; overflow-wrap: anywhere}
+  .prose p, .prose li, .prose strong, .prose em, .prose code, .prose td, .prose th {font-size: 14px !important}
+  button, label.checkbox-container, .wrap label, .reset-button {min-height: 44px}
+  button.label-wrap {padding-top: 12px; padding-bottom: 12px}
+  .reset-button {min-width: 44px}
+  label.checkbox-container {display: flex; align-items: center}
+  .captioned .grid-wrap {padding-top: 52px !important}  /* a label of two lines */
+  .table-container table, .table-container td, .table-container th, .table-container td *, .table-container th *
+    {font-family: var(--font) !important; font-size: 14px !important}
+  .table-container td, .table-container th {padding: 4px 6px !important}
+  .scroll-hint p {font-size: 14px; color: var(--body-text-color-subdued); margin: 0}
+  #stage input {text-overflow: ellipsis; padding-right: 28px !important}
+  .heat-key .bar {min-width: 120px}
+  #photo {height: 230px !important}
+  #photo .image-container, #photo .upload-container {max-height: 200px}
   .captioned .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr)) !important}
   #cm-pairs-first {order: -1}
   .tab-intro {order: -2}
-  #confusion-plot {overflow-x: auto}
+  #confusion-plot {overflow-x: auto !important}
   #confusion-plot .cm-plot {min-width: 560px}
 }
 /* labels and table headers wrap between words, never inside one */
@@ -63,7 +143,7 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
         stage = header.build(bundle, demo)
         ctx = AppContext(bundle=bundle, blocks=page, stage=stage, demo=demo)
         ctx.predictor(bundle.stages[-1])  # load the served model now, not during the first request
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # a phone scrolls the strip (CSS), no "more" menu
             predict_tab.build(ctx)
             confusion_tab.build(ctx)
             per_class_tab.build(ctx)

@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..bundle import Bundle
 from ..serving.gradcam import HEAT_KEY
-from . import errors, neighbours
+from . import errors, neighbours, photo_view
 from .context import (
     ALL,
     AppContext,
@@ -58,9 +58,10 @@ def build(ctx: AppContext) -> None:
         hint = gr.Markdown(neighbours.MAP_KEY_HINT[neighbours.MAP_COLOURINGS[0]], elem_classes="cm-hint")
         first = neighbours.map_figure(b, b.stages[-1], neighbours.MAP_COLOURINGS[0]).to_json()  # with the page
         plot = plotly_html("map-plot", "map-plot", MAP_BIND, first)
-        details = details_panel()
+        details = details_panel(ctx)
         count = gr.Markdown(elem_id="map-count")
         selection = captioned_gallery("Selected photos", "map-selection", height=360, visible=False)
+        photo_view.viewer(ctx, selection, "map-selection-view")
 
     last = b.stages[-1]  # the feature space is the shipped model's
 
@@ -95,7 +96,7 @@ def filter_words(true_name: str | None, pred_name: str | None) -> str:
     return f"Highlighted: the photos of {' and '.join(parts)}; the others are faded."
 
 
-def details_panel() -> list:
+def details_panel(ctx: AppContext) -> list:
     """Where a clicked point shows: the photo, its caption, its top 5, Grad-CAM, its nearest training photos."""
     with gr.Row():
         with gr.Column():
@@ -107,12 +108,14 @@ def details_panel() -> list:
             key = gr.HTML(HEAT_KEY, visible=False)
             similar = captioned_gallery("Nearest training photos (dish · distance)", "map-similar", visible=False)
             versus = gr.Markdown(elem_id="map-contrast-line")
-            contrast = captioned_gallery(
-                "Its answer against the runner-up: the nearest training photos of each (dish · distance)",
-                "map-contrast",
-                visible=False,
+            contrast = captioned_gallery("Nearest training photos of the answer", "map-contrast", visible=False)
+            runner_up = captioned_gallery(
+                "Nearest training photos of the runner-up", "map-contrast-runner-up", visible=False
             )
-    return [photo, caption, top5, cam, key, similar, versus, contrast]
+    for gallery, view in ((similar, "map-similar-view"), (contrast, "map-contrast-view"),
+                          (runner_up, "map-runner-up-view")):  # fmt: skip
+        photo_view.viewer(ctx, gallery, view)
+    return [photo, caption, top5, cam, key, similar, versus, contrast, runner_up]
 
 
 def embedding_map(b: Bundle, stage: str) -> list[dict]:
@@ -133,11 +136,13 @@ def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
     y, r = emb.test[index : index + 1], emb.test_resid[index : index + 1]
     near = neighbours.similar_photos(b, stage, y, r)
     row = b.evaluation(stage).predictions.iloc[index]
-    items, line = neighbours.contrast_gallery(b, neighbours.contrast(b, stage, y, r, row["top1"], row["top2"]))
+    groups = neighbours.contrast_groups(b, neighbours.contrast(b, stage, y, r, row["top1"], row["top2"]))
     text = errors.photo_caption(b, stage, index, heat is not None)
     shown = gr.update(value=image, visible=image is not None)
     top = gr.update(value=errors.top5_of(b, stage, index), visible=True)
     cam = gr.update(value=heat, visible=heat is not None)
     similar = gr.update(value=neighbours.similar_gallery(b, near), visible=True)
-    contrast = gr.update(value=items, visible=bool(items))
-    return shown, text, top, cam, gr.update(visible=heat is not None), similar, line, contrast
+    (a_label, a_items), (r_label, r_items) = groups["answer"], groups["runner_up"]
+    contrast = gr.update(value=a_items, label=a_label or None, visible=bool(a_items))
+    runner_up = gr.update(value=r_items, label=r_label or None, visible=bool(r_items))
+    return shown, text, top, cam, gr.update(visible=heat is not None), similar, groups["line"], contrast, runner_up

@@ -158,13 +158,6 @@ def contrast_line(answer: str, a: float, runner_up: str, c: float) -> str:
     return verdict + " A distance says how unlike two photos look to the model: lower is more alike."
 
 
-def contrast_gallery(b: Bundle, found: dict | None) -> tuple[list[tuple[str, str]], str]:
-    """The contrastive photos as one gallery (the answer's first, then the runner-up's) and the sentence that reads
-    them; the Map's until it shows `contrast_groups` as two galleries."""
-    groups = contrast_groups(b, found)
-    return [*groups["answer"][1], *groups["runner_up"][1]], groups["line"]
-
-
 def similar_gallery(b: Bundle, similar: list[dict]) -> list[tuple[str, str]]:
     """Reference thumbnails with their label and distance, for a gallery."""
     paths = [b.reference_thumb(s["row"]) for s in similar]

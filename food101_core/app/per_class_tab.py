@@ -8,15 +8,16 @@ import gradio as gr
 import pandas as pd
 
 from . import errors
-from .context import AppContext, plotly_html, tab_intro
+from .context import AppContext, plotly_html, scroll_hint, tab_intro
 
 
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
 
     def per_class(stage: str) -> tuple[pd.DataFrame, str, Path]:
-        df = errors.per_class_table(b, stage)
-        return df, errors.f1_figure(b, stage).to_json(), errors.write_csv(df, ctx.files / f"per_class_{stage}.csv")
+        df = errors.per_class_table(b, stage)  # the page shows 3 decimals (a phone's columns), the CSV all of them
+        shown = df.round({c: 3 for c in df.select_dtypes("float").columns})
+        return shown, errors.f1_figure(b, stage).to_json(), errors.write_csv(df, ctx.files / f"per_class_{stage}.csv")
 
     df, fig_json, path = per_class(b.stages[-1])  # drawn with the page, not after a round trip
     with gr.Tab("Per-class metrics", id="per-class") as tab:
@@ -30,6 +31,7 @@ def build(ctx: AppContext) -> None:
                     df, label="Per class, worst F1 first (click a header to sort)", interactive=False,
                     elem_id="per-class-table", wrap=True,
                 )  # fmt: skip
+                scroll_hint()
                 csv = gr.DownloadButton("Download CSV", path, elem_id="csv")
             with gr.Column(scale=2, min_width=300):
                 plot = plotly_html("f1-plot", "f1-plot", "", fig_json)

@@ -12,14 +12,12 @@ from PIL import Image
 from ..serving.gradcam import HEAT_KEY, overlay_heatmap
 from ..serving.images import ImageError, read_image
 from ..serving.predictor import LOW_CONFIDENCE
-from . import neighbours
-from .context import AppContext, UploadedImage, captioned_gallery, stage_label, tab_intro
+from . import neighbours, photo_view
+from .context import AppContext, UploadedImage, captioned_gallery, show_js, stage_label, tab_intro
 
-START = "Upload, paste or take a photo of a dish, or click one of the test photos below."
+START = "Upload, paste or take a photo of a dish, or click one of the test photos under the photo box."
 # On a phone the answer sits below the photo: bring it into view once it is there (a desktop shows both already).
-SHOW_ANSWER = """() => { const el = document.querySelector('#top5');
-  if (!el) return; const r = el.getBoundingClientRect();
-  if (r.top < 0 || r.bottom > window.innerHeight) el.scrollIntoView({behavior: 'smooth', block: 'start'}); }"""
+SHOW_ANSWER = show_js("#top5")
 
 
 def build(ctx: AppContext) -> None:
@@ -40,6 +38,12 @@ def build(ctx: AppContext) -> None:
                 with gr.Row():
                     show_cam = gr.Checkbox(label="Show Grad-CAM: where the model looked", value=False, scale=2)
                     go_btn = gr.Button("Predict", variant="primary", elem_id="predict-btn", scale=1)
+                gallery = captioned_gallery(  # beside the photo box: on a phone's first screen too
+                    "Test photos: click one to predict it (✓ the model gets it right, ✗ it does not)",
+                    "examples",
+                    value=[(path, caption) for path, caption, _ in examples],
+                    visible=bool(examples),
+                )
                 cam_out = gr.Image(label="Grad-CAM", interactive=False, height=300, elem_id="gradcam", visible=False)
                 cam_key = gr.HTML(HEAT_KEY, visible=False, elem_id="gradcam-key")
             with gr.Column(min_width=300):
@@ -48,13 +52,10 @@ def build(ctx: AppContext) -> None:
                 with gr.Accordion(f"The {b.num_classes} dishes it knows", open=False, elem_id="dishes"):
                     gr.Markdown(dish_list(b.class_names))
                 similar, versus, contrast, runner_up = by_example()
+                for shown, view in ((similar, "similar-view"), (contrast, "contrast-view"),
+                                    (runner_up, "runner-up-view")):  # fmt: skip
+                    photo_view.viewer(ctx, shown, view)
                 found = gr.State({})  # inside the tab: gr.Tabs must hold only tabs, or the tab bar mislabels them
-                gallery = captioned_gallery(
-                    "Test photos: click one to predict it (✓ the model gets it right, ✗ it does not)",
-                    "examples",
-                    value=[(path, caption) for path, caption, _ in examples],
-                    visible=bool(examples),
-                )
 
     def pick_example(evt: gr.SelectData) -> Image.Image:
         return read_image(examples[evt.index][2])
@@ -67,7 +68,10 @@ def build(ctx: AppContext) -> None:
     go_btn.click(predict, inputs, outputs, api_name="predict").then(show_extras, found, after, api_name=False).then(
         None, js=SHOW_ANSWER
     )
-    for event in (photo.input, show_cam.change, ctx.stage.change):  # a new photo, Grad-CAM ticked, another model
+    photo.input(predict, inputs, outputs, api_name=False).then(show_extras, found, after, api_name=False).then(
+        None, js=SHOW_ANSWER
+    )
+    for event in (show_cam.change, ctx.stage.change):  # Grad-CAM ticked, another model: the answer is where it was
         event(predict, inputs, outputs, api_name=False).then(show_extras, found, after, api_name=False)
     gallery.select(pick_example, None, photo, api_name=False).then(predict, inputs, outputs, api_name=False).then(
         show_extras, found, after, api_name=False

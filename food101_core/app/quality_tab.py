@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..bundle import BundleError
-from . import errors, quality_report
+from . import errors, photo_view, quality_report
 from .context import AppContext, captioned_gallery, chart, chosen, dish_filter, on_settled
 
 MAX_SUSPECTS = 120
@@ -48,6 +48,7 @@ def build(ctx: AppContext) -> None:
             suggested = dish_filter(names, "Looks like", "q-suggested")
         count = gr.Markdown(elem_id="suspect-count")
         gallery = captioned_gallery("Suspect training labels", "suspects-gallery", height=560)
+        photo_view.viewer(ctx, gallery, "suspect-view")
         csv = gr.DownloadButton("Download these suspects (CSV, for train.py --exclude)", elem_id="suspects-csv")
         image_checks_section(ctx, tab)
         gr.Markdown("### Near-duplicate photos")
@@ -56,6 +57,7 @@ def build(ctx: AppContext) -> None:
         pairs = captioned_gallery(
             "Pairs, most similar first (both photos · their distance)", "pairs-gallery", object_fit="contain"
         )
+        photo_view.viewer(ctx, pairs, "pair-photo-view")
         chart(quality_report.quality_figure(quality_report.class_counts(b)), "quality-plot")
 
     # filled when the tab is opened: a Space downloading the bundle on demand fetches these photos only then
@@ -76,6 +78,7 @@ def image_checks_section(ctx: AppContext, tab: gr.Tab) -> None:
     )
     check_count = gr.Markdown(elem_id="check-count")
     check_gallery = captioned_gallery("Flagged training photos (label · id)", "checks-gallery", height=360)
+    photo_view.viewer(ctx, check_gallery, "check-view")
     check_csv = gr.DownloadButton("Download these photos' ids (CSV, for train.py --exclude)", elem_id="checks-csv")
 
     def flagged(name: str | None):

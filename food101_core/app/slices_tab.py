@@ -6,8 +6,8 @@ from __future__ import annotations
 import gradio as gr
 
 from ..bundle import BundleError
-from . import slice_report
-from .context import AppContext, captioned_gallery, show_js, tab_intro
+from . import photo_view, slice_report
+from .context import AppContext, captioned_gallery, scroll_hint, show_js, tab_intro
 
 MAX_GALLERY = 60
 
@@ -35,8 +35,10 @@ def build(ctx: AppContext) -> None:
         gr.Markdown(slice_report.summary_line(b), elem_id="slices-summary")
         table = gr.Dataframe(slice_report.slices_table(b), label="Failure slices, most significant first",
                              interactive=False, wrap=True, elem_id="slices-table")  # fmt: skip
+        scroll_hint()
         line = gr.Markdown(elem_id="slice-line")
         gallery = captioned_gallery("The slice's photos (true → answer ✓/✗)", "slice-gallery", height=480)
+        photo_view.viewer(ctx, gallery, "slice-view")
 
     def show(evt: gr.SelectData):
         items, words = slice_report.slice_gallery(b, evt.index[0], MAX_GALLERY)

@@ -1,0 +1,67 @@
+"""The large view of any gallery's photo: a click on a thumbnail shows it large under the gallery, with its caption,
+the model's top 5 and, for a test photo, Grad-CAM (as the Mistakes tab does), then scrolls it into view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+
+from ..serving.gradcam import HEAT_KEY
+from . import errors
+from .context import AppContext, show_js
+
+
+def viewer(ctx: AppContext, gallery: gr.Gallery, elem_id: str) -> None:
+    """Lay out, just under `gallery`, the box its clicked photo opens in, and bind the click to it."""
+    with gr.Column(visible=False, elem_id=elem_id, elem_classes="photo-view") as box:
+        caption = gr.Markdown(elem_classes="photo-view-caption")
+        with gr.Row():
+            big = gr.Image(label="The photo, large", interactive=False, height=300)
+            with gr.Column():
+                top5 = gr.Label(num_top_classes=5, label="The model's top 5")
+                cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=300, visible=False)
+                key = gr.HTML(HEAT_KEY, visible=False)
+
+    def on_select(stage: str, evt: gr.SelectData) -> tuple:  # Gradio injects `evt` by this annotation, not a partial's
+        return open_photo(ctx, stage, evt)
+
+    gallery.select(on_select, [ctx.stage], [box, caption, big, top5, cam, key], api_name=False).then(
+        None, js=show_js(f"#{elem_id}")
+    )
+
+
+def open_photo(ctx: AppContext, stage: str, evt: gr.SelectData) -> tuple:
+    """The clicked thumbnail, known again by its file's name: a test photo gets the evaluation's caption, top 5 and
+    (with the full image on this machine) Grad-CAM; a training photo the model's top 5 on the thumbnail shown."""
+    value = evt.value if isinstance(evt.value, dict) else {}
+    image = value.get("image") or {}
+    path = image.get("path") or ""
+    words = value.get("caption") or ""
+    found = ctx.bundle.photos.find(Path(image.get("orig_name") or path).name) if path else None
+    if found and found[0] == "test":
+        return test_photo(ctx, stage, ctx.bundle.test_ids.index(found[1]))
+    if not path:
+        return gr.update(visible=True), "This photo could not be opened.", None, None, gr.update(), gr.update()
+    shown = Image.open(path).convert("RGB")
+    if found:  # a training photo: what the model answers for it, here and now
+        pred = ctx.predictor(stage).predict(shown)
+        top = {name: float(p) for _, name, p in pred.top}
+        label = ctx.bundle.name_of.get(found[1].split("/")[0], "")
+        words = (
+            f"Training photo `{found[1]}`"
+            + (f" · {words}" if words else "")
+            + (f" · labelled **{label}**" if label and label not in words else "")
+        )
+        words += "\n\nTop 5: the model's answer for this thumbnail."
+        return gr.update(visible=True), words, shown, top, gr.update(visible=False), gr.update(visible=False)
+    return gr.update(visible=True), words, shown, None, gr.update(visible=False), gr.update(visible=False)
+
+
+def test_photo(ctx: AppContext, stage: str, index: int) -> tuple:
+    """A test photo as Mistakes shows it: large, in words, its top 5 and Grad-CAM where the full image is here."""
+    image, heat = ctx.test_photo(stage, index)
+    words = errors.photo_caption(ctx.bundle, stage, index, heat is not None)
+    cam, key = gr.update(value=heat, visible=heat is not None), gr.update(visible=heat is not None)
+    return gr.update(visible=True), words, image, errors.top5_of(ctx.bundle, stage, index), cam, key
