@@ -237,8 +237,9 @@ MAP_STATE_JS = """() => {
     const title = div && div.layout && div.layout.title ? (div.layout.title.text || div.layout.title) : '';
     const menu = sel => document.querySelector(sel + ' input').value;
     return {true: menu('#map-true'), pred: menu('#map-pred'),
-            banner: (document.querySelector('#map-filter') || {}).innerText || '', title: String(title),
-            pair_title: (document.querySelector('#pair-title') || {}).innerText || ''};
+            banner: (document.querySelector('#map-filter') || {}).innerText || '',
+            title: String(title).replace(/<br>/g, ' '),
+            pair_title: ((document.querySelector('#pair-title') || {}).textContent || '').trim()};
 }"""
 
 
@@ -247,7 +248,7 @@ def race_the_map(page, rounds: int, timeout_ms: int) -> list[dict]:
     page is idle, what the Map's menus, banner and title say (read twice, 1 s apart: a late draw must not win)."""
     _tab(page, "Confusion matrix")
     drawn_marks(page, "#confusion-plot", "heatmap", timeout_ms)
-    rows = pair_rows(page)
+    rows = pair_rows(page)[:5]  # the first rows, which the table keeps drawn (it draws only the rows in its view)
     seen = []
     for k in range(rounds):
         if k:
@@ -499,7 +500,8 @@ def launch_page(url: str, viewport: dict = DESKTOP, timeout_ms: int = 60_000):
 
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport=viewport)
+        phone = viewport["width"] < 600
+        page = browser.new_page(viewport=viewport, is_mobile=phone, has_touch=phone)
         page.set_default_timeout(timeout_ms)
         page.errors = []
         page.on("pageerror", lambda e: page.errors.append(str(e)))
@@ -527,10 +529,35 @@ def exercise_compare(page, out: Path, timeout_ms: int = 60_000) -> dict:
     return seen
 
 
+def phone_shots(url: str, out: Path, timeout_ms: int = 60_000) -> None:
+    """The phone's screen (390 x 844) after a person's first taps: a matrix cell's photos, a map point, a mistake."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+        page.set_default_timeout(timeout_ms)
+        page.goto(url)
+        page.wait_for_selector("#photo")
+        _tab(page, "Confusion matrix")
+        drawn_marks(page, "#confusion-plot", "heatmap", timeout_ms)
+        page.locator('#pairs [data-testid="cell-0-0"]').click()
+        visible_images_loaded(page, "#pair-gallery", timeout_ms)
+        page.locator("#pair-title").scroll_into_view_if_needed()
+        page.screenshot(path=str(out / "phone_confusion.png"))
+        _tab(page, "Map")
+        page.locator("#map-plot canvas").first.wait_for()
+        page.wait_for_timeout(500)
+        page.locator("#map-plot").scroll_into_view_if_needed()
+        page.screenshot(path=str(out / "phone_map.png"))
+        browser.close()
+
+
 if __name__ == "__main__":
     shots = Path(sys.argv[2])
     print(exercise_app(sys.argv[1], shots, Path(sys.argv[3]), quality_filter=sys.argv[4] if len(sys.argv) > 4 else ""))
     print(exercise_phone(sys.argv[1], shots))
+    phone_shots(sys.argv[1], shots)
 
 
 # What a person must be able to read (issue "Readable at a glance"), checked on the visible tab:
@@ -640,6 +667,13 @@ def axe_violations(page) -> list[dict] | None:
     violations, each with a few of its elements. None when axe-core is not installed (tests/run.sh fetches it)."""
     if not AXE.is_file():
         return None
+    with suppress(Exception):  # audit the settled page, not Gradio's fading boxes while an event runs
+        page.wait_for_function(
+            "() => !Array.from(document.querySelectorAll('[data-testid=status-tracker], .pending'))"
+            ".some(s => s.offsetParent !== null && !s.classList.contains('hide'))",
+            timeout=15_000,
+        )
+        page.wait_for_timeout(300)
     page.add_script_tag(path=str(AXE))
     return page.evaluate(
         """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
@@ -661,7 +695,9 @@ def box_in_view(page, selector: str, settle_ms: int = 1000) -> dict:
     top = lambda: page.locator(selector).first.evaluate("e => e.getBoundingClientRect().top")  # noqa: E731
     first = top()
     page.wait_for_timeout(settle_ms)
-    return {"box": selector, "top": first, "later": top(), "height": page.viewport_size["height"]}
+    box = page.locator(selector).first
+    return {"box": selector, "top": first, "later": top(), "height": page.viewport_size["height"],
+            "text": box.inner_text(), "images": box.locator("img").count()}  # fmt: skip
 
 
 def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeout_ms: int = 60_000) -> dict:
@@ -714,5 +750,68 @@ def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeo
         if page.locator("#suspects-gallery img").count() or page.locator("#suspect-count").count():
             page.locator("#suspects-gallery img").first.click()
             seen["suspect"] = box_in_view(page, "#suspect-view")
+        browser.close()
+    return seen
+
+
+ACTIVE_JS = """() => { const e = document.activeElement;
+    return {id: (e.closest('[id]') || {}).id || '', role: e.getAttribute('role') || '', tag: e.tagName,
+            text: (e.innerText || e.value || '').trim().slice(0, 60)}; }"""
+
+
+def tab_key_until(page, js: str, presses: int = 80) -> dict | None:
+    """Press Tab until `js` holds for the focused element (as a keyboard user moves); what has focus then."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(js):
+            return page.evaluate(ACTIVE_JS)
+    return None
+
+
+def keyboard_route(url: str, dish: str, timeout_ms: int = 60_000) -> dict:
+    """With the keyboard alone: a tab opened, a dish filter set, a gallery photo opened, and the pairs list (the
+    keyboard's way into the matrix) choosing a pair. What each step reached and showed."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport=DESKTOP)
+        page.set_default_timeout(timeout_ms)
+        page.goto(url)
+        page.wait_for_selector("#photo")
+        page.wait_for_timeout(1000)
+        seen["tab"] = tab_key_until(
+            page, "() => document.activeElement.getAttribute('role') === 'tab' && "
+                  "document.activeElement.innerText.includes('Mistakes')")  # fmt: skip
+        page.keyboard.press("Enter")
+        page.locator("#mistake-count").wait_for()
+        seen["count_all"] = _settled_count(page, timeout_ms)
+        seen["filter"] = tab_key_until(page, "() => !!document.activeElement.closest('#f-true')")
+        page.keyboard.type(dish)
+        page.keyboard.press("Enter")
+        page.wait_for_function(  # the gallery now shows that dish's mistakes
+            "(d) => { const c = document.querySelector('#mistakes-gallery .caption-label');"
+            " return c && c.innerText.startsWith(d + ' →'); }",
+            arg=dish,
+        )
+        seen["count"] = _settled_count(page, timeout_ms, other_than=seen["count_all"])
+        seen["photo"] = tab_key_until(
+            page, "() => document.activeElement.classList.contains('thumbnail-item') && "
+                  "!!document.activeElement.closest('#mistakes-gallery')")  # fmt: skip
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelector('#mistake-caption').innerText.includes('test image')")
+        seen["caption"] = page.locator("#mistake-caption").inner_text()
+        page.evaluate("window.scrollTo(0, 0)")
+        page.locator("[role=tab]", has_text="Confusion matrix").first.focus()
+        page.keyboard.press("Enter")
+        page.locator("#pairs").wait_for()
+        seen["pairs"] = tab_key_until(page, "() => !!document.activeElement.closest('#pairs [role=gridcell]')")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelector('#pair-title').innerText.includes('→')")
+        page.wait_for_timeout(500)
+        seen["pair_row"] = page.evaluate(ACTIVE_JS)["text"]
+        seen["pair_title"] = page.locator("#pair-title").inner_text()
         browser.close()
     return seen

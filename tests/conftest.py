@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import make_food101_layout, start_app, tiny_args
+from helpers import ROOT, make_food101_layout, start_app, tiny_args
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Hub cannot be reached here; tests must not wait on it
@@ -61,6 +61,18 @@ def app_process(tiny_bundle):
 @pytest.fixture(scope="session")
 def app(app_process) -> str:
     return app_process[1]
+
+
+@pytest.fixture(scope="session")
+def demo_app():
+    """`python app.py` on the shipped demo bundle (10 real dishes, its analyses), for the browser tests."""
+    demo = ROOT / "assets" / "demo-bundle"
+    if not (demo / "bundle.json").is_file():
+        pytest.skip("no demo bundle in assets/")
+    proc, url = start_app(["--run", str(demo)])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -337,8 +337,9 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
 
 
 def assert_readable(report: dict, where: str, chart_budget_s: float, record) -> None:
-    """Nothing cut, nothing wider than the screen, no gallery scrolling sideways, every chart with a key, and the
-    first chart of each tab drawn within the budget (timings printed at the end of the run)."""
+    """Nothing cut, nothing wider than the screen, no gallery scrolling sideways, every chart with a key, the
+    first chart of each tab drawn within the budget (timings printed at the end of the run), no serious or critical
+    axe-core violation, and on a phone its layout (`assert_phone_layout`)."""
     drawn = {tab: r["first_chart_s"] for tab, r in report.items() if r["first_chart_s"] is not None}
     record("timings", f"{where}: first chart after the tab's click, s: " + ", ".join(
         f"{tab} {t:.2f}" for tab, t in drawn.items()))  # fmt: skip
@@ -349,6 +350,10 @@ def assert_readable(report: dict, where: str, chart_budget_s: float, record) -> 
         assert r["keyless"] == [], (where, tab, r["keyless"])
         if r["first_chart_s"] is not None:
             assert r["first_chart_s"] <= chart_budget_s, (where, tab, r["first_chart_s"])
+        assert r["axe"] is not None, "axe-core is missing: bash tests/run.sh fetches it (npm pack axe-core)"
+        assert r["axe"] == [], (where, tab, r["axe"])
+        if "phone" in r:
+            assert_phone_layout(r["phone"], f"{where} {tab}")
     assert {"Predict", "Confusion matrix", "Per-class metrics", "Training", "Calibration"} <= set(report)
 
 
@@ -392,3 +397,90 @@ def test_every_stage_keeps_the_similar_photos_and_the_header_follows_it(client, 
     line = summary_line(b, "stage1")
     assert f"{b.evaluation('stage1').metrics['top1']:.1%}" in line and "not the final model" in line
     assert f"{b.evaluation('stage3').metrics['top1']:.1%}" in summary_line(b)
+
+
+def assert_phone_layout(p: dict, where: str) -> None:
+    """390 x 844: text of 14 px, tap targets of 44 x 44 px, charts whose title, axis titles, legend and colour key are
+    whole and off the plot, a map as wide as tall, a Grad-CAM key with its colours, tables that fit or say they
+    scroll, a one-line header and no "more tabs" menu."""
+    assert p["small_text"] == [], (where, p["small_text"])
+    assert p["small_targets"] == [], (where, p["small_targets"])
+    assert all(c["problems"] == [] for c in p["charts"]), (where, p["charts"])
+    assert all(width >= 40 for width in p["keys"]), (where, p["keys"])
+    assert all(t["hint"] for t in p["tables"] if t["scrolls"]), (where, p["tables"])
+    assert p["header_height"] <= 120 and not p["menu"], (where, p["header_height"], p["menu"])
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_map_shows_what_its_menus_say_whatever_order_the_clicks_land(demo_app):
+    """Issue 28's race, 20 times on each screen: a matrix cell, at once another pair's row, at once the Map tab.
+    Every time, the Map's menus, banner and highlighted count are the last pair chosen, and the count is the
+    confusion matrix's for that pair (counted here with pandas from the bundle's predictions)."""
+    from browser import DESKTOP, PHONE, launch_page, race_the_map
+
+    needs_chromium()
+    b = load_bundle(ROOT / "assets" / "demo-bundle")
+    p = b.evaluation().predictions
+    counts = pd.crosstab(p["true"].map(b.name_of), p["pred"].map(b.name_of))
+    for viewport in (DESKTOP, PHONE):
+        with launch_page(demo_app, viewport) as page:
+            rounds = race_the_map(page, 20, 30_000)
+            assert page.errors == []
+        assert len(rounds) == 20
+        for r in rounds:
+            true_name, pred_name, listed = r["row"]
+            n = int(counts.loc[true_name, pred_name])
+            assert listed == n, r
+            assert (r["true"], r["pred"]) == (true_name, pred_name), (viewport, r)
+            assert f"true dish {true_name} and answered {pred_name}" in r["banner"], (viewport, r)
+            assert r["title"].startswith(f"{n:,} of {len(p):,} test photos highlighted"), (viewport, r)
+            assert r["pair_title"].startswith(f"{true_name} → {pred_name}"), (viewport, r)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("screen", ["desktop", "phone"])
+def test_every_answer_lands_in_view_and_every_photo_opens(demo_app, screen, tmp_path):
+    """After each action that fills a box (a prediction, an error, a matrix cell, a pair row, a slice row, a map
+    point, a gallery photo), the box's top is on the screen and stays there; a photo of any gallery opens large
+    with its caption and top 5."""
+    from browser import DESKTOP, PHONE, answers_in_view
+
+    needs_chromium()
+    b = load_bundle(ROOT / "assets" / "demo-bundle")
+    photo = b.thumb(next(i for i in range(len(b.test_ids)) if b.has_thumb(i)))
+    bad = tmp_path / "lunch.jpg"
+    bad.write_bytes(b"this is not a photo " * 40)
+    seen = answers_in_view(demo_app, DESKTOP if screen == "desktop" else PHONE, photo, bad)
+    wanted = {"predict", "error", "matrix cell", "pair row", "pair photo", "mistake", "map point", "suspect"}
+    wanted |= {"slice row"} if b.slices()["slices"] else set()
+    wanted |= {"similar photo"} if b.has_feature_space else set()
+    assert wanted <= set(seen), set(seen)
+    for action, s in seen.items():
+        assert 0 <= s["top"] <= s["height"] - 40, (screen, action, s)
+        assert abs(s["later"] - s["top"]) < 2, (screen, action, s)  # no later jump
+    assert "⚠" in seen["error"]["text"]
+    for action in ("pair photo", "suspect", "similar photo"):
+        view = seen[action]  # the photo large, its words, its top 5
+        assert view["images"] >= 1 and any(name in view["text"] for name in b.class_names), (action, view)
+    assert "test image" in seen["pair photo"]["text"] and "Training photo" in seen["suspect"]["text"]
+
+
+@pytest.mark.browser
+def test_the_keyboard_reaches_every_tab_filter_gallery_and_the_pairs_list(demo_app):
+    """Tab and Enter alone: the Mistakes tab opens, its dish filter narrows the count (as pandas counts it), a photo
+    opens, and the pairs list chooses a pair of the matrix."""
+    from browser import keyboard_route
+
+    needs_chromium()
+    b = load_bundle(ROOT / "assets" / "demo-bundle")
+    wrong = b.evaluation().predictions.query("not correct")
+    dish = b.name_of[wrong["true"].value_counts().index[0]]
+    seen = keyboard_route(demo_app, dish)
+    assert seen["tab"]["role"] == "tab" and "Mistakes" in seen["tab"]["text"], seen
+    assert seen["filter"]["id"] == "f-true", seen
+    assert seen["count"] == (wrong["true"] == b.id_of[dish]).sum(), seen
+    assert seen["photo"]["id"] == "mistakes-gallery" and f"{dish}" in seen["caption"], seen
+    assert seen["pairs"]["role"] == "gridcell", seen
+    assert seen["pair_title"].startswith(seen["pair_row"]), seen

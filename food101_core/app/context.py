@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -33,11 +34,30 @@ def stage_label(b: Bundle, stage: str) -> str:
 
 
 def on_settled(triggers: list, fn, inputs: list, outputs: list) -> gr.Dependency:
-    """Bind a view fed by several inputs as ONE event for all of them: while it runs, further changes wait
-    (`always_last`) and it then runs once more on the inputs' settled values. Separate listeners per input would each
-    run on the values of their moment, and whichever answer came back last would win (the Map once showed Beet Salad
-    under menus that said Baklava)."""
-    return gr.on(triggers, fn, inputs, outputs, trigger_mode="always_last", api_name=False)
+    """Bind a view fed by several inputs as ONE event for all of them, whose last request always has the last word.
+
+    Separate listeners per input each ran on the values of their moment, and whichever answer came back last won (the
+    Map once showed Beet Salad under menus that said Baklava). One event with `always_last` mostly holds a second run
+    until the first is back, but two inputs set at once (a confusion pair sets both dish menus) can still send two
+    requests; so each request of a browser session takes a ticket as it starts, and an answer whose ticket is no
+    longer that session's newest is dropped (`gr.skip()`): the newest request's answer is what the page shows.
+    """
+    newest: dict[str, int] = {}
+    tickets, lock = itertools.count(), threading.Lock()
+    skip = tuple(gr.skip() for _ in outputs) if len(outputs) > 1 else gr.skip()
+
+    def run(request: gr.Request, *values):
+        session = getattr(request, "session_hash", None) or ""
+        with lock:
+            ticket = newest[session] = next(tickets)
+            if len(newest) > 10_000:  # sessions long gone: keep the table small
+                newest.clear()
+                newest[session] = ticket
+        answer = fn(*values)
+        with lock:
+            return answer if newest.get(session, ticket) == ticket else skip
+
+    return gr.on(triggers, run, inputs, outputs, trigger_mode="always_last", api_name=False)
 
 
 def show_js(selector: str) -> str:
@@ -154,7 +174,9 @@ def plotly_js(div_class: str, bind: str) -> str:
     """`js_on_load` for a `gr.HTML` whose value is a plotly figure as JSON: draw it with the locally served
     plotly.js whenever the value changes, and bind its events once (`bind`: JavaScript using `div` and `trigger`,
     which turns a plotly event into a Gradio event). `gr.Plot` has no click or selection events."""
-    return PHONE_FIT_JS + f"""
+    return (
+        PHONE_FIT_JS
+        + f"""
 const draw = () => {{
   const div = element.querySelector('.{div_class}');
   if (!div) return;
@@ -172,6 +194,7 @@ const draw = () => {{
 draw();
 watch('value', draw);
 """
+    )
 
 
 @dataclass

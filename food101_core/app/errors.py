@@ -66,10 +66,13 @@ def per_class_table(b: Bundle, stage: str) -> pd.DataFrame:
 
 
 def mistakes_table(
-    b: Bundle, stage: str, true_name: str | None, pred_name: str | None, min_confidence: float
-) -> pd.DataFrame:
-    """The most confident mistakes, filtered; index refers to the test image."""
-    m = most_confident_mistakes(b.evaluation(stage).predictions)
+    b: Bundle, stage: str, true_name: str | None, pred_name: str | None, min_confidence: float,
+    mistakes_only: bool = True,
+) -> pd.DataFrame:  # fmt: skip
+    """The most confident mistakes (or, with `mistakes_only` False, every test photo), filtered; index refers to the
+    test image."""
+    p = b.evaluation(stage).predictions
+    m = most_confident_mistakes(p) if mistakes_only else p.sort_values("confidence", ascending=False, kind="stable")
     m = m[m["confidence"] >= min_confidence]
     if true_name:
         m = m[m["true"] == b.id_of.get(true_name)]
@@ -94,13 +97,20 @@ def pair_title(true_name: str, pred_name: str, n: int, shown: int) -> str:
 
 
 def mistake_gallery(
-    b: Bundle, stage: str, true_name: str | None, pred_name: str | None, min_conf: float, limit: int
-) -> tuple[list[tuple[str, str]], list[int], str]:
-    """The most confident mistakes with thumbnails: gallery items, their test indices, and a count line."""
-    m = mistakes_table(b, stage, true_name, pred_name, min_conf)
+    b: Bundle, stage: str, true_name: str | None, pred_name: str | None, min_conf: float, limit: int,
+    mistakes_only: bool = True,
+) -> tuple[list[tuple[str, str]], list[int], str]:  # fmt: skip
+    """The most confident mistakes (or every test photo) with thumbnails: gallery items, their test indices, and a
+    count line."""
+    m = mistakes_table(b, stage, true_name, pred_name, min_conf, mistakes_only)
     pictured = m[m["index"].map(b.has_thumb)] if len(m) else m
     shown = list(pictured.head(limit).itertuples())
-    items = [(str(b.thumb(r.index)), f"{r.true_name} → {r.pred_name} · {r.confidence:.0%}") for r in shown]
+    items = [(str(b.thumb(r.index)), photo_words(r.true_name, r.pred_name, r.confidence)) for r in shown]
+    if not mistakes_only:
+        right = int(m["correct"].astype(bool).sum()) if len(m) else 0
+        count = f"**{len(m):,}** test photo{'s' if len(m) != 1 else ''} ({right:,} recognised); the saved run "
+        count += f"keeps pictures of {len(pictured):,} of them, the {len(shown)} most confident shown"
+        return items, [int(r.index) for r in shown], count
     count = f"**{len(m):,}** mistake{'s' if len(m) != 1 else ''}"
     count += f", the {len(shown)} most confident shown" if len(shown) < len(m) else ", most confident first"
     if len(pictured) < len(m):  # the cap: the bundle keeps pictures of each stage's most confident per dish
@@ -110,6 +120,12 @@ def mistake_gallery(
             f"{len(m) - len(pictured):,} more are counted here but not shown"
         )
     return items, [int(r.index) for r in shown], count
+
+
+def photo_words(true_name: str, pred_name: str, confidence: float) -> str:
+    """A thumbnail's caption: "Apple Pie → Baklava · 93%" for a mistake, "Apple Pie ✓ · 93%" for a right answer."""
+    answer = f"{true_name} ✓" if true_name == pred_name else f"{true_name} → {pred_name}"
+    return f"{answer} · {confidence:.0%}"
 
 
 def photo_caption(b: Bundle, stage: str, index: int, full_image: bool) -> str:

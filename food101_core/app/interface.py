@@ -52,7 +52,9 @@ A11Y_SCRIPT = """<script>
     for (const d of document.querySelectorAll('div.empty[aria-label]:not([role])')) d.setAttribute('role', 'img');
     for (const u of document.querySelectorAll('.upload-container[aria-label]')) u.removeAttribute('aria-label');
     const box = document.querySelector('#confusion-plot');  // a phone scrolls the matrix sideways: by keys too
-    if (box && !box.hasAttribute('tabindex')) { box.tabIndex = 0; box.setAttribute('aria-label', 'Confusion matrix'); }
+    if (box && !box.hasAttribute('tabindex')) {
+      box.tabIndex = 0; box.setAttribute('role', 'region'); box.setAttribute('aria-label', 'Confusion matrix');
+    }
     const tab = document.querySelector('.tab-container button.selected');  // a phone's strip: the open tab in view
     if (tab && tab !== shown) { shown = tab; tab.scrollIntoView({block: 'nearest', inline: 'nearest'}); }
   };

@@ -10,6 +10,7 @@ from . import errors
 from .context import AppContext, captioned_gallery, chosen, dish_filter, on_settled, show_js, tab_intro
 
 MAX_GALLERY = 120
+SHOW = {"mistakes only": True, "every photo, right ones too": False}  # label -> mistakes_only
 
 
 def build(ctx: AppContext) -> None:
@@ -18,12 +19,14 @@ def build(ctx: AppContext) -> None:
     with gr.Tab("Mistakes", id="mistakes") as tab:
         tab_intro(
             "The test photos the model got wrong, the most confident first: each caption reads true dish → the "
-            "model's answer · how sure it was. Click one to see it large."
+            "model's answer · how sure it was. Click one to see it large. Choose “every photo” and a dish to "
+            "browse all its test photos, right answers too."
         )
         with gr.Row():
             f_true = dish_filter(names, "True dish", "f-true")
             f_pred = dish_filter(names, "Model's answer", "f-pred")
             f_conf = gr.Slider(0, 100, value=0, step=5, label="Minimum confidence (%)", elem_id="f-conf")
+            f_show = gr.Radio(list(SHOW), value=next(iter(SHOW)), label="Show", elem_id="f-show")
         count = gr.Markdown(elem_id="mistake-count")
         with gr.Row():
             with gr.Column(scale=3, min_width=300):
@@ -36,9 +39,9 @@ def build(ctx: AppContext) -> None:
                 key = gr.HTML(HEAT_KEY, visible=False)
         shown = gr.State([])
 
-    def mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf_pct: float):
+    def mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf_pct: float, show: str):
         true_name, pred_name = chosen(true_name), chosen(pred_name)
-        return errors.mistake_gallery(b, stage, true_name, pred_name, min_conf_pct / 100, MAX_GALLERY)
+        return errors.mistake_gallery(b, stage, true_name, pred_name, min_conf_pct / 100, MAX_GALLERY, SHOW[show])
 
     def on_select(stage: str, indices: list[int], evt: gr.SelectData):
         index = indices[evt.index]
@@ -53,9 +56,9 @@ def build(ctx: AppContext) -> None:
         m = errors.mistakes_table(b, stage, chosen(true_name), chosen(pred_name), min_conf)
         return m[["index", "id", "true_name", "pred_name", "confidence"]].to_dict("records")
 
-    inputs = [ctx.stage, f_true, f_pred, f_conf]
+    inputs = [ctx.stage, f_true, f_pred, f_conf, f_show]
     # filled when the tab is opened (a Space downloading the bundle on demand fetches the photos only then)
-    triggers = [f_true.change, f_pred.change, f_conf.release, ctx.stage.change, tab.select]
+    triggers = [f_true.change, f_pred.change, f_conf.release, f_show.change, ctx.stage.change, tab.select]
     on_settled(triggers, mistakes, inputs, [gallery, shown, count])
     gallery.select(on_select, [ctx.stage, shown], [big, top5, caption, cam, key], api_name=False).then(
         None, js=show_js("#mistake-caption")
