@@ -612,8 +612,8 @@ READABILITY_JS = """() => {
   return {cut: [...new Set(cut)].slice(0, 20), wide: wide.slice(0, 20), sideways, keyless, charts: charts.length,
           page_wider: document.documentElement.scrollWidth - vw};
 }"""
-TABS = ("Predict", "Confusion matrix", "Per-class metrics", "Mistakes", "Map", "Data quality", "Training",
-        "Calibration")  # fmt: skip
+TABS = ("Predict", "Your photos", "Confusion matrix", "Per-class metrics", "Mistakes", "Map", "Data quality",
+        "Training", "Calibration")  # fmt: skip
 
 
 def first_chart_seconds(page, timeout_ms: int) -> float | None:
@@ -737,6 +737,10 @@ def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeo
         _tab(page, "Mistakes")
         page.locator("#mistakes-gallery img").first.click()
         seen["mistake"] = box_in_view(page, "#mistake-caption")
+        seen["heat_keys"] = page.evaluate(  # the Grad-CAM key's colour bar, where the full photo gives Grad-CAM
+            "() => Array.from(document.querySelectorAll('.heat-key .bar')).filter(b => b.offsetParent !== null)"
+            ".map(b => b.getBoundingClientRect().width)"
+        )
         _tab(page, "Slices")
         if page.locator("#slices-table [role=gridcell]").count():
             page.locator("#slices-table [role=gridcell]").first.click()

@@ -393,7 +393,7 @@ def test_every_stage_keeps_the_similar_photos_and_the_header_follows_it(client, 
     early = client.predict(photo, "stage1", api_name="/explain")
     assert early["similar"] == final["similar"] and isinstance(early["unfamiliar"], bool)  # the final model's space
     _, verdict, _ = client.predict(photo, False, "stage1", api_name="/predict")
-    assert "final model's features" in verdict
+    assert "use how the final model" in verdict and "sees the photo" in verdict
     line = summary_line(b, "stage1")
     assert f"{b.evaluation('stage1').metrics['top1']:.1%}" in line and "not the final model" in line
     assert f"{b.evaluation('stage3').metrics['top1']:.1%}" in summary_line(b)
@@ -457,6 +457,7 @@ def test_every_answer_lands_in_view_and_every_photo_opens(demo_app, screen, tmp_
     wanted |= {"slice row"} if b.slices()["slices"] else set()
     wanted |= {"similar photo"} if b.has_feature_space else set()
     assert wanted <= set(seen), set(seen)
+    assert all(width >= 40 for width in seen.pop("heat_keys")), seen  # the Grad-CAM key keeps its colours
     for action, s in seen.items():
         assert 0 <= s["top"] <= s["height"] - 40, (screen, action, s)
         assert abs(s["later"] - s["top"]) < 2, (screen, action, s)  # no later jump

@@ -17,6 +17,7 @@ from . import (
     quality_tab,
     slices_tab,
     training_tab,
+    your_photos_tab,
 )
 from .context import PLOTLY_HEAD, PLOTLY_JS, AppContext
 
@@ -117,6 +118,7 @@ CSS = """
   .table-container table, .table-container td, .table-container th, .table-container td *, .table-container th *
     {font-family: var(--font) !important; font-size: 14px !important}
   .table-container td, .table-container th {padding: 4px 6px !important}
+  #results-table th, #results-table td {padding: 4px 3px !important}
   .scroll-hint p {font-size: 14px; color: var(--body-text-color-subdued); margin: 0}
   #stage input {text-overflow: ellipsis; padding-right: 28px !important}
   .heat-key .bar {min-width: 120px}
@@ -147,6 +149,7 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
         ctx.predictor(bundle.stages[-1])  # load the served model now, not during the first request
         with gr.Tabs(overflow_behavior="wrap"):  # a phone scrolls the strip (CSS), no "more" menu
             predict_tab.build(ctx)
+            your_photos_tab.build(ctx)
             confusion_tab.build(ctx)
             per_class_tab.build(ctx)
             mistakes_tab.build(ctx)

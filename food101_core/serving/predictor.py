@@ -161,6 +161,19 @@ class Predictor:
         features = features[0].astype(np.float32) if features is not None else None
         return Prediction(top, time.perf_counter() - t0, probs, features, fmap, raw)
 
+    def predict_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities and pooled features of a batch already resized (n x size x size x 3, 0-255), as
+        `predict` computes them one photo at a time (mirror averaged with `tta_flip`, the temperature applied)."""
+        batch = batch.astype(np.float32, copy=False)
+        out = self.forward(np.concatenate([batch, batch[:, :, ::-1]]) if self.tta_flip else batch)
+        probs, features = out["probs"].astype(np.float32), out.get("features")
+        if self.tta_flip:
+            n = len(batch)
+            probs = (probs[:n] + probs[n:]) / 2
+            features = (features[:n] + features[n:]) / 2 if features is not None else None
+        probs = temper(probs, self.temperature)  # row by row (axis -1)
+        return probs, (features.astype(np.float32) if features is not None else None)
+
     def gradcam(self, image: Image.Image | Prediction, class_index: int) -> np.ndarray:
         """Grad-CAM of one class on a photo (or on a prediction already made): size x size heat in [0, 1]."""
         if self.head is None:

@@ -1,0 +1,98 @@
+"""Evaluate your own photos with a bundle's model, without TensorFlow:
+
+    python -m food101_core.sets evaluate RUN PHOTOS [--out DIR]
+
+PHOTOS: a folder of class folders, Food-101's images/ + meta/, a CSV of path,label, or a zip of any of these.
+Writes DIR/predictions.csv (every photo: its label, the dish matched, the answer, its top 5, or why it was refused)
+and DIR/summary.json (top-1, top-5, ECE against the test split, per dish), and prints the summary. Photos without a
+label, or with a label the model does not know, are predicted, not scored: a batch prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from ..bundle import BundleError, load_bundle
+from ..serving.predictor import Predictor
+from .scoring import score_set
+from .uploads import Limits, UploadError, collect
+
+
+def progress_bar(total_hint: str):
+    """A tqdm bar when tqdm is installed (the training side has it), else a line every 10 %."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if tqdm is not None:
+            if "bar" not in state:
+                state["bar"] = tqdm(total=total, unit="photo", desc=total_hint)
+            bar = state["bar"]
+            bar.update(done - bar.n)
+            if done == total:
+                bar.close()
+        elif done == total or done % max(total // 10, 1) == 0:
+            print(f"{total_hint}: {done:,}/{total:,} photos", file=sys.stderr)
+
+    return update
+
+
+def words(s: dict) -> str:
+    """The summary in a few lines, for the terminal."""
+    lines = [f"{s['n_files']:,} files: {s['scored']:,} scored, {s['unlabelled']:,} without a label, "
+             f"{sum(s['unknown_labels'].values()):,} with a label the model does not know, {len(s['refused']):,} "
+             "refused"]  # fmt: skip
+    if s["scored"]:
+        d = s["difference"]
+        lines.append(
+            f"top-1 {s['top1']:.1%} (test split {s['test_top1']:.1%}; difference {d['top1']:+.1%}, 95 % interval "
+            f"{d['low']:+.1%} to {d['high']:+.1%}), top-5 {s['top5']:.1%}, ECE {s['ece']:.3f}"
+        )
+        for r in s["per_class"][:5]:
+            lines.append(f"  {r['name']}: {r['top1']:.0%} of {r['n']} (test split {r['test_top1']:.0%})")
+    if s["unfamiliar_share"] is not None:
+        lines.append(f"{s['unfamiliar_share']:.0%} of the photos look like nothing the model was trained on")
+    for label, n in s["unknown_labels"].items():
+        lines.append(f"  label {label!r}: {n} photo(s) predicted, not scored (not one of the model's dishes)")
+    for r in s["refused"][:20]:
+        lines.append(f"  refused {r['file']}: {r['reason']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m food101_core.sets", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = ap.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("evaluate", help="predict and score a set of photos")
+    ev.add_argument("run", help="bundle folder or Hugging Face Hub repo id")
+    ev.add_argument("photos", type=Path, help="folder, zip or CSV of path,label")
+    ev.add_argument("--out", type=Path, default=None, help="where predictions.csv and summary.json go")
+    ev.add_argument("--max-photos", type=int, default=Limits.max_photos, help="refuse photos past this many")
+    args = ap.parse_args(argv)
+    try:
+        b = load_bundle(args.run)
+        predictor = Predictor.from_bundle(b, b.stages[-1])
+        with tempfile.TemporaryDirectory(prefix="food101-set-") as work:
+            found = collect(args.photos, Path(work), Limits(max_photos=args.max_photos))
+            table, s = score_set(b, predictor, found, progress_bar(args.photos.name))
+    except (BundleError, UploadError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or Path(f"{args.photos.stem}-results")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "predictions.csv", index=False)
+    (out / "summary.json").write_text(json.dumps(s, indent=1))
+    print(words(s))
+    print(f"wrote {out / 'predictions.csv'} and {out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
