@@ -62,10 +62,14 @@ def reach(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen - {start}
 
 
+# package -> the side it is on; `sets` scores a person's photos with the served model: the serving side
+SIDES = {"training": "training", "serving": "serving", "sets": "serving", "app": "app"}
+
+
 def side_of(module: str) -> str:
     """The house's layers: the floor (bundle and what it reads), the training side, the serving side, the app."""
-    for side in ("training", "serving", "app"):
-        if module.startswith(f"food101_core.{side}"):
+    for package, side in SIDES.items():
+        if module == f"food101_core.{package}" or module.startswith(f"food101_core.{package}."):
             return side
     return "floor"
 

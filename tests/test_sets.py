@@ -116,8 +116,9 @@ def test_limits_and_csv_paths_are_enforced_per_file(tmp_path):
 
 
 def set_of_test_photos(b, root: Path, out: Path, n: int = 24) -> tuple[Path, list[tuple[Path, str]]]:
-    """A zip of `n` of the bundle's test photos in dish folders spelt three ways, one photo with a label the model
-    does not know, one without a label, and a text file."""
+    """A zip of (up to) `n` of the bundle's test photos in dish folders spelt three ways, one photo with a label the
+    model does not know, one without a label, and a text file."""
+    n = min(n, len(b.test_ids) - 2)
     spell = [lambda s: s, lambda s: s.lower().replace(" ", "_"), lambda s: s.upper().replace(" ", "-")]
     photos = []
     with zipfile.ZipFile(out, "w") as zf:
