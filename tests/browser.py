@@ -819,3 +819,31 @@ def keyboard_route(url: str, dish: str, timeout_ms: int = 60_000) -> dict:
         seen["pair_title"] = page.locator("#pair-title").inner_text()
         browser.close()
     return seen
+
+
+def two_visitors(url: str, upload: Path, timeout_ms: int = 60_000) -> dict:
+    """Two browser sessions at once: the first evaluates a set of photos in Your photos, the second opens that tab.
+    What each then sees."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = launch(p)
+        first, second = (browser.new_context(viewport=DESKTOP).new_page() for _ in range(2))
+        for page in (first, second):
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            page.wait_for_selector("#photo")
+            _tab(page, "Your photos")
+        first.locator("#set-files input[type=file]").set_input_files(str(upload))
+        first.locator("#set-files", has_text=upload.name).wait_for()
+        first.locator("#set-go").click()
+        first.wait_for_function("() => document.querySelector('#set-summary').innerText.includes('Top-1')")
+        seen["first"] = first.locator("#set-summary").inner_text()
+        seen["first_mistakes"] = first.locator("#set-mistakes img").count()
+        second.wait_for_timeout(1000)
+        seen["second"] = second.locator("#set-summary").inner_text()
+        seen["second_mistakes"] = second.locator("#set-mistakes img").count()
+        seen["second_files"] = second.locator("#set-files").inner_text()
+        browser.close()
+    return seen

@@ -173,3 +173,23 @@ def test_the_command_line_writes_every_photos_prediction(tmp_path):
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert len(table) == 6 and s["n_files"] == 6 and "top-1" in done.stdout
     assert s["top1"] == pytest.approx((table["pred"] == table["true"]).mean())
+
+
+@pytest.mark.browser
+def test_one_visitors_set_is_seen_only_in_that_visitors_session(demo_app, tmp_path):
+    """Two browser sessions: the set the first evaluates shows in its tab, and nothing of it in the other's."""
+    from browser import chromium_path, two_visitors
+
+    if not chromium_path():
+        pytest.skip("Debian's chromium is not installed (tests/run.sh installs it)")
+    b = load_bundle(ROOT / "assets" / "demo-bundle")
+    upload = tmp_path / "canteen.zip"
+    with zipfile.ZipFile(upload, "w") as zf:
+        for j in range(0, len(b.test_ids), 25):
+            if b.has_thumb(j):
+                dish = b.name_of[b.evaluation().predictions["true"].iloc[j]]
+                zf.write(b.thumb(j), f"canteen/{dish}/{j}.jpg")
+    seen = two_visitors(demo_app, upload)
+    assert "Top-1" in seen["first"] and "files" in seen["first"], seen
+    assert seen["second"].strip() == "" and seen["second_mistakes"] == 0, seen
+    assert "canteen.zip" not in seen["second_files"], seen

@@ -143,7 +143,8 @@ label span {white-space: normal !important}
 def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None) -> gr.Blocks:
     """The whole UI over one bundle; `demo` marks the small model shipped in assets/ (a note says so); `compare`:
     another run on the same test set, for the Compare tab."""
-    with gr.Blocks(title="Food-101 Explorer") as page:
+    # the files Gradio keeps for a visitor (uploads, answers) go an hour after they were made, checked every 10 min
+    with gr.Blocks(title="Food-101 Explorer", delete_cache=(600, your_photos_tab.KEEP_S)) as page:
         stage = header.build(bundle, demo)
         ctx = AppContext(bundle=bundle, blocks=page, stage=stage, demo=demo)
         ctx.predictor(bundle.stages[-1])  # load the served model now, not during the first request
