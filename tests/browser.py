@@ -122,6 +122,10 @@ def first_screen(page) -> dict:
         "viewport": page.viewport_size,
         "photo": page.locator("#photo").bounding_box(),
         "button": page.locator("#predict-btn").bounding_box(),
+        "example": page.locator("#examples .thumbnail-item").first.bounding_box()
+        if page.locator("#examples .thumbnail-item").count()
+        else None,
+        "header": page.locator("#header").bounding_box(),
         "text": page.locator("body").inner_text(),
     }
 

@@ -277,6 +277,10 @@ def test_on_a_phone(app, tmp_path):
     seen = exercise_phone(app, tmp_path / "shots")
     first = seen["phone"]
     assert first["photo"]["y"] < first["viewport"]["height"] - 100, first
+    height = first["viewport"]["height"]  # the Predict button and a whole row of test photos on the first screen
+    assert first["button"]["y"] + first["button"]["height"] <= height, first
+    assert first["example"] is None or first["example"]["y"] + first["example"]["height"] <= height, first
+    assert first["header"]["height"] <= 64, first  # one line: title, top-1, Model
     assert len(seen["header_heights"]) == 4 and max(seen["header_heights"]) < 1.6, seen["header_heights"]
     assert seen["table_overflow"] <= 2, seen  # every column in sight, no sideways scrolling
 
@@ -408,7 +412,7 @@ def assert_phone_layout(p: dict, where: str) -> None:
     assert all(c["problems"] == [] for c in p["charts"]), (where, p["charts"])
     assert all(width >= 40 for width in p["keys"]), (where, p["keys"])
     assert all(t["hint"] for t in p["tables"] if t["scrolls"]), (where, p["tables"])
-    assert p["header_height"] <= 120 and not p["menu"], (where, p["header_height"], p["menu"])
+    assert p["header_height"] <= 64 and not p["menu"], (where, p["header_height"], p["menu"])
 
 
 @pytest.mark.browser

@@ -41,7 +41,7 @@ def build(ctx: AppContext) -> None:
 
     def show_pair(stage: str, true_name: str, pred_name: str):
         title, items = pair(stage, true_name, pred_name)
-        return title, gr.update(value=items, visible=bool(items)), (true_name, pred_name)
+        return title, gr.update(value=items, visible=bool(items)), *[true_name, pred_name] * len(ctx.pair_menus)
 
     def on_cell_click(stage: str, evt: gr.EventData):
         return show_pair(stage, evt.true_class, evt.pred_class)
@@ -57,12 +57,16 @@ def build(ctx: AppContext) -> None:
 
     inputs = [ctx.stage, normalize, hide_diag, order]
     on_settled([normalize.change, hide_diag.change, order.change, ctx.stage.change], on_change, inputs, [plot, pairs])
-    # a cell and a row both choose the pair: one at a time, in the order clicked, so the last click is what stays
-    one_pair = {"concurrency_id": "confusion-pair", "concurrency_limit": 1, "api_name": False}
-    plot.click(on_cell_click, [ctx.stage], [title, gallery, ctx.pair], **one_pair).then(None, js=show_js("#pair-title"))
-    pairs.select(on_row_select, [ctx.stage, pairs], [title, gallery, ctx.pair], **one_pair).then(
-        None, js=show_js("#pair-title")
-    )
+
+    def bind_pair() -> None:
+        """A cell and a row both choose the pair, one at a time in the order clicked; one answer sets its photos
+        and the other tabs' menus that follow it (bound once those tabs exist)."""
+        outputs = [title, gallery, *[menu for menus in ctx.pair_menus for menu in menus]]
+        one_pair = {"concurrency_id": "confusion-pair", "concurrency_limit": 1, "api_name": False}
+        plot.click(on_cell_click, [ctx.stage], outputs, **one_pair).then(None, js=show_js("#pair-title"))
+        pairs.select(on_row_select, [ctx.stage, pairs], outputs, **one_pair).then(None, js=show_js("#pair-title"))
+
+    ctx.after_build.append(bind_pair)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_confusion, api_name="confusion")
         gr.api(pair, api_name="pair")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,8 +206,11 @@ class AppContext:
     blocks: gr.Blocks
     stage: gr.Dropdown
     demo: bool = False
-    # The (true, predicted) pair last chosen in the confusion tab; other tabs (the map) follow it.
-    pair: gr.State = field(default_factory=lambda: gr.State(None))
+    # (true, predicted) dish menus of other tabs (the map's) that follow the pair chosen in the confusion tab: set in
+    # the same answer as the pair's photos, so the two tabs can never disagree on which pair was chosen last.
+    pair_menus: list[tuple[gr.Dropdown, gr.Dropdown]] = field(default_factory=list)
+    # events bound once every tab is built (those whose outputs live in later tabs)
+    after_build: list[Callable[[], None]] = field(default_factory=list)
     files: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="food101-explorer-")))
     _predictors: dict[str, Predictor] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

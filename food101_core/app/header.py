@@ -17,9 +17,10 @@ DEMO_NOTE = (
 
 def header_text(b: Bundle, stage: str | None = None) -> str:
     """The page's one h1, the summary line (a desktop) and the selected model's top-1 alone (a phone, whose header
-    is one line: interface.CSS shows one paragraph or the other)."""
+    is one line, title, top-1 and Model, so the number stands alone: interface.CSS shows one paragraph or the
+    other; Run details say the rest)."""
     top1 = b.evaluation(stage or b.stages[-1]).metrics["top1"]
-    return f"# Food-101 Explorer\n\n{run_summary.summary_line(b, stage)}\n\ntop-1 **{top1:.1%}**"
+    return f"# Food-101 Explorer\n\n{run_summary.summary_line(b, stage)}\n\n**{top1:.1%}**"
 
 
 def build(b: Bundle, demo: bool) -> gr.Dropdown:

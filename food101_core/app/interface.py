@@ -93,12 +93,16 @@ CSS = """
   .desktop-only {display: none !important}
   /* the header in one line: title, top-1, Model */
   #header {flex-wrap: nowrap !important; align-items: center; gap: 8px}
-  #header > .column {min-width: 0 !important}
-  #header-text .prose {display: flex; align-items: baseline; gap: 8px; flex-wrap: wrap}
-  #header-text h1 {font-size: 1.15em; margin: 0}
+  #header > .column {min-width: 0 !important; flex: 1 1 auto !important}
+  #header-text .prose {display: flex; align-items: baseline; gap: 4px; flex-wrap: nowrap; white-space: nowrap}
+  #header-text h1 {font-size: 14px; margin: 0}
   #header-text .prose > p:nth-of-type(1) {display: none}
   #header-text .prose > p:nth-of-type(2) {display: block}
-  #stage {min-width: 140px !important}
+  #header-text .prose > p:nth-of-type(2) strong {font-weight: 600}
+  #header > .form {min-width: 0 !important; flex: 0 0 122px !important}
+  #stage {min-width: 0 !important; padding: 2px 4px !important}
+  #stage [data-testid="block-info"] {position: absolute; width: 1px; height: 1px; overflow: hidden;
+    clip-path: inset(50%)}  /* "Model" stays its name for a screen reader; the line stays one line */
   /* every tab in a strip that scrolls sideways (no "more" menu), each tab a full tap target */
   .tab-container.wrap {flex-wrap: nowrap !important; overflow-x: auto !important; overflow-y: hidden;
     scrollbar-width: thin; -webkit-overflow-scrolling: touch}
@@ -120,10 +124,11 @@ CSS = """
   .table-container td, .table-container th {padding: 4px 6px !important}
   #results-table th, #results-table td {padding: 4px 3px !important}
   .scroll-hint p {font-size: 14px; color: var(--body-text-color-subdued); margin: 0}
-  #stage input {text-overflow: ellipsis; padding-right: 28px !important}
+  #stage input {text-overflow: ellipsis; padding-left: 4px !important; padding-right: 24px !important}
+  #stage .wrap-inner {padding: 0 4px !important}
   .heat-key .bar {min-width: 120px}
-  #photo {height: 230px !important}
-  #photo .image-container, #photo .upload-container {max-height: 200px}
+  #photo {height: 200px !important}
+  #photo .image-container, #photo .upload-container {max-height: 170px}
   .captioned .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr)) !important}
   #cm-pairs-first {order: -1}
   .tab-intro {order: -2}
@@ -161,6 +166,8 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
             calibration_tab.build(ctx)
             if compare is not None:
                 compare_tab.build(ctx, compare)
+        for bind in ctx.after_build:  # events whose outputs live in later tabs
+            bind()
     return page
 
 

@@ -83,7 +83,7 @@ def build(ctx: AppContext) -> None:
     on_settled([m.change for m in menus], draw, menus, [plot, note_row, note, hint])
     plot.click(on_click, None, details, api_name=False).then(None, js=show_js("#map-caption"))
     plot.submit(on_select, None, [selection, count], api_name=False).then(None, js=show_js("#map-count"))
-    ctx.pair.change(lambda pair: tuple(pair or (ALL, ALL)), ctx.pair, [f_true, f_pred], api_name=False)
+    ctx.pair_menus.append((f_true, f_pred))  # the confusion tab sets them with the pair's photos
     clear.click(lambda: (ALL, ALL), None, [f_true, f_pred], api_name=False)
 
 

@@ -40,7 +40,7 @@ def build(ctx: AppContext) -> None:
                              visible=False, elem_id="set-per-class")  # fmt: skip
         scroll_hint()
         mistakes = captioned_gallery("Its most confident mistakes on your photos (your label → its answer · sure)",
-                                     "set-mistakes", visible=False)  # fmt: skip
+                                     "set-mistakes", height=360, visible=False)  # fmt: skip
         photo_view.viewer(ctx, mistakes, "set-mistake-view")
         download = gr.DownloadButton("Download the predictions (CSV)", visible=False, elem_id="set-csv")
         api_in, api_out = gr.File(visible=False), gr.JSON(visible=False)
