@@ -616,8 +616,8 @@ READABILITY_JS = """() => {
   return {cut: [...new Set(cut)].slice(0, 20), wide: wide.slice(0, 20), sideways, keyless, charts: charts.length,
           page_wider: document.documentElement.scrollWidth - vw};
 }"""
-TABS = ("Predict", "Your photos", "Confusion matrix", "Per-class metrics", "Mistakes", "Map", "Data quality",
-        "Training", "Calibration")  # fmt: skip
+TABS = ("Predict", "Your photos", "Confusion matrix", "Per-class metrics", "Mistakes", "Slices", "Map",
+        "Data quality", "Training", "Calibration")  # fmt: skip
 
 
 def first_chart_seconds(page, timeout_ms: int) -> float | None:
