@@ -39,16 +39,21 @@ def build(ctx: AppContext) -> None:
         items, n = errors.pair_examples(b, stage, true_name, pred_name)
         return errors.pair_title(true_name, pred_name, n, len(items)), items
 
-    def show_pair(stage: str, true_name: str, pred_name: str):
+    def show_pair(stage: str, true_name: str, pred_name: str, extra: tuple) -> tuple:
+        """The pair's title and photos, and every following view's answer for it (`extra`: their inputs)."""
         title, items = pair(stage, true_name, pred_name)
-        return title, gr.update(value=items, visible=bool(items)), *[true_name, pred_name] * len(ctx.pair_menus)
+        out, at = [title, gr.update(value=items, visible=bool(items))], 0
+        for f in ctx.pair_followers:
+            out += f.answer(true_name, pred_name, *extra[at : at + len(f.inputs)])
+            at += len(f.inputs)
+        return tuple(out)
 
-    def on_cell_click(stage: str, evt: gr.EventData):
-        return show_pair(stage, evt.true_class, evt.pred_class)
+    def on_cell_click(stage: str, evt: gr.EventData, *extra):  # Gradio injects `evt` at its place among positionals
+        return show_pair(stage, evt.true_class, evt.pred_class, extra)
 
-    def on_row_select(stage: str, table: pd.DataFrame, evt: gr.SelectData):
+    def on_row_select(stage: str, table: pd.DataFrame, evt: gr.SelectData, *extra):
         row = evt.row_value or table.iloc[evt.index[0]].tolist()
-        return show_pair(stage, *row[0].split(" → "))
+        return show_pair(stage, *row[0].split(" → "), extra)
 
     def api_confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> dict:
         """The heatmap as plotly JSON, and the most confused pairs."""
@@ -61,10 +66,13 @@ def build(ctx: AppContext) -> None:
     def bind_pair() -> None:
         """A cell and a row both choose the pair, one at a time in the order clicked; one answer sets its photos
         and the other tabs' menus that follow it (bound once those tabs exist)."""
-        outputs = [title, gallery, *[menu for menus in ctx.pair_menus for menu in menus]]
+        extra = [i for f in ctx.pair_followers for i in f.inputs]
+        outputs = [title, gallery, *[o for f in ctx.pair_followers for o in f.outputs]]
         one_pair = {"concurrency_id": "confusion-pair", "concurrency_limit": 1, "api_name": False}
-        plot.click(on_cell_click, [ctx.stage], outputs, **one_pair).then(None, js=show_js("#pair-title"))
-        pairs.select(on_row_select, [ctx.stage, pairs], outputs, **one_pair).then(None, js=show_js("#pair-title"))
+        plot.click(on_cell_click, [ctx.stage, *extra], outputs, **one_pair).then(None, js=show_js("#pair-title"))
+        pairs.select(on_row_select, [ctx.stage, pairs, *extra], outputs, **one_pair).then(
+            None, js=show_js("#pair-title")
+        )
 
     ctx.after_build.append(bind_pair)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs

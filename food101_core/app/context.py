@@ -199,6 +199,16 @@ watch('value', draw);
 
 
 @dataclass
+class PairFollower:
+    """A view that follows the confusion tab's pair: its extra inputs, its outputs, and
+    `answer(true_name, pred_name, *inputs) -> outputs`."""
+
+    inputs: list
+    outputs: list
+    answer: Callable[..., tuple]
+
+
+@dataclass
 class AppContext:
     """Passed to every tab builder: the bundle, the shared "Model" selector and the page being built."""
 
@@ -206,9 +216,9 @@ class AppContext:
     blocks: gr.Blocks
     stage: gr.Dropdown
     demo: bool = False
-    # (true, predicted) dish menus of other tabs (the map's) that follow the pair chosen in the confusion tab: set in
-    # the same answer as the pair's photos, so the two tabs can never disagree on which pair was chosen last.
-    pair_menus: list[tuple[gr.Dropdown, gr.Dropdown]] = field(default_factory=list)
+    # other tabs (the map) that follow the pair chosen in the confusion tab: answered in the same request as the
+    # pair's photos, so the tabs can never disagree on which pair was chosen last
+    pair_followers: list[PairFollower] = field(default_factory=list)
     # events bound once every tab is built (those whose outputs live in later tabs)
     after_build: list[Callable[[], None]] = field(default_factory=list)
     files: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="food101-explorer-")))

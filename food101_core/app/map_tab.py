@@ -12,6 +12,7 @@ from . import errors, neighbours, photo_view
 from .context import (
     ALL,
     AppContext,
+    PairFollower,
     captioned_gallery,
     chosen,
     dish_filter,
@@ -78,13 +79,18 @@ def build(ctx: AppContext) -> None:
         items, _, line = neighbours.selection_gallery(b, last, [int(i) for i in evt.indices], MAX_SELECTION)
         return gr.update(value=items, visible=bool(items)), line
 
-    # one draw from the settled menus, whichever changed (a confusion pair sets both at once)
-    menus = [colour, f_true, f_pred]
-    on_settled([m.change for m in menus], draw, menus, [plot, note_row, note, hint])
+    def follow(true_name: str, pred_name: str, colour_by: str) -> tuple:
+        """The menus and the map for a pair chosen elsewhere, in one answer."""
+        return true_name, pred_name, *draw(colour_by, true_name, pred_name)
+
+    # a person's change of a menu draws once from the settled menus; a pair chosen in the confusion tab, or "Show all
+    # photos", sets the menus and draws in the same answer (a programmatic change fires no `input`)
+    menus, drawn = [colour, f_true, f_pred], [plot, note_row, note, hint]
+    on_settled([m.input for m in menus], draw, menus, drawn)
     plot.click(on_click, None, details, api_name=False).then(None, js=show_js("#map-caption"))
     plot.submit(on_select, None, [selection, count], api_name=False).then(None, js=show_js("#map-count"))
-    ctx.pair_menus.append((f_true, f_pred))  # the confusion tab sets them with the pair's photos
-    clear.click(lambda: (ALL, ALL), None, [f_true, f_pred], api_name=False)
+    ctx.pair_followers.append(PairFollower([colour], [f_true, f_pred, *drawn], follow))
+    clear.click(lambda c: follow(ALL, ALL, c), colour, [f_true, f_pred, *drawn], api_name=False)
 
 
 def filter_words(true_name: str | None, pred_name: str | None) -> str:
