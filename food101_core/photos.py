@@ -24,6 +24,7 @@ import pandas as pd
 INDEX = "photos/index.csv"
 SHARD = "photos/{group}-{n:02d}.zip"
 GROUPS = ("first", "test", "train")  # the order views first need them: "first", what the first screen shows
+# an evaluation set's photos (bundle.layout.set_split): their own group, after the others, one set's per shard
 MAX_SHARD_PHOTOS = 4000  # and about 32 MB: a handful of shards at Food-101's size, each one quick download
 MAX_SHARD_BYTES = 32 << 20
 
@@ -44,7 +45,7 @@ def pack(
     """
     index = index if index is not None else pd.DataFrame(columns=["split", "id", "shard"])
     have = set(zip(index["split"], index["id"]))
-    new = sorted((k for k in photos if k not in have), key=lambda k: (GROUPS.index(group_of(k)), k))
+    new = sorted((k for k in photos if k not in have), key=lambda k: (group_order(group_of(k)), group_of(k), k))
     used = set(index["shard"])
     files: dict[str, bytes] = {}
     rows: list[dict] = []
@@ -72,6 +73,11 @@ def pack(
     return files
 
 
+def group_order(group: str) -> int:
+    """Where a group's shards go: GROUPS in their order, then any other (a set's photos)."""
+    return GROUPS.index(group) if group in GROUPS else len(GROUPS)
+
+
 def _zip(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
@@ -80,9 +86,11 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def file_name_of(image_id: str) -> str:
-    """A photo's file name in the cache: a hash of its id, so that no id can point outside the cache."""
-    return hashlib.sha1(image_id.encode()).hexdigest()[:20]
+def file_name_of(image_id: str, split: str = "test") -> str:
+    """A photo's file name in the cache: a hash of its id, so that no id can point outside the cache (a set's photo:
+    of its split and id, so that a set photo named as a test photo is still its own)."""
+    key = image_id if split in GROUPS else f"{split}/{image_id}"
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
 class PhotoStore:
@@ -110,7 +118,7 @@ class PhotoStore:
             if self._by_name is None:
                 self._by_name = {}
                 for split, image_id in sorted(self._where, key=lambda k: k[0] != "test", reverse=True):
-                    self._by_name[file_name_of(image_id)] = (split, image_id)
+                    self._by_name[file_name_of(image_id, split)] = (split, image_id)
         return self._by_name.get(Path(file_name).stem)
 
     def shards(self) -> set[str]:
@@ -133,7 +141,7 @@ class PhotoStore:
         """The photo as a file (extracted on first use; a hashed name, so no id can point outside the cache)."""
         if (split, image_id) not in self._where:
             return None
-        target = self.cache / split / f"{file_name_of(image_id)}.jpg"
+        target = self.cache / split / f"{file_name_of(image_id, split)}.jpg"
         if not target.is_file():
             data = self.read(split, image_id)
             target.parent.mkdir(parents=True, exist_ok=True)

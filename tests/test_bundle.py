@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from helpers import MINI, ROOT, TINY_CLASSES, make_food101_layout, needs_mini, tiny_args
 
-from food101_core import bundle as fbundle
 from food101_core.bundle import BundleError, Results, find_newest_bundle, load_bundle, write_bundle
+from food101_core.bundle import write as bundle_write
 from food101_core.config import TrainConfig
 from food101_core.training.data import load_data, make_dataset
 from food101_core.training.model import load_stage_model
@@ -101,7 +101,7 @@ def test_interrupted_write_leaves_no_bundle(bundle_copy, tmp_path, monkeypatch):
     def die(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing")
 
-    monkeypatch.setattr(fbundle.np, "savez_compressed", die)  # dies halfway, after the models were copied
+    monkeypatch.setattr(bundle_write.np, "savez_compressed", die)  # dies halfway, after the models were copied
     with pytest.raises(KeyboardInterrupt):
         write()
     assert not (runs / "r").exists()

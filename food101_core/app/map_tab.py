@@ -34,12 +34,7 @@ def build(ctx: AppContext) -> None:
     b = ctx.bundle
     names = sorted(b.class_names, key=str.lower)
     with gr.Tab("Map", id="map"):
-
-        def map_points(stage: str) -> list[dict]:
-            """Every test photo's place on the map: id, x, y, true and predicted dish, confidence."""
-            return embedding_map(b, stage)
-
-        gr.api(map_points, api_name="embedding_map")
+        map_api(b)
         if not b.has_feature_space:
             gr.Markdown(neighbours.NO_FEATURE_SPACE, elem_id="map-missing")
             return
@@ -91,6 +86,16 @@ def build(ctx: AppContext) -> None:
     plot.submit(on_select, None, [selection, count], api_name=False).then(None, js=show_js("#map-count"))
     ctx.pair_followers.append(PairFollower([colour], [f_true, f_pred, *drawn], follow))
     clear.click(lambda c: follow(ALL, ALL, c), colour, [f_true, f_pred, *drawn], api_name=False)
+
+
+def map_api(b: Bundle) -> None:
+    """The map's points as an API endpoint, `/embedding_map`, whether or not the page draws the map."""
+
+    def map_points(stage: str) -> list[dict]:
+        """Every test photo's place on the map: id, x, y, true and predicted dish, confidence."""
+        return embedding_map(b, stage)
+
+    gr.api(map_points, api_name="embedding_map")
 
 
 def filter_words(true_name: str | None, pred_name: str | None) -> str:

@@ -1,0 +1,52 @@
+"""`python -m food101_core.bundle check|upgrade|publish RUN`: the bundle's command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .hub import load_bundle, publish_bundle
+from .layout import VERSION, BundleError
+from .upgrade import upgrade_bundle
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`check RUN` verifies a bundle; `publish RUN OWNER/NAME` uploads it; `upgrade RUN` converts format 1."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m food101_core.bundle", description=main.__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="verify every file of a bundle").add_argument("run")
+    up = sub.add_parser("upgrade", help="convert a format-1 bundle (loose thumbnails) to the current format, in place")
+    up.add_argument("run")
+    pub = sub.add_parser("publish", help="upload a bundle to a Hugging Face Hub model repo (needs HF_TOKEN)")
+    pub.add_argument("run")
+    pub.add_argument("repo_id")
+    pub.add_argument("--private", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "check":
+            b = load_bundle(args.run)
+            m = b.evaluation(b.stages[-1]).metrics
+            size = sum(f["bytes"] for f in b.files.values())
+            print(f"{b.path}: complete; {b.num_classes} classes, {len(b.test_ids)} test images, top-1 {m['top1']:.2%}; "
+                  f"{len(b.files) + 1} files, {size / 1e6:.1f} MB, {len(b.photos):,} photos")  # fmt: skip
+            for name in b.sets:
+                s = b.set_summary(name)
+                top1 = "no scored photos" if s["top1"] is None else f"top-1 {s['top1']:.2%}"
+                print(f"  set {name}: {s['n_files']:,} files, {s['scored']:,} scored, {top1}")
+        elif args.command == "upgrade":
+            print(f"{upgrade_bundle(Path(args.run))}: upgraded to format {VERSION}")
+        else:
+            print(publish_bundle(Path(args.run), args.repo_id, private=args.private))
+    except BundleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # network and authentication errors from the Hub client
+        print(f"error: could not publish to the Hub: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
