@@ -72,7 +72,7 @@ def main() -> None:
             folder = make_set(Path(tmp) / f"set-{n}", n)
             t0 = time.perf_counter()
             found = collect(folder, Path(tmp) / f"work-{n}", Limits(max_photos=n))
-            _, s = score_set(b, predictor, found)
+            s = score_set(b, predictor, found).summary
             whole = time.perf_counter() - t0
             bare = bare_forward(predictor, found.photos)
             print(f"{n:,} photos: whole scoring {n / whole:,.0f} photos/s ({whole:.1f} s), bare forward pass "

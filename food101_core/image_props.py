@@ -1,5 +1,5 @@
 """Readable properties of a photo (how bright, how sharp, how colourful...) and CleanVision-like checks on them, so
-that a failure slice can be named in words ("dark photos of steak"; issue 24, `training/slices.py`).
+that a failure slice can be named in words ("dark photos of steak"; issue 24, `slice_finder.py`).
 
 The definitions follow CleanVision 0.3.7 (`cleanvision/issue_managers/image_property.py` and the thresholds of
 `ImagePropertyIssueManager.get_default_params`); each property says which one it follows. Everything but the original
@@ -207,3 +207,15 @@ def files_properties(files: list[tuple[int, str]], workers: int | None = None, c
             done.append(part)
             bar.update(len(part))
     return pd.concat(done, ignore_index=True)
+
+
+def exposure_free(props: pd.DataFrame) -> pd.DataFrame:
+    """The properties with three columns that a change of exposure leaves alone (each a ratio of two that scale
+    together when a photo is darkened): relative contrast (RMS contrast / brightness), sharpness (CleanVision's edge
+    score / RMS contrast, in grey levels) and saturation (Hasler and Süsstrunk's colourfulness / brightness)."""
+    out = props.copy()
+    light = np.maximum(out["brightness"], 1e-3)
+    out["relative_contrast"] = out["contrast"] / light
+    out["sharpness"] = out["blur"] / np.maximum(255 * out["contrast"], 1.0)
+    out["saturation"] = out["colourfulness"] / (255 * light)
+    return out

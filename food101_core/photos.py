@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image, ImageOps
 
 INDEX = "photos/index.csv"
 SHARD = "photos/{group}-{n:02d}.zip"
@@ -29,6 +30,7 @@ MAX_SHARD_PHOTOS = 4000  # and about 32 MB: a handful of shards at Food-101's si
 MAX_SHARD_BYTES = 32 << 20
 
 Key = tuple[str, str]  # (split, id)
+THUMB_SIZE = 128
 
 
 def member(split: str, image_id: str) -> str:
@@ -71,6 +73,17 @@ def pack(
     table = pd.concat([index, pd.DataFrame(rows, columns=["split", "id", "shard"])], ignore_index=True)
     files[INDEX] = table.to_csv(index=False).encode()
     return files
+
+
+def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE, quality: int = 85) -> bytes:
+    """A small JPEG (longer side <= size), upright and RGB, from any image PIL reads."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft("RGB", (size, size))
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        im.save(out, "JPEG", quality=quality, optimize=True)
+        return out.getvalue()
 
 
 def group_order(group: str) -> int:

@@ -1,4 +1,4 @@
-"""A failure slice's photos: the conditions `training/slices.py` finds, applied to the bundle's per-photo properties.
+"""A failure slice's photos: the conditions `slice_finder.py` finds, applied to the bundle's per-photo properties.
 
 The floor's part of the slices, so that the app shows a slice's photos without the finder's libraries (sliceline,
 scipy, scikit-learn). A condition is a JSON-safe dict: {"column", "low", "high", "text"} (a numeric bin, low

@@ -82,8 +82,8 @@ def test_a_planted_slice_of_dark_dull_photos_comes_first():
     """food101-mini's test photos (every third), 15 % of them darkened and desaturated, answered by the demo's
     real model (ONNX, as the app serves it): the slice finder names darkness or dullness first."""
     from food101_core.serving.predictor import Predictor
+    from food101_core.slice_finder import find_slices
     from food101_core.training.failures import SLICE_COLUMNS, exposure_free
-    from food101_core.training.slices import find_slices
 
     b = load_bundle(DEMO_BUNDLE)
     p = Predictor.from_bundle(b)

@@ -1,4 +1,4 @@
-"""Readable photo properties (image_props) and failure slices named in words (training/slices): issue 24."""
+"""Readable photo properties (image_props) and failure slices named in words (slice_finder): issue 24."""
 
 from __future__ import annotations
 

@@ -97,10 +97,10 @@ def run(ctx: AppContext, uploads: list[str], request: gr.Request, progress) -> t
         shutil.rmtree(folder, ignore_errors=True)
         raise gr.Error(f"This upload cannot be read: {e}. Limits: {LIMITS.words()}.") from None
     b = ctx.bundle
-    table, summary = score_set(b, ctx.predictor(b.stages[-1]), found,
-                               lambda done, total: progress((done, total), desc="photos", unit="photos"))  # fmt: skip
-    table.to_csv(folder / "predictions.csv", index=False)
-    return table, summary, folder, {p.name: p.path for p in found.photos}
+    scored = score_set(b, ctx.predictor(b.stages[-1]), found,
+                       lambda done, total: progress((done, total), desc="photos", unit="photos"))  # fmt: skip
+    scored.files.to_csv(folder / "predictions.csv", index=False)
+    return scored.files, scored.summary, folder, {p.name: p.path for p in found.photos}
 
 
 def show(ctx: AppContext, table: pd.DataFrame, s: dict, folder: Path, files: dict) -> tuple:

@@ -161,9 +161,10 @@ class Predictor:
         features = features[0].astype(np.float32) if features is not None else None
         return Prediction(top, time.perf_counter() - t0, probs, features, fmap, raw)
 
-    def predict_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict_batch(self, batch: np.ndarray, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """Calibrated probabilities and pooled features of a batch already resized (n x size x size x 3, 0-255), as
-        `predict` computes them one photo at a time (mirror averaged with `tta_flip`, the temperature applied)."""
+        `predict` computes them one photo at a time (mirror averaged with `tta_flip`, the temperature applied unless
+        `calibrated` is False: a set's evaluation applies it itself, and keeps the raw ECE beside)."""
         batch = batch.astype(np.float32, copy=False)
         out = self.forward(np.concatenate([batch, batch[:, :, ::-1]]) if self.tta_flip else batch)
         probs, features = out["probs"].astype(np.float32), out.get("features")
@@ -171,7 +172,7 @@ class Predictor:
             n = len(batch)
             probs = (probs[:n] + probs[n:]) / 2
             features = (features[:n] + features[n:]) / 2 if features is not None else None
-        probs = temper(probs, self.temperature)  # row by row (axis -1)
+        probs = temper(probs, self.temperature) if calibrated else probs  # row by row (axis -1)
         return probs, (features.astype(np.float32) if features is not None else None)
 
     def gradcam(self, image: Image.Image | Prediction, class_index: int) -> np.ndarray:

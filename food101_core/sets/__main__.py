@@ -1,11 +1,15 @@
 """Evaluate your own photos with a bundle's model, without TensorFlow:
 
+    python -m food101_core.sets add RUN PHOTOS --name NAME [--replace]
     python -m food101_core.sets evaluate RUN PHOTOS [--out DIR]
 
 PHOTOS: a folder of class folders, Food-101's images/ + meta/, a CSV of path,label, or a zip of any of these.
-Writes DIR/predictions.csv (every photo: its label, the dish matched, the answer, its top 5, or why it was refused)
-and DIR/summary.json (top-1, top-5, ECE against the test split, per dish), and prints the summary. Photos without a
-label, or with a label the model does not know, are predicted, not scored: a batch prediction.
+`add` scores them and adds the set to the bundle (sets/NAME/, its mistakes' photos in shards of their own,
+bundle.json last): the app's Photos selector then shows it in every analysis tab, and `bundle publish` uploads it.
+`evaluate` leaves the bundle alone and writes DIR/predictions.csv (every photo: its label, the dish matched, the
+answer, its top 5, or why it was refused) and DIR/summary.json (top-1, top-5, ECE against the test split, per dish).
+Both print the summary. Photos without a label, or with a label the model does not know, are predicted, not scored:
+a batch prediction.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..bundle import BundleError, load_bundle
+from ..bundle import BundleError, add_set, check_set_name, load_bundle
 from ..serving.predictor import Predictor
 from .scoring import score_set
 from .uploads import Limits, UploadError, collect
@@ -66,30 +70,48 @@ def words(s: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m food101_core.sets", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = ap.add_subparsers(dest="command", required=True)
-    ev = sub.add_parser("evaluate", help="predict and score a set of photos")
-    ev.add_argument("run", help="bundle folder or Hugging Face Hub repo id")
-    ev.add_argument("photos", type=Path, help="folder, zip or CSV of path,label")
+    add = sub.add_parser("add", help="score a set of photos and add it to the bundle")
+    ev = sub.add_parser("evaluate", help="score a set of photos, results beside it (the bundle is left alone)")
+    for p in (add, ev):
+        p.add_argument("run", help="bundle folder (evaluate: or a Hugging Face Hub repo id)")
+        p.add_argument("photos", type=Path, help="folder, zip or CSV of path,label")
+        p.add_argument("--max-photos", type=int, default=Limits.max_photos, help="refuse photos past this many")
+    add.add_argument("--name", required=True, help="the set's name: 1-40 lower-case letters, digits, - or _")
+    add.add_argument("--replace", action="store_true", help="replace a set of the same name")
     ev.add_argument("--out", type=Path, default=None, help="where predictions.csv and summary.json go")
-    ev.add_argument("--max-photos", type=int, default=Limits.max_photos, help="refuse photos past this many")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
+        name = check_set_name(args.name) if args.command == "add" else "your-photos"
         b = load_bundle(args.run)
+        if args.command == "add" and b.remote:
+            raise BundleError("add a set to a local bundle folder (then publish it)")
+        if args.command == "add" and name in b.sets and not args.replace:
+            raise BundleError(f"{b.path} has a set named {name!r} already (choose another --name, or --replace)")
         predictor = Predictor.from_bundle(b, b.stages[-1])
         with tempfile.TemporaryDirectory(prefix="food101-set-") as work:
             found = collect(args.photos, Path(work), Limits(max_photos=args.max_photos))
-            table, s = score_set(b, predictor, found, progress_bar(args.photos.name))
+            s = score_set(b, predictor, found, progress_bar(args.photos.name), name=name)
+        if args.command == "add":
+            add_set(b.path, s, b.class_ids, replace=args.replace)
     except (BundleError, UploadError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    print(words(s.summary))
+    if args.command == "add":
+        print(f"added the set {name!r} to {b.path} (sets/{name}/); the app's Photos selector shows it")
+        return 0
     out = args.out or Path(f"{args.photos.stem}-results")
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "predictions.csv", index=False)
-    (out / "summary.json").write_text(json.dumps(s, indent=1))
-    print(words(s))
+    s.files.to_csv(out / "predictions.csv", index=False)
+    (out / "summary.json").write_text(json.dumps(s.summary, indent=1))
     print(f"wrote {out / 'predictions.csv'} and {out / 'summary.json'}")
     return 0
 

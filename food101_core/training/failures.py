@@ -11,19 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..image_props import files_properties, image_check_flags, properties_table
-from .slices import find_slices
+from ..image_props import exposure_free, files_properties, image_check_flags, properties_table
+from ..slice_finder import SLICE_COLUMNS, find_slices
 
 if TYPE_CHECKING:
     from ..embedding import Embedding
     from ..metrics import Evaluation
     from .data import Split
 
-# What a slice may be defined by: brightness, then properties that do not move with it (`exposure_free`), so that
-# dark photos are called dark and not also "blurry" and "dull" (CleanVision's edge score and colourfulness scale with
-# the light), the dish, and the analyses' two columns. The rest of `image_props` stays in properties.csv.
-SLICE_COLUMNS = ["brightness", "relative_contrast", "sharpness", "saturation", "entropy", "aspect_ratio", "width",
-                 "dish", "unfamiliar", "region"]  # fmt: skip
 CHECKS = ("dark", "light", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio")
 
 
@@ -38,18 +33,6 @@ def split_properties(split: Split, class_ids: list[str]) -> pd.DataFrame:
     table.insert(1, "id", split.ids)
     table.insert(2, "dish", np.asarray(class_ids, object)[split.labels])  # class ids: "of apple pie"
     return table
-
-
-def exposure_free(props: pd.DataFrame) -> pd.DataFrame:
-    """The properties with three columns that a change of exposure leaves alone (each a ratio of two that scale
-    together when a photo is darkened): relative contrast (RMS contrast / brightness), sharpness (CleanVision's edge
-    score / RMS contrast, in grey levels) and saturation (Hasler and Süsstrunk's colourfulness / brightness)."""
-    out = props.copy()
-    light = np.maximum(out["brightness"], 1e-3)
-    out["relative_contrast"] = out["contrast"] / light
-    out["sharpness"] = out["blur"] / np.maximum(255 * out["contrast"], 1.0)
-    out["saturation"] = out["colourfulness"] / (255 * light)
-    return out
 
 
 def stage_slices(props: pd.DataFrame, ev: Evaluation) -> pd.DataFrame:

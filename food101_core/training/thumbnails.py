@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps
-
 from ..metrics import first_screen_photos, most_confident_mistakes
+from ..photos import THUMB_SIZE, thumbnail_jpeg
 
 if TYPE_CHECKING:
     from ..metrics import Evaluation
     from .data import Split
-
-THUMB_SIZE = 128
-
 
 def thumbnail_indices(
     evals: dict[str, Evaluation], mistakes_per_class: int, right_per_class: int
@@ -33,17 +28,6 @@ def thumbnail_indices(
         keep |= set(most_confident_mistakes(ev.predictions, per_class=mistakes_per_class)["index"].astype(int))
     first = first_screen_photos(list(evals.values())[-1].predictions, right_per_class)
     return sorted(keep | first), first
-
-
-def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE, quality: int = 85) -> bytes:
-    """A small JPEG (longer side <= size), upright and RGB, from any image PIL reads."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.draft("RGB", (size, size))
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        im.thumbnail((size, size), Image.Resampling.LANCZOS)
-        out = io.BytesIO()
-        im.save(out, "JPEG", quality=quality, optimize=True)
-        return out.getvalue()
 
 
 def make_thumbnails(split: Split, indices: list[int], size: int = THUMB_SIZE, quality: int = 85) -> dict[int, bytes]:

@@ -30,9 +30,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..slicing import condition_mask, slice_mask  # the floor's: the app shows a slice's photos with them
+from .slicing import condition_mask, slice_mask  # the floor's: the app shows a slice's photos with them
 
-__all__ = ["find_slices", "slice_mask"]
+__all__ = ["SLICE_COLUMNS", "find_slices", "slice_mask"]
+
+# What a slice may be defined by: brightness, then properties that do not move with it (`exposure_free`), so that
+# dark photos are called dark and not also "blurry" and "dull" (CleanVision's edge score and colourfulness scale with
+# the light), the dish, and the analyses' two columns. The rest of `image_props` stays in properties.csv.
+SLICE_COLUMNS = ["brightness", "relative_contrast", "sharpness", "saturation", "entropy", "aspect_ratio", "width",
+                 "dish", "unfamiliar", "region"]  # fmt: skip
 
 QUANTILES = (0.10, 0.25, 0.75, 0.90)  # bin edges: the lowest / highest 10 % are "very", 10-25 % / 75-90 % plain
 SLACK = 0.02  # a bin reads "lowest 25 %" up to 27 % (ties, interpolation)
