@@ -18,7 +18,7 @@ def build(ctx: AppContext) -> None:
     def reliability(stage: str) -> str:
         return run_summary.reliability_figure(b, stage).to_json()
 
-    ctx.stage.change(reliability, [ctx.stage], [plot], api_name=False)
+    ctx.view.change(reliability, [ctx.view], [plot], api_name=False)
 
 
 def intro(b: Bundle) -> str:

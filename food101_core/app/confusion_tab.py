@@ -60,8 +60,8 @@ def build(ctx: AppContext) -> None:
         fig_json, pairs_df = confusion(stage, normalize, hide_diagonal, order)
         return {"figure": json.loads(fig_json), "pairs": pairs_df.to_dict("records")}
 
-    inputs = [ctx.stage, normalize, hide_diag, order]
-    on_settled([normalize.change, hide_diag.change, order.change, ctx.stage.change], on_change, inputs, [plot, pairs])
+    inputs = [ctx.view, normalize, hide_diag, order]
+    on_settled([normalize.change, hide_diag.change, order.change, ctx.view.change], on_change, inputs, [plot, pairs])
 
     def bind_pair() -> None:
         """A cell and a row both choose the pair, one at a time in the order clicked; one answer sets its photos
@@ -69,8 +69,8 @@ def build(ctx: AppContext) -> None:
         extra = [i for f in ctx.pair_followers for i in f.inputs]
         outputs = [title, gallery, *[o for f in ctx.pair_followers for o in f.outputs]]
         one_pair = {"concurrency_id": "confusion-pair", "concurrency_limit": 1, "api_name": False}
-        plot.click(on_cell_click, [ctx.stage, *extra], outputs, **one_pair).then(None, js=show_js("#pair-title"))
-        pairs.select(on_row_select, [ctx.stage, pairs, *extra], outputs, **one_pair).then(
+        plot.click(on_cell_click, [ctx.view, *extra], outputs, **one_pair).then(None, js=show_js("#pair-title"))
+        pairs.select(on_row_select, [ctx.view, pairs, *extra], outputs, **one_pair).then(
             None, js=show_js("#pair-title")
         )
 

@@ -215,6 +215,9 @@ class AppContext:
     bundle: Bundle
     blocks: gr.Blocks
     stage: gr.Dropdown
+    # what the analysis tabs show: the chosen stage on the test split, or an evaluation set of the bundle (scored by
+    # the shipped stage), as `Bundle.evaluation` keys them; set by the Model and Photos selectors together
+    view: gr.Textbox
     demo: bool = False
     # other tabs (the map) that follow the pair chosen in the confusion tab: answered in the same request as the
     # pair's photos, so the tabs can never disagree on which pair was chosen last
@@ -225,20 +228,23 @@ class AppContext:
     _predictors: dict[str, Predictor] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def test_photo(self, stage: str, index: int) -> tuple[Image.Image | None, Image.Image | None]:
-        """A test photo as the tabs show it: full size where the data set is at hand, else its thumbnail (None if
-        the bundle kept none), and Grad-CAM of the predicted dish, only for the full image (a 128 px thumbnail would
-        show blur)."""
+    def test_photo(self, source: str, index: int) -> tuple[Image.Image | None, Image.Image | None]:
+        """A test photo (or a set's) as the tabs show it: full size where the data set is at hand, else its thumbnail
+        (None if the bundle kept none), and Grad-CAM of the predicted dish, only for the full image (a 128 px
+        thumbnail would show blur). A set's photos are kept as thumbnails only."""
         b = self.bundle
-        original, thumb = b.original_image(index), b.thumb(index)
+        original = None if b.is_set(source) else b.original_image(index)
+        thumb = b.source_photo(source, index)
         image = read_image(original) if original else (Image.open(thumb).convert("RGB") if thumb else None)
         if not original:
             return image, None
-        pred_id = b.evaluation(stage).predictions.iloc[index]["pred"]
-        return image, overlay_heatmap(image, self.predictor(stage).gradcam(image, b.class_ids.index(pred_id)))
+        pred_id = b.evaluation(source).predictions.iloc[index]["pred"]
+        return image, overlay_heatmap(image, self.predictor(source).gradcam(image, b.class_ids.index(pred_id)))
 
     def predictor(self, stage: str) -> Predictor:
-        """The stage's model, served as its evaluation ran; loaded on first use and shared by all requests."""
+        """The stage's model (a set's: the shipped stage's), served as its evaluation ran; loaded on first use and
+        shared by all requests."""
+        stage = self.bundle.stage_of(stage)
         with self._lock:
             if stage not in self._predictors:
                 self._predictors[stage] = Predictor.from_bundle(self.bundle, stage)

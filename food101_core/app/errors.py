@@ -42,7 +42,9 @@ def pair_examples(b: Bundle, stage: str, true_name: str, pred_name: str) -> tupl
     cell = p[(p["true"] == b.id_of.get(true_name)) & (p["pred"] == b.id_of.get(pred_name))]
     cell = cell.sort_values("confidence", ascending=False)
     items = [
-        (str(b.thumb(r.index)), f"{r.confidence:.0%} sure · {r.id}") for r in cell.itertuples() if b.has_thumb(r.index)
+        (str(b.source_photo(stage, r.index)), f"{r.confidence:.0%} sure · {r.id}")
+        for r in cell.itertuples()
+        if b.has_source_photo(stage, r.index)
     ]
     return items, len(cell)
 
@@ -60,7 +62,10 @@ def per_class_table(b: Bundle, stage: str) -> pd.DataFrame:
             "support": ev["support"],
         }
     )
-    if "stage1" in b.stages and stage != "stage1":
+    if b.is_set(stage):  # a set: its dishes only, beside the same model's on the test split
+        df["f1 change vs test split"] = ev["f1"] - b.evaluation(b.stage_of(stage)).per_class["f1"]
+        df = df[ev["support"].to_numpy() > 0]
+    elif "stage1" in b.stages and stage != "stage1":
         df["f1 change vs stage 1"] = ev["f1"] - b.evaluation("stage1").per_class["f1"]
     return df.round(4).sort_values("f1", kind="stable").reset_index(drop=True)
 
@@ -103,9 +108,9 @@ def mistake_gallery(
     """The most confident mistakes (or every test photo) with thumbnails: gallery items, their test indices, and a
     count line."""
     m = mistakes_table(b, stage, true_name, pred_name, min_conf, mistakes_only)
-    pictured = m[m["index"].map(b.has_thumb)] if len(m) else m
+    pictured = m[m["index"].map(lambda i: b.has_source_photo(stage, i))] if len(m) else m
     shown = list(pictured.head(limit).itertuples())
-    items = [(str(b.thumb(r.index)), photo_words(r.true_name, r.pred_name, r.confidence)) for r in shown]
+    items = [(str(b.source_photo(stage, r.index)), photo_words(r.true_name, r.pred_name, r.confidence)) for r in shown]
     if not mistakes_only:
         right = int(m["correct"].astype(bool).sum()) if len(m) else 0
         count = f"**{len(m):,}** test photo{'s' if len(m) != 1 else ''} ({right:,} recognised); the saved run "
@@ -134,8 +139,9 @@ def photo_caption(b: Bundle, stage: str, index: int, full_image: bool) -> str:
     row = b.evaluation(stage).predictions.iloc[int(index)]
     true, pred = b.name_of[row["true"]], b.name_of[row["pred"]]
     answer = f"**{true}** ✓ recognised" if true == pred else f"**{true}** predicted as **{pred}**"
-    return f"{answer} ({row['confidence']:.0%}) · test image `{row['id']}`" + (
-        "" if full_image else " · full image not on this machine"
+    where = f"photo `{row['id']}` of the set {b.set_name(stage)}" if b.is_set(stage) else f"test image `{row['id']}`"
+    return f"{answer} ({row['confidence']:.0%}) · {where}" + (
+        "" if full_image or b.is_set(stage) else " · full image not on this machine"
     )
 
 
@@ -210,15 +216,17 @@ def f1_figure(b: Bundle, stage: str) -> go.Figure:
             go.Bar(x=df["f1"][mask], y=df["class"][mask], orientation="h", marker_color=colour, name=name,
                    hovertemplate="%{y}: F1 %{x:.3f}<extra></extra>")
         )  # fmt: skip
-    if "f1 change vs stage 1" in df:
+    for column, who in (("f1 change vs stage 1", "stage 1's F1"), ("f1 change vs test split", "F1 on the test split")):
+        if column not in df:
+            continue
         fig.add_trace(
             go.Scatter(
-                x=df["f1"] - df["f1 change vs stage 1"],
+                x=df["f1"] - df[column],
                 y=df["class"],
                 mode="markers",
-                name="stage 1's F1",
+                name=who,
                 marker={"symbol": "line-ns-open", "size": 12, "color": "black"},
-                hovertemplate="%{y}: stage-1 F1 %{x:.3f}<extra></extra>",
+                hovertemplate="%{y}: " + who + " %{x:.3f}<extra></extra>",
             )
         )
     fig.update_layout(

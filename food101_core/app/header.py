@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..backbones import BACKBONES
-from ..bundle import Bundle
+from ..bundle import TEST, Bundle
 from . import run_summary
 from .context import stage_label
 
@@ -13,6 +13,9 @@ DEMO_NOTE = (
     "**Demo model**: {backbone} fine-tuned on a CPU on *food101-mini* (10 Food-101 classes), shipped so that the "
     "app works offline. The full recipe is EfficientNetB0 on all 101 classes: `python train.py` (README)."
 )
+
+
+PHOTOS_TEST = "Test split"
 
 
 def header_text(b: Bundle, stage: str | None = None) -> str:
@@ -23,8 +26,9 @@ def header_text(b: Bundle, stage: str | None = None) -> str:
     return f"# Food-101 Explorer\n\n{run_summary.summary_line(b, stage)}\n\n**{top1:.1%}**"
 
 
-def build(b: Bundle, demo: bool) -> gr.Dropdown:
-    """Lays out the header and returns the Model selector that every tab reads. On a phone it folds to one line
+def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Textbox]:
+    """Lays out the header and returns the Model selector that Predict reads and the view the analysis tabs read
+    (the Model's stage on the test split, or a set the Photos selector chose). On a phone it folds to one line
     (title, top-1, Model); the demo note and everything else wait behind the Run details tap."""
     with gr.Row(equal_height=True, elem_id="header"):
         with gr.Column(scale=4, min_width=160):
@@ -37,6 +41,17 @@ def build(b: Bundle, demo: bool) -> gr.Dropdown:
             scale=1,
             min_width=150,
         )
+        photos = gr.Dropdown(
+            [(PHOTOS_TEST, TEST)] + [(f"Set: {name}", name) for name in b.sets],
+            value=TEST,
+            label="Photos",
+            info="the analysis tabs show these photos (a set: scored by the final model)",
+            elem_id="photos",
+            scale=1,
+            min_width=150,
+            visible=bool(b.sets),
+        )
+        view = gr.Textbox(b.stages[-1], visible=False, elem_id="view")
     note = DEMO_NOTE.format(backbone=BACKBONES[b.train_config.backbone].builder) if demo else ""
     if demo:
         gr.Markdown(note, elem_id="demo-note", elem_classes="desktop-only")
@@ -50,6 +65,11 @@ def build(b: Bundle, demo: bool) -> gr.Dropdown:
         """A stage's test metrics: top-1, top-5, macro averages, ECE and the reliability bins."""
         return b.evaluation(stage).metrics
 
+    def choose(stage: str, chosen: str):
+        """The view the analysis tabs show, and the header's numbers for it."""
+        source = stage if chosen in (None, "", TEST) else b.set_key(chosen)
+        return source, header_text(b, source)
+
     gr.api(metrics, api_name="metrics")
-    stage.change(lambda s: header_text(b, s), stage, title, api_name=False)
-    return stage
+    gr.on([stage.change, photos.change], choose, [stage, photos], [view, title], api_name=False)
+    return stage, view

@@ -43,15 +43,7 @@ def build(ctx: AppContext) -> None:
             "it: photos it finds alike sit close together, so a red island among blue is a kind of photo it gets "
             "wrong. Hover for the dish; **click a point** to see the photo; drag a lasso to select many."
         )
-        with gr.Row():
-            colour = gr.Radio(list(neighbours.MAP_COLOURINGS), value=neighbours.MAP_COLOURINGS[0],
-                              label="Colour by", elem_id="map-colour")  # fmt: skip
-            f_true = dish_filter(names, "Highlight true dish", "map-true")
-            f_pred = dish_filter(names, "Highlight the model's answer", "map-pred")
-        with gr.Row(visible=False, elem_id="filter-note") as note_row:
-            note = gr.Markdown(elem_id="map-filter")
-            clear = gr.Button("Show all photos", size="sm", scale=0, elem_id="map-clear")
-        hint = gr.Markdown(neighbours.MAP_KEY_HINT[neighbours.MAP_COLOURINGS[0]], elem_classes="cm-hint")
+        colour, f_true, f_pred, note_row, note, clear, hint = menus_layout(names)
         first = neighbours.map_figure(b, b.stages[-1], neighbours.MAP_COLOURINGS[0]).to_json()  # with the page
         plot = plotly_html("map-plot", "map-plot", MAP_BIND, first)
         details = details_panel(ctx)
@@ -59,33 +51,54 @@ def build(ctx: AppContext) -> None:
         selection = captioned_gallery("Selected photos", "map-selection", height=360, visible=False)
         photo_view.viewer(ctx, selection, "map-selection-view")
 
-    last = b.stages[-1]  # the feature space is the shipped model's
+    def source_of(view: str) -> str:
+        """The map is the shipped model's feature space: its test photos, or a set's placed among them."""
+        return view if b.is_set(view) else b.stages[-1]
 
-    def draw(colour_by: str, true_name: str | None, pred_name: str | None):
+    def draw(view: str, colour_by: str, true_name: str | None, pred_name: str | None):
         true_name, pred_name = chosen(true_name), chosen(pred_name)
-        fig = neighbours.map_figure(b, last, colour_by, true_name, pred_name).to_json()
+        source = source_of(view)
+        if b.embedding(source) is None:  # a set added without the bundle's analyses: the test photos' map
+            source = b.stages[-1]
+        fig = neighbours.map_figure(b, source, colour_by, true_name, pred_name).to_json()
         words = filter_words(true_name, pred_name)
         return fig, gr.update(visible=bool(words)), words, neighbours.MAP_KEY_HINT[colour_by]
 
-    def on_click(evt: gr.EventData):
-        return photo_details(ctx, last, int(evt.index))
+    def on_click(view: str, evt: gr.EventData):
+        return photo_details(ctx, source_of(view), int(evt.index))
 
-    def on_select(evt: gr.EventData):
-        items, _, line = neighbours.selection_gallery(b, last, [int(i) for i in evt.indices], MAX_SELECTION)
+    def on_select(view: str, evt: gr.EventData):
+        indices = [int(i) for i in evt.indices]
+        items, _, line = neighbours.selection_gallery(b, source_of(view), indices, MAX_SELECTION)
         return gr.update(value=items, visible=bool(items)), line
 
-    def follow(true_name: str, pred_name: str, colour_by: str) -> tuple:
+    def follow(true_name: str, pred_name: str, view: str, colour_by: str) -> tuple:
         """The menus and the map for a pair chosen elsewhere, in one answer."""
-        return true_name, pred_name, *draw(colour_by, true_name, pred_name)
+        return true_name, pred_name, *draw(view, colour_by, true_name, pred_name)
 
-    # a person's change of a menu draws once from the settled menus; a pair chosen in the confusion tab, or "Show all
-    # photos", sets the menus and draws in the same answer (a programmatic change fires no `input`)
-    menus, drawn = [colour, f_true, f_pred], [plot, note_row, note, hint]
-    on_settled([m.input for m in menus], draw, menus, drawn)
-    plot.click(on_click, None, details, api_name=False).then(None, js=show_js("#map-caption"))
-    plot.submit(on_select, None, [selection, count], api_name=False).then(None, js=show_js("#map-count"))
-    ctx.pair_followers.append(PairFollower([colour], [f_true, f_pred, *drawn], follow))
-    clear.click(lambda c: follow(ALL, ALL, c), colour, [f_true, f_pred, *drawn], api_name=False)
+    # a person's change of a menu (or of the photos shown) draws once from the settled menus; a pair chosen in the
+    # confusion tab, or "Show all photos", sets the menus and draws in the same answer (a programmatic change of a
+    # menu fires no `input`)
+    menus, drawn = [ctx.view, colour, f_true, f_pred], [plot, note_row, note, hint]
+    on_settled([ctx.view.change] + [m.input for m in menus[1:]], draw, menus, drawn)
+    plot.click(on_click, ctx.view, details, api_name=False).then(None, js=show_js("#map-caption"))
+    plot.submit(on_select, ctx.view, [selection, count], api_name=False).then(None, js=show_js("#map-count"))
+    ctx.pair_followers.append(PairFollower([ctx.view, colour], [f_true, f_pred, *drawn], follow))
+    clear.click(lambda v, c: follow(ALL, ALL, v, c), [ctx.view, colour], [f_true, f_pred, *drawn], api_name=False)
+
+
+def menus_layout(names: list[str]) -> tuple:
+    """The map's menus (colouring, the two dish highlights), the note of what is highlighted, and the key's hint."""
+    with gr.Row():
+        colour = gr.Radio(list(neighbours.MAP_COLOURINGS), value=neighbours.MAP_COLOURINGS[0],
+                          label="Colour by", elem_id="map-colour")  # fmt: skip
+        f_true = dish_filter(names, "Highlight true dish", "map-true")
+        f_pred = dish_filter(names, "Highlight the model's answer", "map-pred")
+    with gr.Row(visible=False, elem_id="filter-note") as note_row:
+        note = gr.Markdown(elem_id="map-filter")
+        clear = gr.Button("Show all photos", size="sm", scale=0, elem_id="map-clear")
+    hint = gr.Markdown(neighbours.MAP_KEY_HINT[neighbours.MAP_COLOURINGS[0]], elem_classes="cm-hint")
+    return colour, f_true, f_pred, note_row, note, clear, hint
 
 
 def map_api(b: Bundle) -> None:

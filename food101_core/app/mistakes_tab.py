@@ -56,11 +56,11 @@ def build(ctx: AppContext) -> None:
         m = errors.mistakes_table(b, stage, chosen(true_name), chosen(pred_name), min_conf)
         return m[["index", "id", "true_name", "pred_name", "confidence"]].to_dict("records")
 
-    inputs = [ctx.stage, f_true, f_pred, f_conf, f_show]
+    inputs = [ctx.view, f_true, f_pred, f_conf, f_show]
     # filled when the tab is opened (a Space downloading the bundle on demand fetches the photos only then)
-    triggers = [f_true.change, f_pred.change, f_conf.release, f_show.change, ctx.stage.change, tab.select]
+    triggers = [f_true.change, f_pred.change, f_conf.release, f_show.change, ctx.view.change, tab.select]
     on_settled(triggers, mistakes, inputs, [gallery, shown, count])
-    gallery.select(on_select, [ctx.stage, shown], [big, top5, caption, cam, key], api_name=False).then(
+    gallery.select(on_select, [ctx.view, shown], [big, top5, caption, cam, key], api_name=False).then(
         None, js=show_js("#mistake-caption")
     )
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs

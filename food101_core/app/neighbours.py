@@ -167,10 +167,10 @@ def similar_gallery(b: Bundle, similar: list[dict]) -> list[tuple[str, str]]:
 def selection_gallery(b: Bundle, stage: str, indices: list[int], limit: int) -> tuple[list, list[int], str]:
     """Thumbnails of the selected test photos (those the bundle has), their indices, and a count line."""
     p = b.evaluation(stage).predictions
-    shown = [i for i in indices if b.has_thumb(i)][:limit]
+    shown = [i for i in indices if b.has_source_photo(stage, i)][:limit]
     items = [
         (
-            str(b.thumb(i)),
+            str(b.source_photo(stage, i)),
             f"{b.name_of[p['true'].iloc[i]]} → {b.name_of[p['pred'].iloc[i]]} · {p['confidence'].iloc[i]:.0%}",
         )
         for i in shown
@@ -205,7 +205,7 @@ def map_groups(b: Bundle, stage: str, colour_by: str) -> list[tuple[str, np.ndar
     if colour_by == "confidence":
         marker = {"color": p["confidence"].to_numpy(), "colorscale": "Viridis", "cmin": 0, "cmax": 1,
                   "colorbar": {"title": "confidence", "tickformat": ".0%"}}  # fmt: skip
-        return [("test photos", np.ones(len(p), bool), marker)]
+        return [(photos_words(b, stage), np.ones(len(p), bool), marker)]
     if colour_by == "right or wrong":
         right = p["correct"].to_numpy(bool)
         return [(f"right ({right.sum():,})", right, {"color": "#1f77b4"}),
@@ -214,6 +214,11 @@ def map_groups(b: Bundle, stage: str, colour_by: str) -> list[tuple[str, np.ndar
     palette = class_palette(b.num_classes)
     order = sorted(range(b.num_classes), key=lambda i: b.class_names[i].lower())
     return [(b.class_names[i], column == b.class_ids[i], {"color": palette[i]}) for i in order]
+
+
+def photos_words(b: Bundle, source: str) -> str:
+    """What a view's photos are, in words: "test photos", or "photos of the set canteen"."""
+    return f"photos of the set {b.set_name(source)}" if b.is_set(source) else "test photos"
 
 
 def map_figure(
@@ -240,9 +245,11 @@ def map_figure(
             go.Scattergl(x=emb.xy[idx, 0], y=emb.xy[idx, 1], mode="markers", marker=marker, name=name,
                          text=text[idx], customdata=idx, hovertemplate="%{text}<extra></extra>")
         )  # fmt: skip
-    title = f"{len(p):,} test photos: photos the model finds alike sit close together"
+    title = f"{len(p):,} {photos_words(b, stage)}: photos the model finds alike sit close together"
+    if b.is_set(stage):
+        title = f"{len(p):,} {photos_words(b, stage)}, each placed among its nearest test photos"
     if true_name or pred_name:
-        title = f"{int(chosen.sum()):,} of {len(p):,} test photos highlighted"
+        title = f"{int(chosen.sum()):,} of {len(p):,} {photos_words(b, stage)} highlighted"
     fig.update_layout(
         height=560,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},

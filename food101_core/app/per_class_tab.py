@@ -40,6 +40,6 @@ def build(ctx: AppContext) -> None:
         """Precision, recall, F1 and support of every class, worst F1 first."""
         return errors.per_class_table(b, stage).to_dict("records")
 
-    ctx.stage.change(per_class, [ctx.stage], [table, plot, csv], api_name=False)
+    ctx.view.change(per_class, [ctx.view], [table, plot, csv], api_name=False)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_per_class, api_name="per_class")

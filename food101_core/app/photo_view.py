@@ -27,7 +27,7 @@ def viewer(ctx: AppContext, gallery: gr.Gallery, elem_id: str) -> None:
     def on_select(stage: str, evt: gr.SelectData) -> tuple:  # Gradio injects `evt` by this annotation, not a partial's
         return open_photo(ctx, stage, evt)
 
-    gallery.select(on_select, [ctx.stage], [box, caption, big, top5, cam, key], api_name=False).then(
+    gallery.select(on_select, [ctx.view], [box, caption, big, top5, cam, key], api_name=False).then(
         None, js=show_js(f"#{elem_id}")
     )
 
@@ -40,8 +40,11 @@ def open_photo(ctx: AppContext, stage: str, evt: gr.SelectData) -> tuple:
     path = image.get("path") or ""
     words = value.get("caption") or ""
     found = ctx.bundle.photos.find(Path(image.get("orig_name") or path).name) if path else None
-    if found and found[0] == "test":
-        return test_photo(ctx, stage, ctx.bundle.test_ids.index(found[1]))
+    b = ctx.bundle
+    if found and found[0] == "test":  # a test photo, as the chosen stage answers it (a set's view: the final stage)
+        return test_photo(ctx, b.stage_of(stage), b.test_ids.index(found[1]))
+    if found and b.is_set(found[0]):  # a set's photo: its source is its split
+        return test_photo(ctx, found[0], b.source_index(found[0], found[1]))
     if not path:
         return gr.update(visible=True), "This photo could not be opened.", None, None, gr.update(), gr.update()
     shown = Image.open(path).convert("RGB")

@@ -41,10 +41,11 @@ def summary_line(b: Bundle, stage: str | None = None) -> str:
     """One line for the top of the page: what model, on what, and how good (the selected stage's numbers)."""
     cfg, stage = b.train_config, stage or b.stages[-1]
     m = b.evaluation(stage).metrics
-    which = "" if stage == b.stages[-1] else f" ({stage.replace('stage', 'stage ')}, not the final model)"
+    which = "" if b.stage_of(stage) == b.stages[-1] else f" ({stage.replace('stage', 'stage ')}, not the final model)"
+    photos = f"photos of the set **{b.set_name(stage)}**" if b.is_set(stage) else "test photos"
     return (
         f"**{BACKBONES[cfg.backbone].builder}** on {b.num_classes} dishes{which} · top-1 **{m['top1']:.1%}**, "
-        f"top-5 {m['top5']:.1%} on {m['n']:,} test photos"
+        f"top-5 {m['top5']:.1%} on {m['n']:,} {photos}"
     )
 
 

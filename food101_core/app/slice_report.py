@@ -15,22 +15,23 @@ NO_SLICES = (
 API_FIELDS = ("name", "conditions", "n", "accuracy", "overall", "p_value")
 
 
-def found(b: Bundle) -> dict:
-    """The shipped stage's slices as the bundle keeps them, or a clear error naming how to add them."""
-    s = b.slices(b.stages[-1])
+def found(b: Bundle, source: str | None = None) -> dict:
+    """The slices of the shipped stage (or of a set) as the bundle keeps them, or a clear error naming how to add
+    them."""
+    s = b.slices(source if b.is_set(source) else b.stages[-1])
     if s is None:
         raise BundleError(NO_SLICES)
     return s
 
 
-def api_rows(b: Bundle) -> list[dict]:
+def api_rows(b: Bundle, source: str | None = None) -> list[dict]:
     """`/slices`: [{name, conditions, n, accuracy, overall, p_value}] of the shipped stage, most significant first."""
-    return [{k: s[k] for k in API_FIELDS} for s in found(b)["slices"]]
+    return [{k: s[k] for k in API_FIELDS} for s in found(b, source)["slices"]]
 
 
-def slices_table(b: Bundle) -> pd.DataFrame:
+def slices_table(b: Bundle, source: str | None = None) -> pd.DataFrame:
     """One row a slice, as the tab lists it."""
-    rows = found(b)["slices"]
+    rows = found(b, source)["slices"]
     return pd.DataFrame({
         "slice": [s["name"] for s in rows],
         "photos": [s["n"] for s in rows],
@@ -41,9 +42,9 @@ def slices_table(b: Bundle) -> pd.DataFrame:
     })  # fmt: skip
 
 
-def summary_line(b: Bundle) -> str:
+def summary_line(b: Bundle, source: str | None = None) -> str:
     """How many groups are clearly worse, and why "clearly": the test and its correction in plain words."""
-    s = found(b)
+    s = found(b, source)
     n, tested = len(s["slices"]), s.get("tested", 0)
     if not n:
         return (
@@ -73,18 +74,19 @@ def significance_words(s: dict) -> str:
     )
 
 
-def slice_gallery(b: Bundle, number: int, limit: int) -> tuple[list[tuple[str, str]], str]:
+def slice_gallery(b: Bundle, number: int, limit: int, source: str | None = None) -> tuple[list[tuple[str, str]], str]:
     """A slice's photos that the bundle has pictures of (mistakes first, most confident first) and a line."""
-    s = found(b)["slices"][number]
-    props = b.properties()
+    source = source if b.is_set(source) else b.stages[-1]
+    s = found(b, source)["slices"][number]
+    props = b.properties(source)
     if props is None:
         raise BundleError(NO_SLICES)
-    p = b.evaluation(b.stages[-1]).predictions
+    p = b.evaluation(source).predictions
     members = p[slice_mask(props, s["conditions"])]
     members = members.sort_values(["correct", "confidence"], ascending=[True, False], kind="stable")
-    shown = [r for r in members.itertuples() if b.has_thumb(r.index)][:limit]
-    items = [(str(b.thumb(r.index)), f"{b.name_of[r.true]} → {b.name_of[r.pred]} {'✓' if r.correct else '✗'}")
-             for r in shown]  # fmt: skip
+    shown = [r for r in members.itertuples() if b.has_source_photo(source, r.index)][:limit]
+    items = [(str(b.source_photo(source, r.index)),
+              f"{b.name_of[r.true]} → {b.name_of[r.pred]} {'✓' if r.correct else '✗'}") for r in shown]  # fmt: skip
     line = (
         f"**{s['name']}**: {len(members):,} photos, **{members['correct'].mean():.0%}** right against "
         f"{s.get('rest_accuracy', s['overall']):.0%} for the other photos ({s['overall']:.0%} overall; "

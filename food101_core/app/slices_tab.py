@@ -32,7 +32,7 @@ def build(ctx: AppContext) -> None:
             "(brightness, contrast, sharpness, colour, detail, shape, size, dish; with the analyses, how unfamiliar "
             "a photo is and where it lies on the map)."
         )
-        gr.Markdown(slice_report.summary_line(b), elem_id="slices-summary")
+        summary = gr.Markdown(slice_report.summary_line(b), elem_id="slices-summary")
         table = gr.Dataframe(slice_report.slices_table(b), label="Failure slices, most significant first",
                              interactive=False, wrap=True, elem_id="slices-table")  # fmt: skip
         scroll_hint()
@@ -40,8 +40,16 @@ def build(ctx: AppContext) -> None:
         gallery = captioned_gallery("The slice's photos (true → answer ✓/✗)", "slice-gallery", height=480)
         photo_view.viewer(ctx, gallery, "slice-view")
 
-    def show(evt: gr.SelectData):
-        items, words = slice_report.slice_gallery(b, evt.index[0], MAX_GALLERY)
+    def show(source: str, evt: gr.SelectData):
+        items, words = slice_report.slice_gallery(b, evt.index[0], MAX_GALLERY, source)
         return gr.update(value=items, visible=True), words
 
-    table.select(show, None, [gallery, line], api_name=False).then(None, js=show_js("#slice-line"))
+    def follow(source: str):
+        """The slices of the photos chosen in the header (the final model's on the test split, or a set's)."""
+        try:
+            return slice_report.summary_line(b, source), slice_report.slices_table(b, source), gr.update(value=[])
+        except BundleError as e:
+            return str(e), slice_report.slices_table(b).head(0), gr.update(value=[])
+
+    table.select(show, ctx.view, [gallery, line], api_name=False).then(None, js=show_js("#slice-line"))
+    ctx.view.change(follow, ctx.view, [summary, table, gallery], api_name=False)

@@ -271,6 +271,16 @@ class Bundle:
         """The thumbnail of a source's photo `index`, if the bundle keeps one."""
         return self.photo(self.split_of(source), self.photo_id(source, index))
 
+    def has_source_photo(self, source: str | None, index: int) -> bool:
+        return self.has_photo(self.split_of(source), self.photo_id(source, index))
+
+    def source_index(self, source: str | None, image_id: str) -> int:
+        """The row of a source's photo by its id (the inverse of `photo_id`)."""
+        if self.is_set(source):
+            ids = self.evaluation(source).predictions["id"].astype(str)
+            return int(np.flatnonzero(ids.to_numpy() == image_id)[0])
+        return self.test_ids.index(image_id)
+
     def set_summary(self, name: str) -> dict:
         """The set against the test split, as `/evaluate_set` answers it."""
         return self.json(set_dir(name) + "summary.json")

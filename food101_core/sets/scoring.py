@@ -183,7 +183,7 @@ def score_set(
     emb, unfamiliar = place(b, table, feats, why, scored)
     props = set_properties(collected, table, scored, emb)
     found = find_slices(props[[c for c in SLICE_COLUMNS if c in props]], ev.predictions["correct"].to_numpy(bool)) \
-        if len(scored) >= 40 else None  # fmt: skip
+        if len(scored) else None  # fmt: skip
     return SetResults(
         name=name, files=table, evaluation=ev, summary=summary(b, table, collected, unfamiliar, found),
         properties=props, slices=found, embedding=emb, photos=set_photos(name, collected, ev),
