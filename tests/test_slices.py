@@ -12,8 +12,8 @@ import pytest
 from helpers import MINI, needs_mini
 from PIL import Image, ImageFilter
 
+from food101_core import slice_finder as slices
 from food101_core.image_props import image_check_flags, image_properties, properties_table
-from food101_core.training import slices
 
 has_cleanvision = importlib.util.find_spec("cleanvision") is not None
 
