@@ -136,3 +136,48 @@ def test_the_apps_analysis_endpoints_show_a_set_of_the_bundle(demo_with_set):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_set_scored_in_the_app_is_downloaded_and_added_by_the_command_line_as_it_was(demo_with_set, tmp_path):
+    """/evaluate_set's session keeps the set as the download does; `sets add RUN SET.zip` adds it unchanged (the
+    same numbers, no scoring again), and refuses it for a bundle whose shipped model is another."""
+    import zipfile
+
+    from food101_core.bundle import read_set_archive, served_model_sha, standalone_set
+    from food101_core.sets.scoring import score_set
+    from food101_core.sets.uploads import collect
+
+    run, photos = demo_with_set
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    b = load_bundle(copy)
+    found = collect(photos, tmp_path / "work")
+    s = score_set(b, Predictor.from_bundle(b, b.stages[-1]), found, name="visitor-0123abcd")
+    archive = tmp_path / "visitor.set.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for rel, data in standalone_set(s, b.class_ids, served_model_sha(b.manifest)).items():
+            z.writestr(rel, data)
+    done = add(copy, archive, "lunch")
+    assert done.returncode == 0, done.stderr
+    b = load_bundle(copy)
+    assert b.sets == ["canteen", "lunch"]
+    lunch, canteen = b.evaluation(b.set_key("lunch")), b.evaluation(b.set_key("canteen"))
+    assert lunch.metrics["top1"] == pytest.approx(canteen.metrics["top1"]) == pytest.approx(s.summary["top1"])
+    assert all(b.has_source_photo(b.set_key("lunch"), i) for i in lunch.predictions["index"][~lunch.predictions[
+        "correct"].astype(bool)])  # fmt: skip
+    # the same archive refused by a bundle that serves another model (its ONNX changed), and a tampered one
+    manifest = json.loads((copy / "bundle.json").read_text())
+    onnx = f"models/{b.stages[-1]}.onnx"
+    manifest["files"][onnx]["sha256"] = "0" * 64
+    other = tmp_path / "other"
+    shutil.copytree(copy, other)
+    (other / "bundle.json").write_text(json.dumps(manifest))
+    refused = add(other, archive, "again")
+    assert refused.returncode == 2 and "another model" in refused.stderr
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(evil, "w") as z:
+        for i in src.infolist():
+            z.writestr(i, src.read(i))
+        z.writestr("sets/visitor-0123abcd/../../../escape.txt", b"x")
+    with pytest.raises(Exception, match="outside a set"):
+        read_set_archive(evil)

@@ -215,8 +215,9 @@ class AppContext:
     bundle: Bundle
     blocks: gr.Blocks
     stage: gr.Dropdown
-    # what the analysis tabs show: the chosen stage on the test split, or an evaluation set of the bundle (scored by
-    # the shipped stage), as `Bundle.evaluation` keys them; set by the Model and Photos selectors together
+    photos: gr.Dropdown  # the test split, a set of the bundle, or the visitor's own (Your photos adds it)
+    # what the analysis tabs show: the chosen stage on the test split, or an evaluation set (scored by the shipped
+    # stage), as `Bundle.evaluation` keys them; set by the Model and Photos selectors together
     view: gr.Textbox
     demo: bool = False
     # other tabs (the map) that follow the pair chosen in the confusion tab: answered in the same request as the

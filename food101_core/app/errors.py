@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from ..bundle import Bundle
 from ..metrics import most_confident_mistakes
+from .run_summary import photos_words
 
 
 def most_confused_pairs(b: Bundle, stage: str, k: int = 20) -> pd.DataFrame:
@@ -139,7 +140,7 @@ def photo_caption(b: Bundle, stage: str, index: int, full_image: bool) -> str:
     row = b.evaluation(stage).predictions.iloc[int(index)]
     true, pred = b.name_of[row["true"]], b.name_of[row["pred"]]
     answer = f"**{true}** ✓ recognised" if true == pred else f"**{true}** predicted as **{pred}**"
-    where = f"photo `{row['id']}` of the set {b.set_name(stage)}" if b.is_set(stage) else f"test image `{row['id']}`"
+    where = f"`{row['id']}`, one of the {photos_words(b, stage)}" if b.is_set(stage) else f"test image `{row['id']}`"
     return f"{answer} ({row['confidence']:.0%}) · {where}" + (
         "" if full_image or b.is_set(stage) else " · full image not on this machine"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..backbones import BACKBONES
-from ..bundle import TEST, Bundle
+from ..bundle import TEST, Bundle, BundleError
 from . import run_summary
 from .context import stage_label
 
@@ -26,10 +26,11 @@ def header_text(b: Bundle, stage: str | None = None) -> str:
     return f"# Food-101 Explorer\n\n{run_summary.summary_line(b, stage)}\n\n**{top1:.1%}**"
 
 
-def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Textbox]:
-    """Lays out the header and returns the Model selector that Predict reads and the view the analysis tabs read
-    (the Model's stage on the test split, or a set the Photos selector chose). On a phone it folds to one line
-    (title, top-1, Model); the demo note and everything else wait behind the Run details tap."""
+def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
+    """Lays out the header and returns the Model selector that Predict reads, the Photos selector (the test split,
+    the bundle's sets and a visitor's own, shown once there is more than the test split) and the view the analysis
+    tabs read (the Model's stage on the test split, or the chosen set). On a phone it folds to one line (title,
+    top-1, Model); the demo note and everything else wait behind the Run details tap."""
     with gr.Row(equal_height=True, elem_id="header"):
         with gr.Column(scale=4, min_width=160):
             title = gr.Markdown(header_text(b), elem_id="header-text")
@@ -42,7 +43,7 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Textbox]:
             min_width=150,
         )
         photos = gr.Dropdown(
-            [(PHOTOS_TEST, TEST)] + [(f"Set: {name}", name) for name in b.sets],
+            photo_choices(b),
             value=TEST,
             label="Photos",
             info="the analysis tabs show these photos (a set: scored by the final model)",
@@ -67,9 +68,18 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Textbox]:
 
     def choose(stage: str, chosen: str):
         """The view the analysis tabs show, and the header's numbers for it."""
-        source = stage if chosen in (None, "", TEST) else b.set_key(chosen)
+        try:
+            source = stage if chosen in (None, "", TEST) else b.set_key(chosen)
+        except BundleError:  # a visitor's set deleted meanwhile (an hour old): the test split again
+            gr.Warning("Those photos were deleted (a set is kept an hour): showing the test split.")
+            source = stage
         return source, header_text(b, source)
 
     gr.api(metrics, api_name="metrics")
     gr.on([stage.change, photos.change], choose, [stage, photos], [view, title], api_name=False)
-    return stage, view
+    return stage, photos, view
+
+
+def photo_choices(b: Bundle, visitor: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+    """The Photos selector's entries: the test split, the bundle's sets and (label, name) of a visitor's own."""
+    return [(PHOTOS_TEST, TEST)] + [(f"Set: {name}", name) for name in b.sets] + ([visitor] if visitor else [])

@@ -150,8 +150,8 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
     another run on the same test set, for the Compare tab."""
     # the files Gradio keeps for a visitor (uploads, answers) go an hour after they were made, checked every 10 min
     with gr.Blocks(title="Food-101 Explorer", delete_cache=(600, your_photos_tab.KEEP_S)) as page:
-        stage, view = header.build(bundle, demo)
-        ctx = AppContext(bundle=bundle, blocks=page, stage=stage, view=view, demo=demo)
+        stage, photos, view = header.build(bundle, demo)
+        ctx = AppContext(bundle=bundle, blocks=page, stage=stage, photos=photos, view=view, demo=demo)
         ctx.predictor(bundle.stages[-1])  # load the served model now, not during the first request
         with gr.Tabs(overflow_behavior="wrap"):  # a phone scrolls the strip (CSS), no "more" menu
             predict_tab.build(ctx)

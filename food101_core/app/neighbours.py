@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..bundle import Bundle
+from .run_summary import photos_words
 
 if TYPE_CHECKING:
     from ..serving.predictor import Predictor
@@ -214,11 +215,6 @@ def map_groups(b: Bundle, stage: str, colour_by: str) -> list[tuple[str, np.ndar
     palette = class_palette(b.num_classes)
     order = sorted(range(b.num_classes), key=lambda i: b.class_names[i].lower())
     return [(b.class_names[i], column == b.class_ids[i], {"color": palette[i]}) for i in order]
-
-
-def photos_words(b: Bundle, source: str) -> str:
-    """What a view's photos are, in words: "test photos", or "photos of the set canteen"."""
-    return f"photos of the set {b.set_name(source)}" if b.is_set(source) else "test photos"
 
 
 def map_figure(

@@ -37,15 +37,25 @@ def recipe_extras(cfg: TrainConfig) -> list[str]:
     return extras
 
 
+VISITOR = "visitor-"  # a set a visitor uploaded in the app (your_photos_tab): named by a random key
+
+
+def photos_words(b: Bundle, source: str | None) -> str:
+    """What a view's photos are, in words: "test photos", "photos of the set canteen", "your uploaded photos"."""
+    if not b.is_set(source):
+        return "test photos"
+    name = b.set_name(source)
+    return "your uploaded photos" if name.startswith(VISITOR) else f"photos of the set {name}"
+
+
 def summary_line(b: Bundle, stage: str | None = None) -> str:
     """One line for the top of the page: what model, on what, and how good (the selected stage's numbers)."""
     cfg, stage = b.train_config, stage or b.stages[-1]
     m = b.evaluation(stage).metrics
     which = "" if b.stage_of(stage) == b.stages[-1] else f" ({stage.replace('stage', 'stage ')}, not the final model)"
-    photos = f"photos of the set **{b.set_name(stage)}**" if b.is_set(stage) else "test photos"
     return (
         f"**{BACKBONES[cfg.backbone].builder}** on {b.num_classes} dishes{which} · top-1 **{m['top1']:.1%}**, "
-        f"top-5 {m['top5']:.1%} on {m['n']:,} {photos}"
+        f"top-5 {m['top5']:.1%} on {m['n']:,} {photos_words(b, stage)}"
     )
 
 

@@ -2,23 +2,29 @@
 against the test split; the same scoring as `python -m food101_core.sets evaluate`, and `/evaluate_set` for scripts.
 
 A visitor's set lives only in that visitor's session: its files sit in a folder of that session, deleted when the
-page closes or after an hour, whichever comes first. At most one set is scored at a time; the others wait in the
-queue, which says their place.
+page closes or after an hour, whichever comes first. It is kept as a standalone set (`bundle.standalone_set`) that
+the bundle reads beside its own sets under a random key only that session's Photos selector offers, so every analysis
+tab can show it; its download is that set, which `python -m food101_core.sets add RUN SET.zip` adds to the bundle.
+At most one set is scored at a time; the others wait in the queue, which says their place.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
+from ..bundle import put_files, served_model_sha, standalone_set
 from ..sets.scoring import most_confident_mistakes, score_set
 from ..sets.uploads import Limits, UploadError, collect_many
-from . import errors, photo_view
+from . import errors, header, photo_view
 from .context import AppContext, captioned_gallery, scroll_hint, show_js, tab_intro
+from .run_summary import VISITOR
 
 LIMITS = Limits()
 KEEP_S = 3600  # a visitor's set is deleted an hour after it was scored, or when the page closes
@@ -42,7 +48,9 @@ def build(ctx: AppContext) -> None:
         mistakes = captioned_gallery("Its most confident mistakes on your photos (your label → its answer · sure)",
                                      "set-mistakes", height=360, visible=False)  # fmt: skip
         photo_view.viewer(ctx, mistakes, "set-mistake-view")
-        download = gr.DownloadButton("Download the predictions (CSV)", visible=False, elem_id="set-csv")
+        with gr.Row():
+            download = gr.DownloadButton("Download the predictions (CSV)", visible=False, elem_id="set-csv")
+            keep = gr.DownloadButton("Download the set (for sets add)", visible=False, elem_id="set-zip")
         api_in, api_out = gr.File(visible=False), gr.JSON(visible=False)
         api_go = gr.Button(visible=False)
 
@@ -60,9 +68,8 @@ def build(ctx: AppContext) -> None:
             raise gr.Error("send a zip of photos")
         return run(ctx, [upload], request, progress)[1]
 
-    go.click(evaluate, files, [words, table, mistakes, download], api_name=False, **ONE_AT_A_TIME).then(
-        None, js=show_js("#set-summary")
-    )
+    shown = [words, table, mistakes, download, keep, ctx.photos]
+    go.click(evaluate, files, shown, api_name=False, **ONE_AT_A_TIME).then(None, js=show_js("#set-summary"))
     api_go.click(evaluate_set, api_in, api_out, api_name="evaluate_set", **ONE_AT_A_TIME)
     ctx.blocks.unload(lambda request: forget(ctx, request))
 
@@ -73,8 +80,16 @@ def session_folder(ctx: AppContext, request: gr.Request | None) -> Path:
     return ctx.files / "sets" / session
 
 
+def drop(ctx: AppContext, folder: Path) -> None:
+    """One visitor's set: unread by the bundle, then deleted (its folder is named by its key)."""
+    ctx.bundle.detach_set(folder.name)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def forget(ctx: AppContext, request: gr.Request) -> None:
     """The page closed: its sets go."""
+    for folder in session_folder(ctx, request).glob("set-*"):
+        drop(ctx, folder)
     shutil.rmtree(session_folder(ctx, request), ignore_errors=True)
 
 
@@ -82,14 +97,16 @@ def purge_old(ctx: AppContext) -> None:
     """Sets scored over an hour ago, whatever their session."""
     for folder in (ctx.files / "sets").glob("*/*"):
         if folder.is_dir() and time.time() - folder.stat().st_mtime > KEEP_S:
-            shutil.rmtree(folder, ignore_errors=True)
+            drop(ctx, folder)
 
 
-def run(ctx: AppContext, uploads: list[str], request: gr.Request, progress) -> tuple[pd.DataFrame, dict, Path, dict]:
-    """Read the upload safely into this session's folder, score it, keep its predictions as CSV; also each photo's
-    file by the name the user gave it (for the mistakes' pictures)."""
+def run(ctx: AppContext, uploads: list[str], request: gr.Request, progress) -> tuple:
+    """Read the upload safely into this session's folder, score it, keep its predictions as CSV and the set itself
+    (read by the bundle beside its own under a random key); also each photo's file by the name the user gave it
+    (for the mistakes' pictures)."""
     purge_old(ctx)
-    folder = session_folder(ctx, request) / f"set-{time.time_ns()}"
+    name = f"{VISITOR}{secrets.token_hex(8)}"  # a key no other session can guess
+    folder = session_folder(ctx, request) / f"set-{name}"
     folder.mkdir(parents=True)
     try:
         found = collect_many([Path(u) for u in uploads], folder, LIMITS)
@@ -97,24 +114,38 @@ def run(ctx: AppContext, uploads: list[str], request: gr.Request, progress) -> t
         shutil.rmtree(folder, ignore_errors=True)
         raise gr.Error(f"This upload cannot be read: {e}. Limits: {LIMITS.words()}.") from None
     b = ctx.bundle
-    scored = score_set(b, ctx.predictor(b.stages[-1]), found,
-                       lambda done, total: progress((done, total), desc="photos", unit="photos"))  # fmt: skip
+    step = lambda done, total: progress((done, total), desc="photos", unit="photos")  # noqa: E731
+    scored = score_set(b, ctx.predictor(b.stages[-1]), found, step, name=name)
     scored.files.to_csv(folder / "predictions.csv", index=False)
-    return scored.files, scored.summary, folder, {p.name: p.path for p in found.photos}
+    kept = standalone_set(scored, b.class_ids, served_model_sha(b.manifest))
+    put_files(folder / "set", kept)
+    with zipfile.ZipFile(folder / f"{name}.set.zip", "w", zipfile.ZIP_STORED) as z:
+        for rel, data in kept.items():
+            z.writestr(rel, data)
+    b.attach_set(folder / "set")
+    return scored.files, scored.summary, folder, {p.name: p.path for p in found.photos}, name
 
 
-def show(ctx: AppContext, table: pd.DataFrame, s: dict, folder: Path, files: dict) -> tuple:
-    """The summary in words, the dishes that dropped most, the most confident mistakes, the CSV."""
+def show(ctx: AppContext, table: pd.DataFrame, s: dict, folder: Path, files: dict, name: str) -> tuple:
+    """The summary in words, the dishes that dropped most, the most confident mistakes, the CSV, the set's download,
+    and the Photos selector offering the set (this session's only) to every analysis tab."""
     b = ctx.bundle
     items = [(str(files[r.file]), errors.photo_words(b.name_of[r.true], b.name_of[r.pred], r.confidence))
              for r in most_confident_mistakes(table).itertuples() if r.file in files]  # fmt: skip
     rows = pd.DataFrame(s["per_class"], columns=["id", "name", "n", "top1", "test_top1"]).drop(columns="id")
     rows = rows.rename(columns={"name": "dish", "n": "photos", "top1": "top-1 here", "test_top1": "top-1, test split"})
+    mine = (f"Your upload: {s['scored']:,} photos", name)
+    words = summary_words(s)
+    if s["scored"]:
+        words += ("\n\nTo see your photos in every tab (confusion matrix, per-class, mistakes, slices, calibration, "
+                  "map), choose **Your upload** in **Photos** at the top of the page.")  # fmt: skip
     return (
-        summary_words(s),
+        words,
         gr.update(value=rows.round(3), visible=bool(len(rows))),
         gr.update(value=items, visible=bool(items)),
         gr.update(value=str(folder / "predictions.csv"), visible=True),
+        gr.update(value=str(folder / f"{name}.set.zip"), visible=True),
+        gr.update(choices=header.photo_choices(ctx.bundle, mine if s["scored"] else None), visible=True),
     )
 
 

@@ -21,6 +21,7 @@ from .layout import (
     BundleError,
     check_file,
     check_set_name,
+    served_model_sha,
     set_dir,
     set_split,
 )
@@ -35,8 +36,11 @@ from .write import (
     photo_files,
     put_files,
     quality_files,
+    read_set_archive,
+    renamed_set,
     serving_files,
     slice_files,
+    standalone_set,
     swap_into_place,
     write_bundle,
     write_manifest,
@@ -45,6 +49,7 @@ from .write import (
 __all__ = [
     "ADD_ONNX", "FORMAT", "STAGES", "TEST", "VERSION", "Bundle", "BundleError", "Results", "SetResults", "add_files",
     "add_set", "check_file", "check_set_name", "encode_embedding", "find_newest_bundle", "load_bundle", "log_fetch",
-    "photo_files", "publish_bundle", "put_files", "quality_files", "serving_files", "set_dir", "set_split",
-    "slice_files", "swap_into_place", "upgrade_bundle", "write_bundle", "write_manifest",
+    "photo_files", "publish_bundle", "put_files", "quality_files", "read_set_archive", "renamed_set",
+    "served_model_sha", "serving_files", "set_dir", "set_split", "slice_files", "standalone_set", "swap_into_place",
+    "upgrade_bundle", "write_bundle", "write_manifest",
 ]  # fmt: skip

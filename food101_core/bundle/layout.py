@@ -48,6 +48,11 @@ EMBEDDING_ARRAYS = ("test", "test_resid", "xy", "mean", "components", "ref", "re
 SET_EMBEDDING_ARRAYS = ("test", "test_resid", "xy")  # a set's own rows; the rest is its stage's
 SET_DIR = "sets/{name}/"
 SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# A set on its own, outside any bundle (a visitor's in the app, its download, what `sets add` takes): set.json, its
+# files at their bundle paths (sets/NAME/...) and its thumbnails as photos/set-NAME/ID.jpg
+SET_FORMAT = "food101-explorer-set"
+SET_MANIFEST = "set.json"
+MAX_SET_BYTES = 200_000_000  # a set archive read into memory: its tables and thumbnails are far smaller
 TEST = "test"  # the Photos selector's name for the test split
 
 
@@ -64,6 +69,13 @@ def set_dir(name: str) -> str:
 def set_split(name: str) -> str:
     """The photo split a set's thumbnails are kept under (photos/index.csv) and the group of their shards."""
     return f"set-{name}"
+
+
+def served_model_sha(manifest: dict) -> str:
+    """The sha256 of the model that scores sets: the shipped stage's ONNX graph (a set names it, so that it is only
+    ever added to a bundle whose answers it holds)."""
+    stage = [s for s in manifest.get("stages", []) if s in STAGES][-1]
+    return manifest["files"].get(ONNX_FILE.format(stage=stage), {}).get("sha256", "")
 
 
 def check_set_name(name: str) -> str:

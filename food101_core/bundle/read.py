@@ -22,7 +22,7 @@ from ..embedding import Embedding
 from ..hub import HubError
 from ..metrics import Evaluation
 from ..photos import INDEX as PHOTO_INDEX
-from ..photos import PhotoStore
+from ..photos import PhotoStore, member
 from .layout import (
     ADD_ONNX,
     EMBEDDING_ARRAYS,
@@ -31,13 +31,16 @@ from .layout import (
     ONNX_FILE,
     READABLE,
     SET_EMBEDDING_ARRAYS,
+    SET_MANIFEST,
     SLICES_FILE,
     STAGES,
     TEST,
     VERSION,
     BundleError,
     check_file,
+    check_set_name,
     read_json,
+    served_model_sha,
     set_dir,
     set_split,
 )
@@ -81,6 +84,7 @@ class Bundle:
         self._embeddings: dict[str, Embedding] = {}
         self._reference: pd.DataFrame | None = None
         self._photos: PhotoStore | None = None
+        self._attached: dict[str, Path] = {}  # standalone sets read beside the bundle (a visitor's): name -> folder
 
     def _read_run(self) -> None:
         self.config = self.json("config.json")
@@ -128,11 +132,41 @@ class Bundle:
         return self._fetch is not None
 
     def has(self, rel: str) -> bool:
-        """Whether the bundle lists the file (a complete write: an unlisted file is never read)."""
-        return rel in self.files
+        """Whether the bundle lists the file (a complete write: an unlisted file is never read), or an attached set
+        holds it."""
+        return rel in self.files or self._attached_file(rel) is not None
+
+    def _attached_file(self, rel: str) -> Path | None:
+        parts = rel.split("/")
+        folder = self._attached.get(parts[1]) if len(parts) > 2 and parts[0] == "sets" else None
+        return folder / rel if folder is not None and (folder / rel).is_file() else None
+
+    def attach_set(self, folder: Path) -> str:
+        """Read a standalone set (bundle.standalone_set, unpacked in `folder`) beside the bundle, as its own sets are
+        read, without adding it: a visitor's set in the app. It is listed nowhere (not in `sets`, not in
+        bundle.json), so only whoever holds its key sees it. Returns its key."""
+        about = read_json(Path(folder), SET_MANIFEST)
+        name = check_set_name(about.get("name", ""))
+        if about.get("model_sha256") != served_model_sha(self.manifest) or about.get("classes") != self.class_ids:
+            raise BundleError(f"{folder}: the set {name!r} was scored by another model than this bundle's")
+        if name in self.sets:
+            raise BundleError(f"{self.path}: it has a set named {name!r} already")
+        with self._lock:
+            self._attached[name] = Path(folder)
+        return set_split(name)
+
+    def detach_set(self, source: str) -> None:
+        """Forget an attached set (its folder is the caller's to delete)."""
+        with self._lock:
+            self._attached.pop(self.set_name(source), None)
+            self._evals.pop(source, None)
+            self._embeddings.pop(source, None)
 
     def file(self, rel: str) -> Path:
         """The local path of a listed file, downloaded and checked first if it is not here yet."""
+        attached = self._attached_file(rel)
+        if attached is not None:
+            return attached
         p = self.path / rel
         if p.is_file() or self._fetch is None:
             if not p.is_file():
@@ -236,7 +270,7 @@ class Bundle:
     # Sources: what the analysis views show. A stage on the test split ("stage2"), or an evaluation set scored by the
     # shipped stage, keyed by its photo split ("set-canteen"): the same readers serve both.
     def set_key(self, name: str) -> str:
-        if name not in self.sets:
+        if name not in self.sets and name not in self._attached:
             raise BundleError(f"{self.path}: no set named {name!r} (its sets: {', '.join(self.sets) or 'none'})")
         return set_split(name)
 
@@ -392,10 +426,16 @@ class Bundle:
         return Path(tempfile.gettempdir()) / f"food101-photos-{getpass.getuser()}" / digest
 
     def photo(self, split: str, image_id: str) -> Path | None:
-        """A photo's thumbnail as a file, if the bundle keeps one."""
+        """A photo's thumbnail as a file, if the bundle (or an attached set) keeps one."""
+        folder = self._attached.get(self.set_name(split)) if self.is_set(split) else None
+        if folder is not None:
+            p = folder / "photos" / member(split, str(image_id))
+            return p if p.is_file() and folder.resolve() in p.resolve().parents else None
         return self.photos.path(split, str(image_id))
 
     def has_photo(self, split: str, image_id: str) -> bool:
+        if self.is_set(split) and self.set_name(split) in self._attached:
+            return self.photo(split, image_id) is not None
         return (split, str(image_id)) in self.photos
 
     def thumb(self, index: int) -> Path | None:

@@ -19,15 +19,20 @@ from ..data_quality import DataQuality
 from ..embedding import Embedding
 from ..metrics import Evaluation
 from ..photos import INDEX as PHOTO_INDEX
-from ..photos import Key, pack
+from ..photos import Key, member, pack
 from .layout import (
     FORMAT,
     HEAD_FILE,
+    MAX_SET_BYTES,
     ONNX_FILE,
+    SET_FORMAT,
+    SET_MANIFEST,
     SLICES_FILE,
     VERSION,
     BundleError,
+    check_set_name,
     read_json,
+    served_model_sha,
     set_dir,
     set_split,
     sha256,
@@ -307,15 +312,74 @@ def set_files(s: SetResults, class_ids: list[str]) -> dict[str, bytes]:
     return files
 
 
-def add_set(folder: Path, s: SetResults, class_ids: list[str], replace: bool = False) -> None:
-    """Add an evaluation set to a complete bundle in place: its files and photo shards land first, bundle.json last.
-    A set of the same name is refused unless `replace` (its old files are then unlisted; its old photos stay in their
-    shards, listed, as a shard is never rewritten)."""
+def standalone_set(s: SetResults, class_ids: list[str], model_sha: str) -> dict[str, bytes]:
+    """A set on its own (layout.SET_MANIFEST): what a visitor's set is in the app, what it downloads, and what
+    `add_set` adds to a bundle."""
+    files = set_files(s, class_ids)
+    files.update({f"photos/{member(*key)}": data for key, data in s.photos.items()})
+    about = {"format": SET_FORMAT, "version": 1, "name": s.name, "model_sha256": model_sha, "classes": class_ids}
+    files[SET_MANIFEST] = json.dumps(about, indent=1).encode()
+    return files
+
+
+def renamed_set(files: dict[str, bytes], name: str) -> dict[str, bytes]:
+    """A standalone set under another name (its folder and its photos' split follow)."""
+    about = json.loads(files[SET_MANIFEST])
+    old, new = about["name"], check_set_name(name)
+    moves = ((set_dir(old), set_dir(new)), (f"photos/{set_split(old)}/", f"photos/{set_split(new)}/"))
+    out = {}
+    for rel, data in files.items():
+        for a, b in moves:
+            if rel.startswith(a):
+                rel = b + rel[len(a) :]
+                break
+        out[rel] = data
+    out[SET_MANIFEST] = json.dumps({**about, "name": new}, indent=1).encode()
+    return out
+
+
+def read_set_archive(path: Path) -> dict[str, bytes]:
+    """A set downloaded from the app (a zip of a standalone set), every member checked: only set.json, sets/NAME/
+    and photos/set-NAME/ paths, nothing that climbs out, at most MAX_SET_BYTES inflated."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = [i for i in z.infolist() if not i.is_dir()]
+            if sum(i.file_size for i in infos) > MAX_SET_BYTES:
+                raise BundleError(f"{path}: a set archive inflating past {MAX_SET_BYTES / 1e6:.0f} MB")
+            files = {i.filename: z.read(i) for i in infos}
+    except zipfile.BadZipFile as e:
+        raise BundleError(f"{path}: not a zip ({e})") from None
+    if SET_MANIFEST not in files:
+        raise BundleError(f"{path}: no {SET_MANIFEST}: not a set downloaded from the app")
+    name = check_set_name(json.loads(files[SET_MANIFEST]).get("name", ""))
+    allowed = (SET_MANIFEST, set_dir(name), f"photos/{set_split(name)}/")
+    bad = [rel for rel in files if not rel.startswith(allowed) or ".." in rel.split("/") or rel.startswith("/")]
+    if bad:
+        raise BundleError(f"{path}: entries outside a set's folders: {', '.join(bad[:5])}")
+    return files
+
+
+def add_set(folder: Path, files: dict[str, bytes], replace: bool = False) -> str:
+    """Add a standalone set (`standalone_set`, or a downloaded one) to a complete bundle in place: its files and
+    photo shards land first, bundle.json last. Refused if it was scored by another model or over other dishes, and
+    if its name is taken unless `replace` (the old files are then unlisted; its old photos stay in their shards, as
+    a shard is never rewritten). Returns the set's name."""
     folder = Path(folder)
     manifest = read_json(folder, "bundle.json")
-    d = set_dir(s.name)
-    if s.name in manifest.get("sets", []) and not replace:
-        raise BundleError(f"{folder}: it has a set named {s.name!r} already (choose another --name, or --replace)")
+    about = json.loads(files[SET_MANIFEST])
+    name = check_set_name(about.get("name", ""))
+    if about.get("format") != SET_FORMAT or about.get("model_sha256") != served_model_sha(manifest):
+        raise BundleError(f"{folder}: the set {name!r} was scored by another model than this bundle's shipped one")
+    if about.get("classes") != [c["id"] for c in read_json(folder, "classes.json")]:
+        raise BundleError(f"{folder}: the set {name!r} was scored over other dishes than this bundle's")
+    d, split = set_dir(name), set_split(name)
+    if name in manifest.get("sets", []) and not replace:
+        raise BundleError(f"{folder}: it has a set named {name!r} already (choose another --name, or --replace)")
     old = tuple(rel for rel in manifest["files"] if rel.startswith(d))  # a replaced set's files that it lacks now
-    photos = {k: v for k, v in s.photos.items() if k[0] == set_split(s.name)}
-    add_files(folder, {**set_files(s, class_ids), **photo_files(folder, photos, set())}, remove=old)
+    prefix = f"photos/{split}/"
+    photos = {(split, rel[len(prefix) : -len(".jpg")]): data for rel, data in files.items() if rel.startswith(prefix)}
+    own = {rel: data for rel, data in files.items() if rel.startswith(d)}
+    add_files(folder, {**own, **photo_files(folder, photos, set())}, remove=old)
+    return name

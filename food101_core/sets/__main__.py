@@ -1,11 +1,14 @@
 """Evaluate your own photos with a bundle's model, without TensorFlow:
 
     python -m food101_core.sets add RUN PHOTOS --name NAME [--replace]
+    python -m food101_core.sets add RUN SET.zip [--name NAME] [--replace]
     python -m food101_core.sets evaluate RUN PHOTOS [--out DIR]
 
 PHOTOS: a folder of class folders, Food-101's images/ + meta/, a CSV of path,label, or a zip of any of these.
 `add` scores them and adds the set to the bundle (sets/NAME/, its mistakes' photos in shards of their own,
 bundle.json last): the app's Photos selector then shows it in every analysis tab, and `bundle publish` uploads it.
+SET.zip: a set scored in the app and downloaded from it ("Download the set"), added as it is (no scoring again),
+if the bundle's shipped model is the one that scored it.
 `evaluate` leaves the bundle alone and writes DIR/predictions.csv (every photo: its label, the dish matched, the
 answer, its top 5, or why it was refused) and DIR/summary.json (top-1, top-5, ECE against the test split, per dish).
 Both print the summary. Photos without a label, or with a label the model does not know, are predicted, not scored:
@@ -20,7 +23,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..bundle import BundleError, add_set, check_set_name, load_bundle
+from ..bundle import (
+    BundleError,
+    add_set,
+    check_set_name,
+    load_bundle,
+    read_set_archive,
+    renamed_set,
+    served_model_sha,
+    standalone_set,
+)
+from ..bundle.layout import SET_MANIFEST
 from ..serving.predictor import Predictor
 from .scoring import score_set
 from .uploads import Limits, UploadError, collect
@@ -80,14 +93,44 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("run", help="bundle folder (evaluate: or a Hugging Face Hub repo id)")
         p.add_argument("photos", type=Path, help="folder, zip or CSV of path,label")
         p.add_argument("--max-photos", type=int, default=Limits.max_photos, help="refuse photos past this many")
-    add.add_argument("--name", required=True, help="the set's name: 1-40 lower-case letters, digits, - or _")
+    add.add_argument("--name", help="the set's name: 1-40 lower-case letters, digits, - or _ (a downloaded set: "
+                                    "its own unless given)")
     add.add_argument("--replace", action="store_true", help="replace a set of the same name")
     ev.add_argument("--out", type=Path, default=None, help="where predictions.csv and summary.json go")
     return ap
 
 
+def is_set_archive(path: Path) -> bool:
+    """A set downloaded from the app: a zip holding set.json."""
+    import zipfile
+
+    try:
+        return path.is_file() and zipfile.is_zipfile(path) and SET_MANIFEST in zipfile.ZipFile(path).namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def add_archive(args) -> int:
+    """`add RUN SET.zip`: a set scored in the app, added without scoring it again."""
+    try:
+        files = read_set_archive(args.photos)
+        if args.name:
+            files = renamed_set(files, args.name)
+        name = add_set(Path(args.run), files, replace=args.replace)
+    except (BundleError, FileNotFoundError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"added the set {name!r} to {args.run} (sets/{name}/); the app's Photos selector shows it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "add" and is_set_archive(args.photos):
+        return add_archive(args)
+    if args.command == "add" and not args.name:
+        print("error: name the set with --name (a set downloaded from the app carries its own)", file=sys.stderr)
+        return 2
     try:
         name = check_set_name(args.name) if args.command == "add" else "your-photos"
         b = load_bundle(args.run)
@@ -100,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             found = collect(args.photos, Path(work), Limits(max_photos=args.max_photos))
             s = score_set(b, predictor, found, progress_bar(args.photos.name), name=name)
         if args.command == "add":
-            add_set(b.path, s, b.class_ids, replace=args.replace)
+            add_set(b.path, standalone_set(s, b.class_ids, served_model_sha(b.manifest)), replace=args.replace)
     except (BundleError, UploadError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
