@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, start_app
+from helpers import MINI, ROOT, needs_mini, start_app
 from PIL import Image
 
 from food101_core.bundle import load_bundle
@@ -105,17 +105,25 @@ def test_bad_inputs_get_a_message_and_the_app_keeps_serving(client, tiny_bundle,
         assert predict(client, good)[0] == expected_good, f"the app broke after {name}"
 
 
-def test_a_phones_heic_photo_gets_the_answer_of_its_jpeg(client, tiny_bundle, tmp_path):
-    """Uploaded through the running app: a HEIC made (with pillow-heif) from a test JPEG predicts its dish."""
+@needs_mini
+def test_a_phones_heic_photo_gets_the_answer_of_its_jpeg(demo_app, tmp_path):
+    """Uploaded through the running app: a HEIC made (with pillow-heif) from a real test JPEG is read as Pillow
+    reads it (the same answer as a PNG of its own pixels) and gets the JPEG's answer. The demo's real model on real
+    photos: the tiny test model, trained on noise, once changed its answer for a re-encoding's 1.8 grey levels."""
     import pillow_heif
+    from gradio_client import Client
 
-    b = load_bundle(tiny_bundle)
+    client = Client(demo_app, verbose=False)
+    b = load_bundle(ROOT / "assets" / "demo-bundle")
     for i in (0, 9):
-        jpeg = b.original_image(i)
-        pillow_heif.from_pillow(Image.open(jpeg)).save(tmp_path / f"{i}.heic", quality=95)
-        label_jpeg, _, _ = predict(client, jpeg)
-        label_heic, verdict, _ = predict(client, tmp_path / f"{i}.heic")
-        assert "predicted in" in verdict and label_heic["label"] == label_jpeg["label"]
+        jpeg, heic, png = MINI / "images" / f"{b.test_ids[i]}.jpg", tmp_path / f"{i}.heic", tmp_path / f"{i}.png"
+        pillow_heif.from_pillow(Image.open(jpeg)).save(heic, quality=95)
+        pillow_heif.open_heif(heic).to_pillow().convert("RGB").save(png)
+        stage = b.stages[-1]
+        label_jpeg, _, _ = predict(client, jpeg, stage=stage)
+        label_heic, verdict, _ = predict(client, heic, stage=stage)
+        assert "predicted in" in verdict and label_heic["label"] == predict(client, png, stage=stage)[0]["label"]
+        assert label_heic["label"] == label_jpeg["label"], (label_jpeg, label_heic)
 
 
 def test_exif_rotation_is_applied(client, tmp_path):
@@ -308,8 +316,14 @@ def test_at_food101_scale_in_a_real_browser(scale_bundle, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     check_what_the_browser_saw(seen, b, tmp_path / "shots")
-    # the Slices tab: this model is right on 1 % of the photos, so no group is clearly worse, and it says so
-    assert b.slices()["slices"] == [] and "No group of photos is clearly worse" in seen["slices_summary"]
+    # the Slices tab says what the bundle found: this model is right on about 1 % of the photos, so most runs find
+    # no group clearly worse ("No group…"); a run whose model does tell some photos apart (one found "mid-sharpness
+    # photos", 6 of 1,515 right against 1.4 %) lists them, and the line counts them
+    found = b.slices()["slices"]
+    if found:
+        assert f"{len(found)} group" in seen["slices_summary"], seen["slices_summary"]
+    else:
+        assert "No group of photos is clearly worse" in seen["slices_summary"], seen["slices_summary"]
 
 
 @pytest.mark.skipif(not (ROOT / "assets" / "demo-bundle" / "bundle.json").is_file(), reason="no demo bundle")

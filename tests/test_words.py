@@ -149,7 +149,8 @@ def predict_page(demo):
 
     with gr.Blocks() as blocks:
         stage = gr.Dropdown(demo.stages, value=demo.stages[-1])
-        ctx = AppContext(demo, blocks, stage)
+        photos, view = gr.Dropdown(["test"], value="test"), gr.Textbox(demo.stages[-1], visible=False)
+        ctx = AppContext(demo, blocks, stage, photos, view)
         with gr.Tabs():
             predict_tab.build(ctx)
     return blocks, ctx
