@@ -41,11 +41,11 @@ VISITOR = "visitor-"  # a set a visitor uploaded in the app (your_photos_tab): n
 
 
 def photos_words(b: Bundle, source: str | None) -> str:
-    """What a view's photos are, in words: "test photos", "photos of the set canteen", "your uploaded photos"."""
+    """What a view's photos are, in words: "test photos", "photos of the set canteen", "photos you uploaded"."""
     if not b.is_set(source):
         return "test photos"
     name = b.set_name(source)
-    return "your uploaded photos" if name.startswith(VISITOR) else f"photos of the set {name}"
+    return "photos you uploaded" if name.startswith(VISITOR) else f"photos of the set {name}"
 
 
 def summary_line(b: Bundle, stage: str | None = None) -> str:
