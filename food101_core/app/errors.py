@@ -209,10 +209,11 @@ def confusion_figure(b: Bundle, stage: str, normalize: bool, hide_diagonal: bool
 def f1_figure(b: Bundle, stage: str) -> go.Figure:
     """F1 per class as bars, worst at the top, the lowest tenth (at least 3) in red; stage 1's F1 as a tick."""
     df = per_class_table(b, stage)
-    n_worst = max(3, round(len(df) / 10))
+    n_worst = min(max(3, round(len(df) / 10)), max(len(df) - 1, 1))  # a set of few dishes: not all of them red
     worst = df.index < n_worst  # the table is sorted worst first
     fig = go.Figure()
-    for mask, colour, name in ((~worst, "#1f77b4", "F1"), (worst, "#d62728", f"F1, the {n_worst} lowest")):
+    lowest = "F1, the lowest" if n_worst == 1 else f"F1, the {n_worst} lowest"
+    for mask, colour, name in ((~worst, "#1f77b4", "F1"), (worst, "#d62728", lowest)):
         fig.add_trace(
             go.Bar(x=df["f1"][mask], y=df["class"][mask], orientation="h", marker_color=colour, name=name,
                    hovertemplate="%{y}: F1 %{x:.3f}<extra></extra>")

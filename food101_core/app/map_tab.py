@@ -24,9 +24,13 @@ from .context import (
 
 MAX_SELECTION = 120
 # plotly events -> Gradio events, bound once on the drawn chart
-MAP_BIND = """div.on('plotly_click', (ev) => trigger('click', {index: ev.points[0].customdata}));
+# (points without customdata, a set's grey test-photo backdrop, answer nothing)
+MAP_BIND = """div.on('plotly_click', (ev) => {
+      const i = ev.points[0].customdata;
+      if (i !== undefined && i !== null) trigger('click', {index: i});
+    });
     div.on('plotly_selected', (ev) => {
-      if (ev && ev.points) trigger('submit', {indices: ev.points.map(p => p.customdata)});
+      if (ev && ev.points) trigger('submit', {indices: ev.points.map(p => p.customdata).filter(i => i != null)});
     });"""
 
 
@@ -41,7 +45,8 @@ def build(ctx: AppContext) -> None:
         tab_intro(
             f"Every test photo placed by what the final model ({b.stages[-1].replace('stage', 'stage ')}) sees in "
             "it: photos it finds alike sit close together, so a red island among blue is a kind of photo it gets "
-            "wrong. Hover for the dish; **click a point** to see the photo; drag a lasso to select many."
+            "wrong. Hover for the dish; **click a point** to see the photo; drag a lasso to select many. Another "
+            "set of photos (Photos, at the top) is drawn over the test photos, in grey."
         )
         colour, f_true, f_pred, note_row, note, clear, hint = menus_layout(names)
         first = neighbours.map_figure(b, b.stages[-1], neighbours.MAP_COLOURINGS[0]).to_json()  # with the page

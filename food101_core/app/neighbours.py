@@ -232,6 +232,12 @@ def map_figure(
     if pred_name:
         chosen &= (pred == pred_name).to_numpy()
     fig = go.Figure()
+    if b.is_set(stage):  # the test photos as a grey backdrop: where the set's photos fall among them
+        test_xy = b.embedding(b.stages[-1]).xy
+        fig.add_trace(
+            go.Scattergl(x=test_xy[:, 0], y=test_xy[:, 1], mode="markers", name="test photos (for reference)",
+                         marker={"size": 4, "color": "#c8c8c8", "opacity": 0.5}, hoverinfo="skip")
+        )  # fmt: skip
     for name, points, marker in map_groups(b, stage, colour_by):
         idx = np.flatnonzero(points)
         marker = {"size": 5, **{k: (v[idx] if isinstance(v, np.ndarray) else v) for k, v in marker.items()}}
