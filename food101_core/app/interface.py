@@ -100,9 +100,11 @@ CSS = """
   #header-text .prose > p:nth-of-type(2) {display: block}
   #header-text .prose > p:nth-of-type(2) strong {font-weight: 600}
   #header > .form {min-width: 0 !important; flex: 0 0 122px !important}
-  #stage {min-width: 0 !important; padding: 2px 4px !important}
-  #stage [data-testid="block-info"] {position: absolute; width: 1px; height: 1px; overflow: hidden;
-    clip-path: inset(50%)}  /* "Model" stays its name for a screen reader; the line stays one line */
+  #stage, #photos {min-width: 0 !important; padding: 2px 4px !important}
+  #stage [data-testid="block-info"], #photos [data-testid="block-info"], #photos .info-text {position: absolute;
+    width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%)}  /* "Model" and "Photos" stay their names
+    for a screen reader; the line stays one line (with sets, Photos sits under Model) */
+  #header > .form {flex-direction: column !important; flex-wrap: nowrap !important; gap: 2px}
   /* every tab in a strip that scrolls sideways (no "more" menu), each tab a full tap target */
   .tab-container.wrap {flex-wrap: nowrap !important; overflow-x: auto !important; overflow-y: hidden;
     scrollbar-width: thin; -webkit-overflow-scrolling: touch}
@@ -124,8 +126,8 @@ CSS = """
   .table-container td, .table-container th {padding: 4px 6px !important}
   #results-table th, #results-table td {padding: 4px 3px !important}
   .scroll-hint p {font-size: 14px; color: var(--body-text-color-subdued); margin: 0}
-  #stage input {text-overflow: ellipsis; padding-left: 4px !important; padding-right: 24px !important}
-  #stage .wrap-inner {padding: 0 4px !important}
+  #stage input, #photos input {text-overflow: ellipsis; padding-left: 4px !important; padding-right: 24px !important}
+  #stage .wrap-inner, #photos .wrap-inner {padding: 0 4px !important}
   .heat-key .bar {min-width: 120px}
   #photo {height: 200px !important}
   #photo .image-container, #photo .upload-container {max-height: 170px}
