@@ -23,7 +23,7 @@ from scipy.stats import binomtest
 from ..bundle import Bundle, SetResults, check_set_name, set_split
 from ..embedding import Embedding
 from ..image_props import exposure_free, measure_files
-from ..metrics import Evaluation, calibration, evaluate_probs
+from ..metrics import Evaluation, evaluate_probs
 from ..metrics import most_confident_mistakes as mistakes_of
 from ..photos import thumbnail_jpeg
 from ..serving.images import ImageError
@@ -112,20 +112,18 @@ def predictions_table(b: Bundle, collected: Collected, probs: np.ndarray, why: l
     return pd.DataFrame(rows)
 
 
-def summary(b: Bundle, table: pd.DataFrame, collected: Collected, unfamiliar: np.ndarray | None,
+def summary(b: Bundle, table: pd.DataFrame, collected: Collected, ev: Evaluation, unfamiliar: np.ndarray | None,
             slices: pd.DataFrame | None = None) -> dict:  # fmt: skip
-    """The set against the test split, as `/evaluate_set` answers it."""
+    """The set against the test split, as `/evaluate_set` answers it; top-1, top-5 and ECE are its evaluation's."""
     test = b.evaluation()
     scored = table[table["status"] == "scored"] if len(table) else table
     n = len(scored)
     out = {"n_files": len(collected.photos) + len(collected.refused), "scored": n}
     if n:
-        correct = scored["correct"].astype(bool).to_numpy()
-        in_top5 = scored.apply(lambda r: r["true"] in {r[f"top{k}"] for k in range(1, 6) if f"top{k}" in r}, axis=1)
-        ece, bins = calibration(scored["confidence"].to_numpy(np.float64), correct)
+        m = ev.metrics
         k_test, n_test = round(test.metrics["top1"] * test.metrics["n"]), test.metrics["n"]
-        d, low, high = newcombe(int(correct.sum()), n, int(k_test), int(n_test))
-        out.update(top1=float(correct.mean()), top5=float(in_top5.mean()), ece=ece, reliability=bins)
+        d, low, high = newcombe(int(ev.predictions["correct"].astype(bool).sum()), n, int(k_test), int(n_test))
+        out.update(top1=m["top1"], top5=m["top5"], ece=m["ece"], reliability=m["reliability"])
         out["difference"] = {"top1": d, "low": low, "high": high}
     else:
         out.update(top1=None, top5=None, ece=None, reliability=[], difference=None)
@@ -185,7 +183,7 @@ def score_set(
     found = find_slices(props[[c for c in SLICE_COLUMNS if c in props]], ev.predictions["correct"].to_numpy(bool)) \
         if len(scored) else None  # fmt: skip
     return SetResults(
-        name=name, files=table, evaluation=ev, summary=summary(b, table, collected, unfamiliar, found),
+        name=name, files=table, evaluation=ev, summary=summary(b, table, collected, ev, unfamiliar, found),
         properties=props, slices=found, embedding=emb, photos=set_photos(name, collected, ev),
     )  # fmt: skip
 
