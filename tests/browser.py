@@ -705,6 +705,19 @@ def box_in_view(page, selector: str, settle_ms: int = 1000) -> dict:
             "text": box.inner_text(), "images": box.locator("img").count()}  # fmt: skip
 
 
+def answer_in_view(page, selector: str, act) -> dict:
+    """Do `act`, wait until the box's words change (the server has answered, however slow the machine), then see
+    where the box's top lands (`box_in_view`)."""
+    box = page.locator(selector).first
+    before = box.inner_text() if box.count() else None
+    act()
+    page.wait_for_function(
+        "([sel, before]) => { const e = document.querySelector(sel); return e && e.innerText !== before; }",
+        arg=[selector, before],
+    )
+    return box_in_view(page, selector)
+
+
 def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeout_ms: int = 60_000) -> dict:
     """Every action that fills a box (issue "Right on every screen", item 2): where that box's top lands."""
     from playwright.sync_api import sync_playwright
@@ -722,8 +735,7 @@ def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeo
         verdict_dish(page, timeout_ms)
         seen["predict"] = box_in_view(page, "#top5")
         if page.locator("#similar img").count():
-            page.locator("#similar img").first.click()
-            seen["similar photo"] = box_in_view(page, "#similar-view")
+            seen["similar photo"] = answer_in_view(page, "#similar-view", page.locator("#similar img").first.click)
         page.reload()
         page.wait_for_selector("#photo")
         page.locator("#photo input[type=file]").set_input_files(str(bad_file))
@@ -732,33 +744,27 @@ def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeo
         _tab(page, "Confusion matrix")
         drawn_marks(page, "#confusion-plot", "heatmap", timeout_ms)
         rows = pair_rows(page)
-        click_cell(page, rows[0][0], rows[0][1])
-        seen["matrix cell"] = box_in_view(page, "#pair-title")
+        seen["matrix cell"] = answer_in_view(page, "#pair-title", lambda: click_cell(page, rows[0][0], rows[0][1]))
         page.evaluate("window.scrollTo(0, 0)")
-        page.locator('#pairs [data-testid="cell-1-0"]').click()
-        seen["pair row"] = box_in_view(page, "#pair-title")
-        page.locator("#pair-gallery img").first.click()
-        seen["pair photo"] = box_in_view(page, "#pair-view")
+        seen["pair row"] = answer_in_view(page, "#pair-title", page.locator('#pairs [data-testid="cell-1-0"]').click)
+        seen["pair photo"] = answer_in_view(page, "#pair-view", page.locator("#pair-gallery img").first.click)
         _tab(page, "Mistakes")
-        page.locator("#mistakes-gallery img").first.click()
-        seen["mistake"] = box_in_view(page, "#mistake-caption")
+        seen["mistake"] = answer_in_view(page, "#mistake-caption", page.locator("#mistakes-gallery img").first.click)
         seen["heat_keys"] = page.evaluate(  # the Grad-CAM key's colour bar, where the full photo gives Grad-CAM
             "() => Array.from(document.querySelectorAll('.heat-key .bar')).filter(b => b.offsetParent !== null)"
             ".map(b => b.getBoundingClientRect().width)"
         )
         _tab(page, "Slices")
         if page.locator("#slices-table [role=gridcell]").count():
-            page.locator("#slices-table [role=gridcell]").first.click()
-            seen["slice row"] = box_in_view(page, "#slice-line")
+            cell = page.locator("#slices-table [role=gridcell]").first
+            seen["slice row"] = answer_in_view(page, "#slice-line", cell.click)
         if page.locator("#map-missing").count() == 0:
             _tab(page, "Map")
             xy = page.evaluate(FIRST_POINT_JS)
-            page.mouse.click(*xy)
-            seen["map point"] = box_in_view(page, "#map-caption")
+            seen["map point"] = answer_in_view(page, "#map-caption", lambda: page.mouse.click(*xy))
         _tab(page, "Data quality")
         if page.locator("#suspects-gallery img").count() or page.locator("#suspect-count").count():
-            page.locator("#suspects-gallery img").first.click()
-            seen["suspect"] = box_in_view(page, "#suspect-view")
+            seen["suspect"] = answer_in_view(page, "#suspect-view", page.locator("#suspects-gallery img").first.click)
         browser.close()
     return seen
 
