@@ -41,7 +41,7 @@ def main() -> None:
     grid = np.linspace(0.3, 3.0, 271)
     by_ece = min(grid, key=lambda t: ece(temper(raw, t)))
     by_nll = fit_temperature(raw, labels)
-    print(f"{b.path.name}: {len(labels)} test photos, final stage {b.stages[-1]}")
+    print(f"{b.path.name}: {len(labels)} test photos, final stage {b.final_stage}")
     print(f"ECE raw {ece(raw):.3f}; with the bundle's temperature {ev.temperature:.2f}: {ece(probs):.3f}")
     print(
         f"noise floor (labels drawn from the calibrated probabilities, {args.draws} draws): "

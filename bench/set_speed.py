@@ -65,8 +65,8 @@ def main() -> None:
     from food101_core.sets.uploads import Limits, collect
 
     b = load_bundle(args.run)
-    predictor = Predictor.from_bundle(b, b.stages[-1])
-    print(f"bundle {args.run}: {b.stages[-1]}, {predictor.size} px, tta_flip={predictor.tta_flip}")
+    predictor = Predictor.from_bundle(b, b.final_stage)
+    print(f"bundle {args.run}: {b.final_stage}, {predictor.size} px, tta_flip={predictor.tta_flip}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             folder = make_set(Path(tmp) / f"set-{n}", n)

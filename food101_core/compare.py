@@ -98,7 +98,7 @@ def paired_bootstrap(right_a: np.ndarray, right_b: np.ndarray, seed: int = 0) ->
 def compare(a: Bundle, b: Bundle, stage_a: str | None = None, stage_b: str | None = None) -> Comparison:
     """Compare the shipped (last) stage of each run, or the stages named."""
     same_test_set(a, b)
-    ea, eb = a.evaluation(stage_a or a.stages[-1]), b.evaluation(stage_b or b.stages[-1])
+    ea, eb = a.evaluation(stage_a or a.final_stage), b.evaluation(stage_b or b.final_stage)
     right_a, right_b = ea.predictions["correct"].to_numpy(bool), eb.predictions["correct"].to_numpy(bool)
     a_only, b_only = np.flatnonzero(right_a & ~right_b), np.flatnonzero(right_b & ~right_a)
     low, high = paired_bootstrap(right_a, right_b)

@@ -121,10 +121,10 @@ class TrainConfig:
         "stay listed, the app says how many have no picture)",
     )
     analyses: bool = setting(
-        False,
+        True,
         "after writing the bundle, add the feature space (map, similar photos, unfamiliar-photo warning) and the "
-        "data-quality analysis; off, add them later with `python -m food101_core.training.analyses RUN` (at "
-        "Food-101's size they cost more than the evaluation itself: docs/benchmarks.md)",
+        "data-quality analysis (suspect labels, near-duplicates, image checks): the Map and Data-quality tabs; "
+        "--no-analyses leaves them out, to add later with `python -m food101_core.training.analyses RUN`",
     )
     onnx: bool = setting(
         True,

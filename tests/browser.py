@@ -14,6 +14,8 @@ import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from food101_core.app.tabs import TABS as ALL_TABS
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -617,8 +619,7 @@ READABILITY_JS = """() => {
   return {cut: [...new Set(cut)].slice(0, 20), wide: wide.slice(0, 20), sideways, keyless, charts: charts.length,
           page_wider: document.documentElement.scrollWidth - vw};
 }"""
-TABS = ("Predict", "Your photos", "Confusion matrix", "Per-class metrics", "Mistakes", "Slices", "Map",
-        "Data quality", "Training", "Calibration")  # fmt: skip
+TABS = tuple(t.title for t in ALL_TABS if not t.needs)  # the app's one list of tabs (Compare needs a second run)
 
 
 def first_chart_seconds(page, timeout_ms: int) -> float | None:

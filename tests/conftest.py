@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, make_food101_layout, start_app, tiny_args
+from helpers import ROOT, made_once, make_food101_layout, start_app, tiny_args
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Hub cannot be reached here; tests must not wait on it
@@ -18,27 +18,36 @@ def tiny_food101(tmp_path: Path) -> Path:
     return make_food101_layout(tmp_path / "food")
 
 
+def _train_tiny(base: Path, data: Path, **overrides) -> Path:
+    """train.py's tiny recipe on `data`, into `base/runs/tiny`."""
+    import train
+
+    assert train.main(tiny_args(data, base / "runs", **overrides)) == 0
+    return base / "runs" / "tiny"
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """One bundle trained through train.py's own code path on tiny data, with a polish stage at 40 px (so the
-    app's final model is stage 3, at another size than stages 1 and 2); shared read-only by many tests."""
-    import train
+    app's final model is stage 3, at another size than stages 1 and 2); shared read-only by many tests (and by
+    both workers: `made_once`)."""
 
-    base = tmp_path_factory.mktemp("bundle")
-    data = make_food101_layout(base / "food")
-    assert train.main(tiny_args(data, base / "runs", polish_epochs=1, polish_size=40, onnx=True, analyses=True)) == 0
-    return base / "runs" / "tiny"
+    def make(base: Path) -> Path:
+        data = make_food101_layout(base / "food")
+        return _train_tiny(base, data=data, polish_epochs=1, polish_size=40, onnx=True, analyses=True)
+
+    return made_once(tmp_path_factory, "bundle", make)
 
 
 @pytest.fixture(scope="session")
 def scale_bundle(tmp_path_factory) -> Path:
     """A bundle at Food-101's class count: 101 generated classes, 4 training and 30 test photos each."""
-    import train
 
-    base = tmp_path_factory.mktemp("scale")
-    data = make_food101_layout(base / "food", n_train=4, n_test=30, classes=101)
-    assert train.main(tiny_args(data, base / "runs", stage1_epochs=1, stage2_epochs=1, onnx=True, analyses=True)) == 0
-    return base / "runs" / "tiny"
+    def make(base: Path) -> Path:
+        data = make_food101_layout(base / "food", n_train=4, n_test=30, classes=101)
+        return _train_tiny(base, data=data, stage1_epochs=1, stage2_epochs=1, onnx=True, analyses=True)
+
+    return made_once(tmp_path_factory, "scale", make)
 
 
 @pytest.fixture

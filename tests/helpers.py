@@ -6,15 +6,18 @@ A module of its own (not conftest) so that benchmarks and any test can import it
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from food101_core.training.synthetic import TINY_CLASSES, make_food101_layout, noisy_image
 
@@ -41,7 +44,26 @@ TINY_RECIPE = dict(
     val_fraction=0.0,
     thumbs_correct_per_class=2,
     onnx=False,  # 3-5 s a stage: only the bundles the app or the serving tests open export (conftest's fixtures)
+    analyses=False,  # the map and data quality: only the bundles whose tests read them (conftest's fixtures)
 )
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], Path]) -> Path:
+    """What `make(folder)` returns, made once per test run however many pytest-xdist workers ask for it.
+
+    pytest-xdist's own recipe: the first worker makes it under a file lock in the run's shared temporary folder;
+    the others wait for the lock, then find it done. Without workers, it is made as a plain session fixture.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return make(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent / name
+    with FileLock(f"{root}.lock"):
+        done = root / ".made"
+        if not done.is_file():  # first asked, or the first try failed: (re)make it
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            done.write_text(str(make(root).relative_to(root)))
+        return root / done.read_text()
 
 
 def tiny_config(data: Path, out: Path, **overrides):

@@ -119,7 +119,7 @@ def test_a_phones_heic_photo_gets_the_answer_of_its_jpeg(demo_app, tmp_path):
         jpeg, heic, png = MINI / "images" / f"{b.test_ids[i]}.jpg", tmp_path / f"{i}.heic", tmp_path / f"{i}.png"
         pillow_heif.from_pillow(Image.open(jpeg)).save(heic, quality=95)
         pillow_heif.open_heif(heic).to_pillow().convert("RGB").save(png)
-        stage = b.stages[-1]
+        stage = b.final_stage
         label_jpeg, _, _ = predict(client, jpeg, stage=stage)
         label_heic, verdict, _ = predict(client, heic, stage=stage)
         assert "predicted in" in verdict and label_heic["label"] == predict(client, png, stage=stage)[0]["label"]
@@ -346,7 +346,7 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
         assert "augmentation" in extras and all(part in config for part in extras)
         thumb = b.thumb(next(i for i in range(len(b.test_ids)) if b.has_thumb(i)))
         label, verdict, _ = Client(url, verbose=False).predict(
-            handle_file(str(thumb)), False, b.stages[-1], api_name="/predict"
+            handle_file(str(thumb)), False, b.final_stage, api_name="/predict"
         )
         assert label["label"] in b.class_names and "predicted in" in verdict
     finally:

@@ -64,7 +64,7 @@ def test_a_set_added_is_listed_verified_and_scored_as_predict_scores_each_photo(
     assert s["unknown_labels"] == {"Pizza Margherita": 1} and [r["file"] for r in s["refused"]] == ["notes.txt"]
     assert len(files) == 62 and set(files["status"]) == {"scored", "predicted only", "refused"}
     # each photo answered one at a time, as /predict answers it
-    predictor = Predictor.from_bundle(b, b.stages[-1])
+    predictor = Predictor.from_bundle(b, b.final_stage)
     scored = files[files["status"] == "scored"]
     answers = [b.id_of[predictor.predict(predictor.read(photos / f)).top[0][1]] for f in scored["file"]]
     right = np.array(answers) == scored["true"].to_numpy()
@@ -93,7 +93,7 @@ def test_a_set_has_properties_slices_a_place_on_the_map_and_its_mistakes_picture
     assert ((emb.xy >= lo - 1e-3) & (emb.xy <= hi + 1e-3)).all()  # placed among the test photos, not refitted
     wrong = ev.predictions[~ev.predictions["correct"].astype(bool)]
     assert all(b.has_source_photo(key, i) for i in wrong["index"])  # every mistake pictured (under 40 per dish)
-    assert (Path(b.source_photo(key, int(ev.predictions["index"].iloc[0]))).read_bytes()[:2] == b"\xff\xd8")
+    assert Path(b.source_photo(key, int(ev.predictions["index"].iloc[0]))).read_bytes()[:2] == b"\xff\xd8"
     index = pd.read_csv(run / "photos" / "index.csv")
     assert set(index.loc[index["split"] == key, "shard"]) == {"photos/set-canteen-00.zip"}
     assert not index.duplicated(["split", "id"]).any()
@@ -152,7 +152,7 @@ def test_a_set_scored_in_the_app_is_downloaded_and_added_by_the_command_line_as_
     shutil.copytree(run, copy)
     b = load_bundle(copy)
     found = collect(photos, tmp_path / "work")
-    s = score_set(b, Predictor.from_bundle(b, b.stages[-1]), found, name="visitor-0123abcd")
+    s = score_set(b, Predictor.from_bundle(b, b.final_stage), found, name="visitor-0123abcd")
     archive = tmp_path / "visitor.set.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for rel, data in standalone_set(s, b.class_ids, served_model_sha(b.manifest)).items():
@@ -167,7 +167,7 @@ def test_a_set_scored_in_the_app_is_downloaded_and_added_by_the_command_line_as_
         "correct"].astype(bool)])  # fmt: skip
     # the same archive refused by a bundle that serves another model (its ONNX changed), and a tampered one
     manifest = json.loads((copy / "bundle.json").read_text())
-    onnx = f"models/{b.stages[-1]}.onnx"
+    onnx = f"models/{b.final_stage}.onnx"
     manifest["files"][onnx]["sha256"] = "0" * 64
     other = tmp_path / "other"
     shutil.copytree(copy, other)

@@ -31,7 +31,7 @@ def test_the_bundle_keeps_every_test_photos_properties_and_the_slices_they_defin
     np.testing.assert_allclose(props["brightness"], again["brightness"], rtol=1e-4)
     found = b.slices()
     assert found["correction"] == "bonferroni" and found["tested"] >= len(found["slices"]) >= 1
-    p = b.evaluation(b.stages[-1]).predictions
+    p = b.evaluation(b.final_stage).predictions
     for s in found["slices"]:
         mask = slice_mask(props, s["conditions"])
         assert mask.sum() == s["n"] and p["correct"][mask].mean() == pytest.approx(s["accuracy"])

@@ -171,21 +171,21 @@ def test_the_app_opens_a_hub_repo_fetching_only_the_first_screen_before_it_answe
         try:
             client = Client(url, verbose=False)
             photo = b.thumb(next(i for i in range(len(b.test_ids)) if b.has_thumb(i)))
-            label, _, _ = client.predict(handle_file(str(photo)), True, b.stages[-1], api_name="/predict")
+            label, _, _ = client.predict(handle_file(str(photo)), True, b.final_stage, api_name="/predict")
             assert label["label"] in b.class_names
             first = hub.files()
             sent = hub.bytes_sent()
             print(f"first answer after {len(first)} files, {sent / 1e6:.1f} of {total / 1e6:.1f} MB")
             assert first[0] == "bundle.json" and len(first) == len(set(first))
-            assert f"models/{b.stages[-1]}.onnx" in first
+            assert f"models/{b.final_stage}.onnx" in first
             assert not [f for f in first if f.endswith(".keras") or f.startswith("models/stage1")]
             assert not [
                 f for f in first if f.startswith("photos/") and not f.startswith(("photos/first-", "photos/index"))
             ]
             assert sent < 0.45 * total
             true, pred = b.class_names[0], b.class_names[1]
-            _, items = client.predict(b.stages[-1], true, pred, api_name="/pair")
-            client.predict(b.stages[-1], true, pred, api_name="/pair")
+            _, items = client.predict(b.final_stage, true, pred, api_name="/pair")
+            client.predict(b.final_stage, true, pred, api_name="/pair")
             later = hub.files()[len(first) :]  # the cell's shard, fetched by the first call only
             assert items and later and len(later) == len(set(later))
             assert all(f.startswith("photos/test-") for f in later)

@@ -145,17 +145,22 @@ def test_no_function_is_longer_than_a_screen():
     assert long_functions(paths) == []
 
 
-def test_each_tab_is_one_module_composed_by_build_app():
-    """A new tab is one module plus one line: build_app calls each tab module's `build`."""
-    tabs = sorted(p.stem for p in (PACKAGE / "app").glob("*_tab.py"))
-    assert len(tabs) >= 6
-    source = (PACKAGE / "app" / "interface.py").read_text()
-    tree = ast.parse(source)
-    build_app = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_app")
-    called = {
-        n.func.value.id
-        for n in ast.walk(build_app)
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
-    }
-    assert set(tabs) <= called
-    assert build_app.end_lineno - build_app.lineno < 25
+def test_one_list_of_tabs_feeds_the_page_the_browser_tests_and_the_readme():
+    """`tabs.TABS` is the one list: each tab is one module (`<id>_tab.py`) that opens its tab by that list's title,
+    `build_app` builds them in its order, the browser tests walk it, and the README's tab table lists the same tabs
+    in the same order."""
+    from browser import TABS as WALKED
+
+    from food101_core.app.interface import BUILDERS
+    from food101_core.app.tabs import TABS
+
+    modules = sorted(p.stem for p in (PACKAGE / "app").glob("*_tab.py"))
+    assert modules == sorted(t.id.replace("-", "_") + "_tab" for t in TABS)
+    for t in TABS:
+        source = (PACKAGE / "app" / f"{t.id.replace('-', '_')}_tab.py").read_text()
+        assert f'gr.Tab(TITLE["{t.id}"], id="{t.id}")' in source, t.id
+    assert list(BUILDERS) == [t.id for t in TABS if not t.needs]
+    assert tuple(t.title for t in TABS if not t.needs) == WALKED
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| tab | what it does |") :].split("\n\n")[0].splitlines()[2:]
+    assert [row.split("|")[1].strip() for row in table] == [t.title for t in TABS]

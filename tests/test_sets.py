@@ -141,7 +141,7 @@ def test_a_sets_numbers_are_predict_photo_by_photo(client, tiny_bundle, tmp_path
     b = load_bundle(tiny_bundle)
     zpath, photos = set_of_test_photos(b, Path(b.config["data"]["location"]), tmp_path / "lunch.zip")
     s = client.predict(handle_file(str(zpath)), api_name="/evaluate_set")
-    answers = [client.predict(handle_file(str(p)), False, b.stages[-1], api_name="/predict")[0]["label"]
+    answers = [client.predict(handle_file(str(p)), False, b.final_stage, api_name="/predict")[0]["label"]
                for p, _ in photos]  # fmt: skip
     right = pd.Series([a == dish for a, (_, dish) in zip(answers, photos)])
     assert s["n_files"] == len(photos) + 3 and s["scored"] == len(photos)

@@ -296,10 +296,19 @@ def test_impossible_settings_are_refused_before_any_data_is_read(tmp_path, capsy
     assert nan_lr.problems() == {}  # left to the NaN guard, which says more
 
 
-def test_nan_loss_stops_with_a_message(tiny_food101, tmp_path):
-    cfg = tiny_config(tiny_food101, tmp_path, stage1_lr=float("nan"), cache_features=False, stage1_epochs=3)
-    with pytest.raises(TrainingError, match="loss became nan"):
+@pytest.mark.parametrize(
+    ("stage", "settings"),
+    [(1, {"stage1_lr": float("nan"), "cache_features": False}), (1, {"stage1_lr": float("nan")}),
+     (2, {"stage2_lr": float("nan")}), (3, {"polish_lr": float("nan"), "polish_epochs": 1, "polish_size": 40})],
+    ids=["stage 1", "stage 1 on cached features", "stage 2", "polish"],
+)  # fmt: skip
+def test_a_nan_loss_stops_any_stage_with_a_message(tiny_food101, tmp_path, stage, settings):
+    """Every stage of the table gets the same checks: a learning rate of NaN in any one stops the run there."""
+    cfg = tiny_config(tiny_food101, tmp_path, stage1_epochs=1, stage2_epochs=1, **settings)
+    with pytest.raises(TrainingError, match=f"stage {stage}: the loss became nan"):
         train(cfg, tmp_path / "work")
+    assert (tmp_path / "work" / f"stage{stage - 1}.keras").exists() or stage == 1  # the stages before it were kept
+    assert not (tmp_path / "work" / f"stage{stage}.keras").exists()
 
 
 def test_feature_cached_stage1_is_the_same_stage1(tiny_food101, tmp_path):

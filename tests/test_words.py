@@ -81,7 +81,7 @@ def test_contrast_groups_with_nothing_to_show(demo):
 def test_contrast_sentence_is_true_for_every_test_photo(demo):
     """The real contrast of each demo test photo (its answer against its runner-up): the sentence names the dish with
     the smaller printed mean, and the galleries hold only their own dish."""
-    stage, emb = demo.stages[-1], demo.embedding(demo.stages[-1])
+    stage, emb = demo.final_stage, demo.embedding(demo.final_stage)
     p = demo.evaluation(stage).predictions
     seen = set()
     for i in range(0, len(p), 5):
@@ -148,8 +148,8 @@ def predict_page(demo):
     from food101_core.app.context import AppContext
 
     with gr.Blocks() as blocks:
-        stage = gr.Dropdown(demo.stages, value=demo.stages[-1])
-        photos, view = gr.Dropdown(["test"], value="test"), gr.Textbox(demo.stages[-1], visible=False)
+        stage = gr.Dropdown(demo.stages, value=demo.final_stage)
+        photos, view = gr.Dropdown(["test"], value="test"), gr.Textbox(demo.final_stage, visible=False)
         ctx = AppContext(demo, blocks, stage, photos, view)
         with gr.Tabs():
             predict_tab.build(ctx)
@@ -176,15 +176,15 @@ def test_predict_shows_the_two_dishes_in_two_galleries_and_keeps_its_api(demo, p
     assert all(isinstance(by_id(blocks, name), gr.Gallery) for name in ("contrast", "contrast-runner-up"))
     (api,) = [d for d in blocks.fns.values() if d.api_name == "predict"]
     assert [o.elem_id for o in api.outputs if not isinstance(o, gr.State)] == ["top5", "verdict", "gradcam"]
-    stage = demo.stages[-1]
-    label, _, _, extras = predict_tab.predict_photo(ctx, str(demo.original_image(0) or demo.thumb(0)), False, stage)
-    top = list(label)
+    stage = demo.final_stage
+    said = predict_tab.predict_photo(ctx, str(demo.original_image(0) or demo.thumb(0)), False, stage)
+    top, extras = list(said["top5"]), said["found"]
     updates = predict_tab.show_extras(extras)
-    answer, runner_up = updates[-2], updates[-1]
+    answer, runner_up = updates["contrast"], updates["runner_up"]
     assert answer["label"].startswith(f"Nearest {top[0]} training photos: the answer")
     assert runner_up["label"].startswith(f"Nearest {top[1]} training photos: the runner-up")
     assert answer["visible"] and all(c.startswith(f"{top[0]} · ") for _, c in answer["value"])
     assert runner_up["visible"] and all(c.startswith(f"{top[1]} · ") for _, c in runner_up["value"])
-    assert updates[4] == extras["versus"] and (top[0] in updates[4] and top[1] in updates[4])
+    assert updates["versus"] == extras["versus"] and (top[0] in updates["versus"] and top[1] in updates["versus"])
     hidden = predict_tab.show_extras({"contrast": ("", []), "runner_up": ("", [])})
-    assert hidden[-2]["visible"] is False and hidden[-1]["visible"] is False
+    assert hidden["contrast"]["visible"] is False and hidden["runner_up"]["visible"] is False

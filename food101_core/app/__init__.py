@@ -4,7 +4,7 @@ Each tab lives in its own module (`predict_tab`, `confusion_tab`, ...) and lays 
 what the tabs show is computed by topic in `run_summary`, `errors`, `neighbours`, `quality_report` and
 `comparison` here, and in the serving side
 (`food101_core.serving`: the ONNX model, Grad-CAM, reading photos). A new tab is one new
-module plus one line in `build_app`.
+module, a line in `tabs.TABS` (the one list of tabs, in order) and one in `interface.BUILDERS`.
 """
 
 from . import zerogpu

@@ -7,13 +7,14 @@ import gradio as gr
 from ..bundle import Bundle
 from . import run_summary
 from .context import AppContext, chart, tab_intro
+from .tabs import TITLE
 
 
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
-    with gr.Tab("Calibration", id="calibration"):
+    with gr.Tab(TITLE["calibration"], id="calibration"):
         tab_intro(intro(b))
-        plot = chart(run_summary.reliability_figure(b, b.stages[-1]), "calibration-plot")
+        plot = chart(run_summary.reliability_figure(b, b.final_stage), "calibration-plot")
 
     def reliability(stage: str) -> str:
         return run_summary.reliability_figure(b, stage).to_json()

@@ -10,6 +10,7 @@ from .. import compare
 from ..bundle import Bundle
 from . import comparison, photo_view
 from .context import AppContext, captioned_gallery, chart, tab_intro
+from .tabs import TITLE
 
 MAX_FLIPS = 120
 FLIPS = {"right in A only": "a_only", "right in B only": "b_only"}
@@ -20,7 +21,7 @@ def build(ctx: AppContext, other: Bundle) -> None:
     try:
         c = compare.compare(a, other)
     except compare.CompareError as e:
-        with gr.Tab("Compare", id="compare"):
+        with gr.Tab(TITLE["compare"], id="compare"):
             gr.Markdown(f"**These runs cannot be compared:** {e}.", elem_id="compare-error")
         return
 
@@ -28,7 +29,7 @@ def build(ctx: AppContext, other: Bundle) -> None:
         """Top-1 of both runs, the paired bootstrap 95 % interval of B - A, exact McNemar p, flips, per class."""
         return c.to_dict()
 
-    with gr.Tab("Compare", id="compare"):
+    with gr.Tab(TITLE["compare"], id="compare"):
         gr.api(api_compare, api_name="compare")
         tab_intro(
             "This run (A) against another on the same test photos (B): whether the difference in top-1 is more than "
@@ -47,7 +48,7 @@ def build(ctx: AppContext, other: Bundle) -> None:
 
     def flips(label: str) -> list[tuple[str, str]]:
         indices = getattr(c, FLIPS[label])
-        pa, pb = a.evaluation(a.stages[-1]).predictions, other.evaluation(other.stages[-1]).predictions
+        pa, pb = a.evaluation(a.final_stage).predictions, other.evaluation(other.final_stage).predictions
         items = []
         for i in indices:
             # a flip is wrong in one run, whose bundle may keep its thumbnail

@@ -8,8 +8,10 @@ import json
 import gradio as gr
 import pandas as pd
 
+from ..bundle import Bundle
 from . import errors, photo_view
 from .context import AppContext, captioned_gallery, on_settled, plotly_html, show_js, tab_intro
+from .tabs import TITLE
 
 # plotly events -> Gradio events, bound once on the drawn chart
 CONFUSION_BIND = """div.on('plotly_click', (ev) => {
@@ -18,19 +20,21 @@ CONFUSION_BIND = """div.on('plotly_click', (ev) => {
     });"""
 
 
+def confusion(b: Bundle, stage: str, normalize: bool, hide_diagonal: bool, order: str) -> tuple[str, pd.DataFrame]:
+    """The heatmap as plotly JSON, and the most confused pairs (all columns)."""
+    fig = errors.confusion_figure(b, stage, normalize, hide_diagonal, order)
+    return fig.to_json(), errors.most_confused_pairs(b, stage)
+
+
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
 
-    def confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> tuple[str, pd.DataFrame]:
-        fig = errors.confusion_figure(b, stage, normalize, hide_diagonal, order)
-        return fig.to_json(), errors.most_confused_pairs(b, stage)
-
     def on_change(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> tuple[str, pd.DataFrame]:
-        fig_json, table = confusion(stage, normalize, hide_diagonal, order)
+        fig_json, table = confusion(b, stage, normalize, hide_diagonal, order)
         return fig_json, pair_rows(table)
 
-    with gr.Tab("Confusion matrix", id="confusion") as tab:
-        normalize, hide_diag, order, plot, pairs, title, gallery = layout(*on_change(b.stages[-1], False, True,
+    with gr.Tab(TITLE["confusion"], id="confusion") as tab:
+        normalize, hide_diag, order, plot, pairs, title, gallery = layout(*on_change(b.final_stage, False, True,
                                                                                      "by confusion"))  # fmt: skip
         photo_view.viewer(ctx, gallery, "pair-view")
 
@@ -39,14 +43,15 @@ def build(ctx: AppContext) -> None:
         items, n = errors.pair_examples(b, stage, true_name, pred_name)
         return errors.pair_title(true_name, pred_name, n, len(items)), items
 
-    def show_pair(stage: str, true_name: str, pred_name: str, extra: tuple) -> tuple:
-        """The pair's title and photos, and every following view's answer for it (`extra`: their inputs)."""
-        title, items = pair(stage, true_name, pred_name)
-        out, at = [title, gr.update(value=items, visible=bool(items))], 0
+    def show_pair(stage: str, true_name: str, pred_name: str, extra: tuple) -> dict:
+        """The pair's title and photos, and every following view's answer for it (`extra`: their inputs), each
+        keyed by its component."""
+        words, items = pair(stage, true_name, pred_name)
+        out, at = {title: words, gallery: gr.update(value=items, visible=bool(items))}, 0
         for f in ctx.pair_followers:
-            out += f.answer(true_name, pred_name, *extra[at : at + len(f.inputs)])
+            out.update(f.answer(true_name, pred_name, *extra[at : at + len(f.inputs)]))
             at += len(f.inputs)
-        return tuple(out)
+        return out
 
     def on_cell_click(stage: str, evt: gr.EventData, *extra):  # Gradio injects `evt` at its place among positionals
         return show_pair(stage, evt.true_class, evt.pred_class, extra)
@@ -57,7 +62,7 @@ def build(ctx: AppContext) -> None:
 
     def api_confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> dict:
         """The heatmap as plotly JSON, and the most confused pairs."""
-        fig_json, pairs_df = confusion(stage, normalize, hide_diagonal, order)
+        fig_json, pairs_df = confusion(b, stage, normalize, hide_diagonal, order)
         return {"figure": json.loads(fig_json), "pairs": pairs_df.to_dict("records")}
 
     inputs = [ctx.view, normalize, hide_diag, order]

@@ -31,7 +31,7 @@ def stage_label(b: Bundle, stage: str) -> str:
         "stage2": "Stage 2: fine-tuned",
         "stage3": f"Stage 3: polished at {b.train_config.final_size} px",
     }[stage]
-    return words + (" (final)" if stage == b.stages[-1] else "")
+    return words + (" (final)" if stage == b.final_stage else "")
 
 
 def on_settled(triggers: list, fn, inputs: list, outputs: list) -> gr.Dependency:
@@ -201,11 +201,11 @@ watch('value', draw);
 @dataclass
 class PairFollower:
     """A view that follows the confusion tab's pair: its extra inputs, its outputs, and
-    `answer(true_name, pred_name, *inputs) -> outputs`."""
+    `answer(true_name, pred_name, *inputs) -> {output: value}`."""
 
     inputs: list
     outputs: list
-    answer: Callable[..., tuple]
+    answer: Callable[..., dict]
 
 
 @dataclass

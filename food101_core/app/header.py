@@ -22,7 +22,7 @@ def header_text(b: Bundle, stage: str | None = None) -> str:
     """The page's one h1, the summary line (a desktop) and the selected model's top-1 alone (a phone, whose header
     is one line, title, top-1 and Model, so the number stands alone: interface.CSS shows one paragraph or the
     other; Run details say the rest)."""
-    top1 = b.evaluation(stage or b.stages[-1]).metrics["top1"]
+    top1 = b.evaluation(stage or b.final_stage).metrics["top1"]
     return f"# Food-101 Explorer\n\n{run_summary.summary_line(b, stage)}\n\n**{top1:.1%}**"
 
 
@@ -36,7 +36,7 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
             title = gr.Markdown(header_text(b), elem_id="header-text")
         stage = gr.Dropdown(
             [(stage_label(b, s), s) for s in reversed(b.stages)],
-            value=b.stages[-1],
+            value=b.final_stage,
             label="Model",
             elem_id="stage",
             scale=1,
@@ -52,7 +52,7 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
             min_width=150,
             visible=bool(b.sets),
         )
-        view = gr.Textbox(b.stages[-1], visible=False, elem_id="view")
+        view = gr.Textbox(b.final_stage, visible=False, elem_id="view")
     note = DEMO_NOTE.format(backbone=BACKBONES[b.train_config.backbone].builder) if demo else ""
     if demo:
         gr.Markdown(note, elem_id="demo-note", elem_classes="desktop-only")

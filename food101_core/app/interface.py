@@ -20,6 +20,21 @@ from . import (
     your_photos_tab,
 )
 from .context import PLOTLY_HEAD, PLOTLY_JS, AppContext
+from .tabs import TABS
+
+# each tab's builder, by its id in `tabs.TABS` (Compare, which needs a second run, is built apart)
+BUILDERS = {
+    "predict": predict_tab.build,
+    "your-photos": your_photos_tab.build,
+    "confusion": confusion_tab.build,
+    "per-class": per_class_tab.build,
+    "mistakes": mistakes_tab.build,
+    "slices": slices_tab.build,
+    "map": map_tab.build,
+    "quality": quality_tab.build,
+    "training": training_tab.build,
+    "calibration": calibration_tab.build,
+}
 
 __all__ = ["CSS", "HEAD", "PLOTLY_HEAD", "PLOTLY_JS", "THEME", "build_app", "no_run_app", "say_download"]
 
@@ -154,20 +169,14 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
     with gr.Blocks(title="Food-101 Explorer", delete_cache=(600, your_photos_tab.KEEP_S)) as page:
         stage, photos, view = header.build(bundle, demo)
         ctx = AppContext(bundle=bundle, blocks=page, stage=stage, photos=photos, view=view, demo=demo)
-        ctx.predictor(bundle.stages[-1])  # load the served model now, not during the first request
+        ctx.predictor(bundle.final_stage)  # load the served model now, not during the first request
         with gr.Tabs(overflow_behavior="wrap"):  # a phone scrolls the strip (CSS), no "more" menu
-            predict_tab.build(ctx)
-            your_photos_tab.build(ctx)
-            confusion_tab.build(ctx)
-            per_class_tab.build(ctx)
-            mistakes_tab.build(ctx)
-            slices_tab.build(ctx)
-            map_tab.build(ctx)
-            quality_tab.build(ctx)
-            training_tab.build(ctx)
-            calibration_tab.build(ctx)
-            if compare is not None:
-                compare_tab.build(ctx, compare)
+            for tab in TABS:  # in the one list's order
+                if tab.needs == "compare":
+                    if compare is not None:
+                        compare_tab.build(ctx, compare)
+                else:
+                    BUILDERS[tab.id](ctx)
         for bind in ctx.after_build:  # events whose outputs live in later tabs
             bind()
     return page

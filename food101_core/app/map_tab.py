@@ -21,6 +21,7 @@ from .context import (
     show_js,
     tab_intro,
 )
+from .tabs import TITLE
 
 MAX_SELECTION = 120
 # plotly events -> Gradio events, bound once on the drawn chart
@@ -37,19 +38,19 @@ MAP_BIND = """div.on('plotly_click', (ev) => {
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
     names = sorted(b.class_names, key=str.lower)
-    with gr.Tab("Map", id="map"):
+    with gr.Tab(TITLE["map"], id="map"):
         map_api(b)
         if not b.has_feature_space:
             gr.Markdown(neighbours.NO_FEATURE_SPACE, elem_id="map-missing")
             return
         tab_intro(
-            f"Every test photo placed by what the final model ({b.stages[-1].replace('stage', 'stage ')}) sees in "
+            f"Every test photo placed by what the final model ({b.final_stage.replace('stage', 'stage ')}) sees in "
             "it: photos it finds alike sit close together, so a red island among blue is a kind of photo it gets "
             "wrong. Hover for the dish; **click a point** to see the photo; drag a lasso to select many. Another "
             "set of photos (Photos, at the top) is drawn over the test photos, in grey."
         )
         colour, f_true, f_pred, note_row, note, clear, hint = menus_layout(names)
-        first = neighbours.map_figure(b, b.stages[-1], neighbours.MAP_COLOURINGS[0]).to_json()  # with the page
+        first = neighbours.map_figure(b, b.final_stage, neighbours.MAP_COLOURINGS[0]).to_json()  # with the page
         plot = plotly_html("map-plot", "map-plot", MAP_BIND, first)
         details = details_panel(ctx)
         count = gr.Markdown(elem_id="map-count")
@@ -58,35 +59,36 @@ def build(ctx: AppContext) -> None:
 
     def source_of(view: str) -> str:
         """The map is the shipped model's feature space: its test photos, or a set's placed among them."""
-        return view if b.is_set(view) else b.stages[-1]
+        return view if b.is_set(view) else b.final_stage
 
-    def draw(view: str, colour_by: str, true_name: str | None, pred_name: str | None):
+    def draw(view: str, colour_by: str, true_name: str | None, pred_name: str | None) -> dict:
         true_name, pred_name = chosen(true_name), chosen(pred_name)
         source = source_of(view)
         if b.embedding(source) is None:  # a set added without the bundle's analyses: the test photos' map
-            source = b.stages[-1]
+            source = b.final_stage
         fig = neighbours.map_figure(b, source, colour_by, true_name, pred_name).to_json()
         words = filter_words(true_name, pred_name)
-        return fig, gr.update(visible=bool(words)), words, neighbours.MAP_KEY_HINT[colour_by]
+        hint_words = neighbours.MAP_KEY_HINT[colour_by]
+        return {plot: fig, note_row: gr.update(visible=bool(words)), note: words, hint: hint_words}
 
-    def on_click(view: str, evt: gr.EventData):
-        return photo_details(ctx, source_of(view), int(evt.index))
+    def on_click(view: str, evt: gr.EventData) -> dict:
+        return photo_details(ctx, source_of(view), int(evt.index), details)
 
     def on_select(view: str, evt: gr.EventData):
         indices = [int(i) for i in evt.indices]
         items, _, line = neighbours.selection_gallery(b, source_of(view), indices, MAX_SELECTION)
         return gr.update(value=items, visible=bool(items)), line
 
-    def follow(true_name: str, pred_name: str, view: str, colour_by: str) -> tuple:
+    def follow(true_name: str, pred_name: str, view: str, colour_by: str) -> dict:
         """The menus and the map for a pair chosen elsewhere, in one answer."""
-        return true_name, pred_name, *draw(view, colour_by, true_name, pred_name)
+        return {f_true: true_name, f_pred: pred_name, **draw(view, colour_by, true_name, pred_name)}
 
     # a person's change of a menu (or of the photos shown) draws once from the settled menus; a pair chosen in the
     # confusion tab, or "Show all photos", sets the menus and draws in the same answer (a programmatic change of a
     # menu fires no `input`)
     menus, drawn = [ctx.view, colour, f_true, f_pred], [plot, note_row, note, hint]
     on_settled([ctx.view.change] + [m.input for m in menus[1:]], draw, menus, drawn)
-    plot.click(on_click, ctx.view, details, api_name=False).then(None, js=show_js("#map-caption"))
+    plot.click(on_click, ctx.view, list(details.values()), api_name=False).then(None, js=show_js("#map-caption"))
     plot.submit(on_select, ctx.view, [selection, count], api_name=False).then(None, js=show_js("#map-count"))
     ctx.pair_followers.append(PairFollower([ctx.view, colour], [f_true, f_pred, *drawn], follow))
     clear.click(lambda v, c: follow(ALL, ALL, v, c), [ctx.view, colour], [f_true, f_pred, *drawn], api_name=False)
@@ -125,7 +127,7 @@ def filter_words(true_name: str | None, pred_name: str | None) -> str:
     return f"Highlighted: the photos of {' and '.join(parts)}; the others are faded."
 
 
-def details_panel(ctx: AppContext) -> list:
+def details_panel(ctx: AppContext) -> dict[str, gr.components.Component]:
     """Where a clicked point shows: the photo, its caption, its top 5, Grad-CAM, its nearest training photos."""
     with gr.Row():
         with gr.Column():
@@ -144,7 +146,8 @@ def details_panel(ctx: AppContext) -> list:
     for gallery, view in ((similar, "map-similar-view"), (contrast, "map-contrast-view"),
                           (runner_up, "map-runner-up-view")):  # fmt: skip
         photo_view.viewer(ctx, gallery, view)
-    return [photo, caption, top5, cam, key, similar, versus, contrast, runner_up]
+    return {"photo": photo, "caption": caption, "top5": top5, "cam": cam, "key": key, "similar": similar,
+            "versus": versus, "contrast": contrast, "runner_up": runner_up}  # fmt: skip
 
 
 def embedding_map(b: Bundle, stage: str) -> list[dict]:
@@ -157,8 +160,9 @@ def embedding_map(b: Bundle, stage: str) -> list[dict]:
         raise gr.Error(str(e)) from None
 
 
-def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
-    """One test photo: the image (full size where at hand), a caption, its top 5, Grad-CAM, nearest training photos."""
+def photo_details(ctx: AppContext, stage: str, index: int, out: dict[str, gr.components.Component]) -> dict:
+    """One test photo: the image (full size where at hand), a caption, its top 5, Grad-CAM, nearest training photos
+    (each value keyed by its box in `details_panel`'s `out`)."""
     b = ctx.bundle
     image, heat = ctx.test_photo(stage, index)
     emb = b.embedding(stage)
@@ -167,11 +171,15 @@ def photo_details(ctx: AppContext, stage: str, index: int) -> tuple:
     row = b.evaluation(stage).predictions.iloc[index]
     groups = neighbours.contrast_groups(b, neighbours.contrast(b, stage, y, r, row["top1"], row["top2"]))
     text = errors.photo_caption(b, stage, index, heat is not None)
-    shown = gr.update(value=image, visible=image is not None)
-    top = gr.update(value=errors.top5_of(b, stage, index), visible=True)
-    cam = gr.update(value=heat, visible=heat is not None)
-    similar = gr.update(value=neighbours.similar_gallery(b, near), visible=True)
     (a_label, a_items), (r_label, r_items) = groups["answer"], groups["runner_up"]
-    contrast = gr.update(value=a_items, label=a_label or None, visible=bool(a_items))
-    runner_up = gr.update(value=r_items, label=r_label or None, visible=bool(r_items))
-    return shown, text, top, cam, gr.update(visible=heat is not None), similar, groups["line"], contrast, runner_up
+    return {
+        out["photo"]: gr.update(value=image, visible=image is not None),
+        out["caption"]: text,
+        out["top5"]: gr.update(value=errors.top5_of(b, stage, index), visible=True),
+        out["cam"]: gr.update(value=heat, visible=heat is not None),
+        out["key"]: gr.update(visible=heat is not None),
+        out["similar"]: gr.update(value=neighbours.similar_gallery(b, near), visible=True),
+        out["versus"]: groups["line"],
+        out["contrast"]: gr.update(value=a_items, label=a_label or None, visible=bool(a_items)),
+        out["runner_up"]: gr.update(value=r_items, label=r_label or None, visible=bool(r_items)),
+    }

@@ -8,6 +8,7 @@ import gradio as gr
 from ..serving.gradcam import HEAT_KEY
 from . import errors
 from .context import AppContext, captioned_gallery, chosen, dish_filter, on_settled, show_js, tab_intro
+from .tabs import TITLE
 
 MAX_GALLERY = 120
 SHOW = {"mistakes only": True, "every photo, right ones too": False}  # label -> mistakes_only
@@ -16,7 +17,7 @@ SHOW = {"mistakes only": True, "every photo, right ones too": False}  # label ->
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
     names = sorted(b.class_names, key=str.lower)
-    with gr.Tab("Mistakes", id="mistakes") as tab:
+    with gr.Tab(TITLE["mistakes"], id="mistakes") as tab:
         tab_intro(
             "The test photos the model got wrong, the most confident first: each caption reads true dish → the "
             "model's answer · how sure it was. Click one to see it large. Choose “every photo” and a dish to "
@@ -43,13 +44,16 @@ def build(ctx: AppContext) -> None:
         true_name, pred_name = chosen(true_name), chosen(pred_name)
         return errors.mistake_gallery(b, stage, true_name, pred_name, min_conf_pct / 100, MAX_GALLERY, SHOW[show])
 
-    def on_select(stage: str, indices: list[int], evt: gr.SelectData):
+    def on_select(stage: str, indices: list[int], evt: gr.SelectData) -> dict:
         index = indices[evt.index]
         image, heat = ctx.test_photo(stage, index)
-        words = errors.photo_caption(b, stage, index, heat is not None)
-        cam_update = gr.update(value=heat, visible=heat is not None)
-        top = gr.update(value=errors.top5_of(b, stage, index), visible=True)
-        return gr.update(value=image, visible=True), top, words, cam_update, gr.update(visible=heat is not None)
+        return {
+            big: gr.update(value=image, visible=True),
+            top5: gr.update(value=errors.top5_of(b, stage, index), visible=True),
+            caption: errors.photo_caption(b, stage, index, heat is not None),
+            cam: gr.update(value=heat, visible=heat is not None),
+            key: gr.update(visible=heat is not None),
+        }
 
     def api_mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float) -> list[dict]:
         """Every mistake passing the filters (dish names, None or "All"; confidence 0-1), most confident first."""

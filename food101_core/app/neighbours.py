@@ -21,7 +21,7 @@ def example_photos(b: Bundle, predictor: Predictor, per_kind: int = 4) -> list[t
     The photo is the full-size test image where the data set is on this machine, else the bundle's thumbnail; the
     caption is `predictor`'s answer on that very photo, so a click on it shows what the label promised.
     """
-    p = b.evaluation(b.stages[-1]).predictions
+    p = b.evaluation(b.final_stage).predictions
     first = b.photos.on_first_screen
     p = p[[first("test", b.test_ids[i]) for i in p["index"]]]  # packed with the first screen: no other shard fetched
     out = []
@@ -39,7 +39,7 @@ def embedding_points(b: Bundle, stage: str) -> list[dict]:
     """Every test photo's place on the map, in test_set.csv order, with display names."""
     emb, p = b.embedding(stage), b.evaluation(stage).predictions
     if emb is None:
-        raise ValueError(NO_FEATURE_SPACE if not b.has_feature_space else f"the map is kept for {b.stages[-1]} only")
+        raise ValueError(NO_FEATURE_SPACE if not b.has_feature_space else f"the map is kept for {b.final_stage} only")
     return [
         {"id": i, "x": float(x), "y": float(y), "true": b.name_of[t], "pred": b.name_of[q], "confidence": float(c)}
         for i, (x, y), t, q, c in zip(p["id"], emb.xy, p["true"], p["pred"], p["confidence"])
@@ -95,7 +95,7 @@ def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
     pooled features of the photo; by default the prediction's own (the final stage's prediction).
     """
     top = [{"id": cid, "name": name, "p": round(p, 6)} for cid, name, p in prediction.top]
-    stage = b.stages[-1]
+    stage = b.final_stage
     emb = b.embedding(stage)
     features = prediction.features if features is None else features
     if emb is None or features is None:
@@ -233,7 +233,7 @@ def map_figure(
         chosen &= (pred == pred_name).to_numpy()
     fig = go.Figure()
     if b.is_set(stage):  # the test photos as a grey backdrop: where the set's photos fall among them
-        test_xy = b.embedding(b.stages[-1]).xy
+        test_xy = b.embedding(b.final_stage).xy
         fig.add_trace(
             go.Scattergl(x=test_xy[:, 0], y=test_xy[:, 1], mode="markers", name="test photos (for reference)",
                          marker={"size": 4, "color": "#c8c8c8", "opacity": 0.5}, hoverinfo="skip")

@@ -9,6 +9,7 @@ import pandas as pd
 
 from . import errors
 from .context import AppContext, plotly_html, scroll_hint, tab_intro
+from .tabs import TITLE
 
 
 def build(ctx: AppContext) -> None:
@@ -19,8 +20,8 @@ def build(ctx: AppContext) -> None:
         shown = df.round({c: 3 for c in df.select_dtypes("float").columns})
         return shown, errors.f1_figure(b, stage).to_json(), errors.write_csv(df, ctx.files / f"per_class_{stage}.csv")
 
-    df, fig_json, path = per_class(b.stages[-1])  # drawn with the page, not after a round trip
-    with gr.Tab("Per-class metrics", id="per-class") as tab:
+    df, fig_json, path = per_class(b.final_stage)  # drawn with the page, not after a round trip
+    with gr.Tab(TITLE["per-class"], id="per-class") as tab:
         tab_intro(
             "How well each dish is recognised. Precision: of the photos called this dish, the share that are; "
             "recall: of this dish's photos, the share found; F1 combines both (1 is perfect)."

@@ -24,17 +24,20 @@ def viewer(ctx: AppContext, gallery: gr.Gallery, elem_id: str) -> None:
                 cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=300, visible=False)
                 key = gr.HTML(HEAT_KEY, visible=False)
 
-    def on_select(stage: str, evt: gr.SelectData) -> tuple:  # Gradio injects `evt` by this annotation, not a partial's
-        return open_photo(ctx, stage, evt)
+    parts = {"box": box, "caption": caption, "big": big, "top5": top5, "cam": cam, "key": key}
 
-    gallery.select(on_select, [ctx.view], [box, caption, big, top5, cam, key], api_name=False).then(
+    def on_select(stage: str, evt: gr.SelectData) -> dict:  # Gradio injects `evt` by this annotation, not a partial's
+        return {parts[name]: value for name, value in open_photo(ctx, stage, evt).items()}
+
+    gallery.select(on_select, [ctx.view], list(parts.values()), api_name=False).then(
         None, js=show_js(f"#{elem_id}")
     )
 
 
-def open_photo(ctx: AppContext, stage: str, evt: gr.SelectData) -> tuple:
+def open_photo(ctx: AppContext, stage: str, evt: gr.SelectData) -> dict:
     """The clicked thumbnail, known again by its file's name: a test photo gets the evaluation's caption, top 5 and
-    (with the full image on this machine) Grad-CAM; a training photo the model's top 5 on the thumbnail shown."""
+    (with the full image on this machine) Grad-CAM; a training photo the model's top 5 on the thumbnail shown.
+    Returns each part of the view by name (`viewer`'s `parts`)."""
     value = evt.value if isinstance(evt.value, dict) else {}
     image = value.get("image") or {}
     path = image.get("path") or ""
@@ -46,7 +49,7 @@ def open_photo(ctx: AppContext, stage: str, evt: gr.SelectData) -> tuple:
     if found and b.is_set(found[0]):  # a set's photo: its source is its split
         return test_photo(ctx, found[0], b.source_index(found[0], found[1]))
     if not path:
-        return gr.update(visible=True), "This photo could not be opened.", None, None, gr.update(), gr.update()
+        return {"box": gr.update(visible=True), "caption": "This photo could not be opened.", "big": None, "top5": None}
     shown = Image.open(path).convert("RGB")
     if found:  # a training photo: what the model answers for it, here and now
         pred = ctx.predictor(stage).predict(shown)
@@ -58,13 +61,19 @@ def open_photo(ctx: AppContext, stage: str, evt: gr.SelectData) -> tuple:
             + (f" · labelled **{label}**" if label and label not in words else "")
         )
         words += "\n\nTop 5: the model's answer for this thumbnail."
-        return gr.update(visible=True), words, shown, top, gr.update(visible=False), gr.update(visible=False)
-    return gr.update(visible=True), words, shown, None, gr.update(visible=False), gr.update(visible=False)
+        return view_of(words, shown, top)
+    return view_of(words, shown, None)
 
 
-def test_photo(ctx: AppContext, stage: str, index: int) -> tuple:
+def view_of(words: str, shown, top: dict | None, heat=None) -> dict:
+    """The view's parts by name: caption, the photo large, top 5, and Grad-CAM with its key (hidden without)."""
+    cam = gr.update(value=heat, visible=heat is not None)
+    return {"box": gr.update(visible=True), "caption": words, "big": shown, "top5": top, "cam": cam,
+            "key": gr.update(visible=heat is not None)}  # fmt: skip
+
+
+def test_photo(ctx: AppContext, stage: str, index: int) -> dict:
     """A test photo as Mistakes shows it: large, in words, its top 5 and Grad-CAM where the full image is here."""
     image, heat = ctx.test_photo(stage, index)
     words = errors.photo_caption(ctx.bundle, stage, index, heat is not None)
-    cam, key = gr.update(value=heat, visible=heat is not None), gr.update(visible=heat is not None)
-    return gr.update(visible=True), words, image, errors.top5_of(ctx.bundle, stage, index), cam, key
+    return view_of(words, image, errors.top5_of(ctx.bundle, stage, index), heat)

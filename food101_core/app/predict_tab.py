@@ -14,6 +14,7 @@ from ..serving.images import ImageError, read_image
 from ..serving.predictor import LOW_CONFIDENCE
 from . import neighbours, photo_view
 from .context import AppContext, UploadedImage, captioned_gallery, show_js, stage_label, tab_intro
+from .tabs import TITLE
 
 START = "Upload, paste or take a photo of a dish, or click one of the test photos under the photo box."
 # On a phone the answer sits below the photo: bring it into view once it is there (a desktop shows both already).
@@ -21,9 +22,15 @@ SHOW_ANSWER = show_js("#top5")
 
 
 def build(ctx: AppContext) -> None:
+    examples = neighbours.example_photos(ctx.bundle, ctx.predictor(ctx.bundle.final_stage))
+    tab, parts = layout(ctx, examples)
+    bind(ctx, tab, parts, examples)
+
+
+def layout(ctx: AppContext, examples: list) -> tuple[gr.Tab, dict]:
+    """The tab's boxes, by name: the photo and its examples on the left, the answer and its reasons on the right."""
     b = ctx.bundle
-    examples = neighbours.example_photos(b, ctx.predictor(b.stages[-1]))
-    with gr.Tab("Predict", id="predict") as tab:
+    with gr.Tab(TITLE["predict"], id="predict") as tab:
         tab_intro(f"Which of the {b.num_classes} dishes the model sees in a photo, how sure it is, and why.")
         with gr.Row():
             with gr.Column(min_width=300):
@@ -56,30 +63,47 @@ def build(ctx: AppContext) -> None:
                                     (runner_up, "runner-up-view")):  # fmt: skip
                     photo_view.viewer(ctx, shown, view)
                 found = gr.State({})  # inside the tab: gr.Tabs must hold only tabs, or the tab bar mislabels them
+    return tab, {"photo": photo, "show_cam": show_cam, "go": go_btn, "gallery": gallery, "cam": cam_out,
+                 "key": cam_key, "top5": top5, "verdict": verdict, "similar": similar, "versus": versus,
+                 "contrast": contrast, "runner_up": runner_up, "found": found}  # fmt: skip
+
+
+def bind(ctx: AppContext, tab: gr.Tab, p: dict, examples: list) -> None:
+    """A photo in (uploaded, pasted, an example clicked, Grad-CAM ticked, another model): the answer, then what only
+    the page shows; and the `/predict` and `/explain` endpoints."""
+    answer = {name: p[name] for name in ("top5", "verdict", "cam", "found")}
+    extra = {name: p[name] for name in ("similar", "cam", "key", "photo", "versus", "contrast", "runner_up")}
 
     def pick_example(evt: gr.SelectData) -> Image.Image:
         return read_image(examples[evt.index][2])
 
-    predict = partial(predict_photo, ctx)
+    def predict(path: str | None, cam: bool, stage: str) -> dict:
+        """Top 5 dishes ({name: probability}), a verdict in words, Grad-CAM when asked for (a photo in, the chosen
+        model's answer out)."""
+        return {answer[name]: value for name, value in predict_photo(ctx, path, cam, stage).items()}
+
+    def extras_shown(found: dict) -> dict:
+        return {extra[name]: value for name, value in show_extras(found).items()}
+
     # /predict keeps its three outputs (scripts rely on them); what only the page shows (similar photos, the key, a
     # refused file cleared away) travels in a State, which the API leaves out, and a follow-up step shows it.
-    inputs, outputs = [photo, show_cam, ctx.stage], [top5, verdict, cam_out, found]
-    after = [similar, cam_out, cam_key, photo, versus, contrast, runner_up]
-    go_btn.click(predict, inputs, outputs, api_name="predict").then(show_extras, found, after, api_name=False).then(
+    inputs, outputs, after = [p["photo"], p["show_cam"], ctx.stage], list(answer.values()), list(extra.values())
+    found, no_api = p["found"], {"api_name": False}
+    p["go"].click(predict, inputs, outputs, api_name="predict").then(extras_shown, found, after, **no_api).then(
         None, js=SHOW_ANSWER
     )
-    photo.input(predict, inputs, outputs, api_name=False).then(show_extras, found, after, api_name=False).then(
+    p["photo"].input(predict, inputs, outputs, **no_api).then(extras_shown, found, after, **no_api).then(
         None, js=SHOW_ANSWER
     )
-    for event in (show_cam.change, ctx.stage.change):  # Grad-CAM ticked, another model: the answer is where it was
-        event(predict, inputs, outputs, api_name=False).then(show_extras, found, after, api_name=False)
-    gallery.select(pick_example, None, photo, api_name=False).then(predict, inputs, outputs, api_name=False).then(
-        show_extras, found, after, api_name=False
+    for event in (p["show_cam"].change, ctx.stage.change):  # Grad-CAM ticked, another model: the answer stays put
+        event(predict, inputs, outputs, **no_api).then(extras_shown, found, after, **no_api)
+    p["gallery"].select(pick_example, None, p["photo"], **no_api).then(predict, inputs, outputs, **no_api).then(
+        extras_shown, found, after, **no_api
     ).then(None, js=SHOW_ANSWER)
     with tab:  # for scripts only: no button on the page
         explained = gr.JSON(visible=False)
         explain = partial(explain_photo, ctx)
-        gr.Button(visible=False).click(explain, [photo, ctx.stage], explained, api_name="explain")
+        gr.Button(visible=False).click(explain, [p["photo"], ctx.stage], explained, api_name="explain")
 
 
 def by_example() -> tuple[gr.Gallery, gr.Markdown, gr.Gallery, gr.Gallery]:
@@ -99,15 +123,16 @@ def dish_list(names: list[str]) -> str:
     return ", ".join(sorted(names, key=str.lower)) + "."
 
 
-def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
-    """Top 5 dishes ({name: probability}), a verdict in words, Grad-CAM when asked for, and what only the page shows."""
+def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str) -> dict:
+    """Top 5 dishes ({name: probability}), a verdict in words, Grad-CAM when asked for, and what only the page shows
+    (`found`), by name."""
     if not path:
-        return None, START, None, {}
+        return {"top5": None, "verdict": START, "cam": None, "found": {}}
     b, p = ctx.bundle, ctx.predictor(stage)
     try:
         image = p.read(path)
     except ImageError as e:
-        return None, f"⚠️ {e}", None, {"refused": True}
+        return {"top5": None, "verdict": f"⚠️ {e}", "cam": None, "found": {"refused": True}}
     pred = p.predict(image)
     why = neighbours.explain(b, pred, final_features(ctx, stage, image, pred))
     heat, note = None, ""
@@ -120,26 +145,27 @@ def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str):
     groups = neighbours.contrast_groups(b, why["contrast"])
     extras = {"similar": neighbours.similar_gallery(b, why["similar"]), "cam": heat is not None,
               "contrast": groups["answer"], "runner_up": groups["runner_up"], "versus": groups["line"]}  # fmt: skip
-    return label, words, heat, extras
+    return {"top5": label, "verdict": words, "cam": heat, "found": extras}
 
 
-def show_extras(extras: dict):
+def show_extras(extras: dict) -> dict:
     """The similar photos (hidden when there are none), the Grad-CAM box and its key (hidden without a map), a
     refused file cleared from the box (it would otherwise show as a broken image), and the answer's and the
     runner-up's nearest photos, each gallery labelled with its dish and shown only when it has photos."""
     similar = extras.get("similar") or []
     photo = gr.update(value=None) if extras.get("refused") else gr.update()
     cam = gr.update(visible=bool(extras.get("cam")))
-    sides = []
+    out = {"similar": gr.update(value=similar, visible=bool(similar)), "cam": cam, "key": cam, "photo": photo,
+           "versus": extras.get("versus", "")}  # fmt: skip
     for key in ("contrast", "runner_up"):
         label, items = extras.get(key) or ("", [])
-        sides.append(gr.update(value=items, visible=bool(items), **({"label": label} if label else {})))
-    return (gr.update(value=similar, visible=bool(similar)), cam, cam, photo, extras.get("versus", ""), *sides)
+        out[key] = gr.update(value=items, visible=bool(items), **({"label": label} if label else {}))
+    return out
 
 
 def stage_note(ctx: AppContext, stage: str, why: dict) -> str:
     """What a non-final model's answer borrows from the final one, said plainly."""
-    final = ctx.bundle.stages[-1]
+    final = ctx.bundle.final_stage
     if stage == final or why["unfamiliar"] is None:
         return ""
     return (
@@ -167,7 +193,7 @@ def explain_photo(ctx: AppContext, path: str | None, stage: str) -> dict:
 def final_features(ctx: AppContext, stage: str, image: Image.Image, pred):
     """The photo's pooled features in the final model's space, the only one the bundle maps: the prediction's own
     for the final stage, one more forward pass of the final model for an earlier one."""
-    final = ctx.bundle.stages[-1]
+    final = ctx.bundle.final_stage
     return pred.features if stage == final else ctx.predictor(final).predict(image).features
 
 

@@ -11,6 +11,7 @@ import gradio as gr
 from ..bundle import BundleError
 from . import errors, photo_view, quality_report
 from .context import AppContext, captioned_gallery, chart, chosen, dish_filter, on_settled
+from .tabs import TITLE
 
 MAX_SUSPECTS = 120
 MAX_PAIRS = 60
@@ -37,7 +38,7 @@ def build(ctx: AppContext) -> None:
     def duplicates(kind_label: str):
         return quality_report.duplicate_gallery(b, quality_report.KINDS[kind_label], MAX_PAIRS)
 
-    with gr.Tab("Data quality", id="quality") as tab:
+    with gr.Tab(TITLE["quality"], id="quality") as tab:
         gr.api(api_suspects, api_name="suspects")  # inside the tab: gr.Tabs holds only tabs
         if not b.has_data_quality:
             gr.Markdown(quality_report.NO_DATA_QUALITY, elem_id="quality-missing")

@@ -50,9 +50,9 @@ def photos_words(b: Bundle, source: str | None) -> str:
 
 def summary_line(b: Bundle, stage: str | None = None) -> str:
     """One line for the top of the page: what model, on what, and how good (the selected stage's numbers)."""
-    cfg, stage = b.train_config, stage or b.stages[-1]
+    cfg, stage = b.train_config, stage or b.final_stage
     m = b.evaluation(stage).metrics
-    which = "" if b.stage_of(stage) == b.stages[-1] else f" ({stage.replace('stage', 'stage ')}, not the final model)"
+    which = "" if b.stage_of(stage) == b.final_stage else f" ({stage.replace('stage', 'stage ')}, not the final model)"
     return (
         f"**{BACKBONES[cfg.backbone].builder}** on {b.num_classes} dishes{which} · top-1 **{m['top1']:.1%}**, "
         f"top-5 {m['top5']:.1%} on {m['n']:,} {photos_words(b, stage)}"

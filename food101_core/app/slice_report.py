@@ -18,7 +18,7 @@ API_FIELDS = ("name", "conditions", "n", "accuracy", "overall", "p_value")
 def found(b: Bundle, source: str | None = None) -> dict:
     """The slices of the shipped stage (or of a set) as the bundle keeps them, or a clear error naming how to add
     them."""
-    s = b.slices(source if b.is_set(source) else b.stages[-1])
+    s = b.slices(source if b.is_set(source) else b.final_stage)
     if s is None:
         raise BundleError(NO_SLICES)
     return s
@@ -76,7 +76,7 @@ def significance_words(s: dict) -> str:
 
 def slice_gallery(b: Bundle, number: int, limit: int, source: str | None = None) -> tuple[list[tuple[str, str]], str]:
     """A slice's photos that the bundle has pictures of (mistakes first, most confident first) and a line."""
-    source = source if b.is_set(source) else b.stages[-1]
+    source = source if b.is_set(source) else b.final_stage
     s = found(b, source)["slices"][number]
     props = b.properties(source)
     if props is None:

@@ -8,6 +8,7 @@ import gradio as gr
 from ..bundle import BundleError
 from . import photo_view, slice_report
 from .context import AppContext, captioned_gallery, scroll_hint, show_js, tab_intro
+from .tabs import TITLE
 
 MAX_GALLERY = 60
 
@@ -22,7 +23,7 @@ def build(ctx: AppContext) -> None:
         except BundleError as e:
             raise gr.Error(str(e)) from None
 
-    with gr.Tab("Slices", id="slices"):
+    with gr.Tab(TITLE["slices"], id="slices"):
         gr.api(api_slices, api_name="slices")  # inside the tab: gr.Tabs holds only tabs
         if b.slices() is None:
             gr.Markdown(slice_report.NO_SLICES, elem_id="slices-missing")

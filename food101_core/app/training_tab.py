@@ -8,11 +8,12 @@ import gradio as gr
 
 from . import run_summary
 from .context import AppContext, chart, tab_intro
+from .tabs import TITLE
 
 
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
-    with gr.Tab("Training", id="training") as tab:
+    with gr.Tab(TITLE["training"], id="training") as tab:
         tab_intro(
             "How the model learnt, epoch by epoch (an epoch: one pass over the training photos). Above, the loss "
             "(lower is better); below, the top-1 accuracy (the share of photos whose first answer is right). "

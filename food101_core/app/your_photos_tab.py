@@ -14,6 +14,7 @@ import secrets
 import shutil
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -25,6 +26,7 @@ from ..sets.uploads import Limits, UploadError, collect_many
 from . import errors, header, photo_view
 from .context import AppContext, captioned_gallery, scroll_hint, show_js, tab_intro
 from .run_summary import VISITOR
+from .tabs import TITLE
 
 LIMITS = Limits()
 KEEP_S = 3600  # a visitor's set is deleted an hour after it was scored, or when the page closes
@@ -32,7 +34,7 @@ ONE_AT_A_TIME = {"concurrency_id": "evaluate-set", "concurrency_limit": 1}
 
 
 def build(ctx: AppContext) -> None:
-    with gr.Tab("Your photos", id="your-photos"):
+    with gr.Tab(TITLE["your-photos"], id="your-photos"):
         tab_intro(
             "How the model does on your own photos: upload a zip of folders named by dish (or with a CSV of "
             f"path,label inside), or many photos at once. Limits: {LIMITS.words()}. Your photos are seen only "
@@ -58,7 +60,7 @@ def build(ctx: AppContext) -> None:
         """Score a visitor's upload; what the page shows."""
         if not uploads:
             raise gr.Error("Choose a zip or some photos first.")
-        return show(ctx, *run(ctx, uploads, request, progress))
+        return {parts[name]: value for name, value in show(ctx, run(ctx, uploads, request, progress)).items()}
 
     def evaluate_set(upload: str | None, request: gr.Request, progress=gr.Progress()) -> dict:
         """A zip of photos (class folders, or a CSV of path,label inside) scored by the shipped model: n_files,
@@ -66,10 +68,12 @@ def build(ctx: AppContext) -> None:
         unlabelled, refused [{file, reason}], slices, unfamiliar_share."""
         if not upload:
             raise gr.Error("send a zip of photos")
-        return run(ctx, [upload], request, progress)[1]
+        return run(ctx, [upload], request, progress).summary
 
-    shown = [words, table, mistakes, download, keep, ctx.photos]
-    go.click(evaluate, files, shown, api_name=False, **ONE_AT_A_TIME).then(None, js=show_js("#set-summary"))
+    parts = {"words": words, "table": table, "mistakes": mistakes, "csv": download, "set": keep, "photos": ctx.photos}
+    go.click(evaluate, files, list(parts.values()), api_name=False, **ONE_AT_A_TIME).then(
+        None, js=show_js("#set-summary")
+    )
     api_go.click(evaluate_set, api_in, api_out, api_name="evaluate_set", **ONE_AT_A_TIME)
     ctx.blocks.unload(lambda request: forget(ctx, request))
 
@@ -100,7 +104,19 @@ def purge_old(ctx: AppContext) -> None:
             drop(ctx, folder)
 
 
-def run(ctx: AppContext, uploads: list[str], request: gr.Request, progress) -> tuple:
+@dataclass
+class Upload:
+    """A visitor's upload once scored: the files table, the summary, its session folder, each photo's file by the
+    name the user gave it, and the set's key."""
+
+    files: pd.DataFrame
+    summary: dict
+    folder: Path
+    photos: dict[str, Path]
+    name: str
+
+
+def run(ctx: AppContext, uploads: list[str], request: gr.Request, progress) -> Upload:
     """Read the upload safely into this session's folder, score it, keep its predictions as CSV and the set itself
     (read by the bundle beside its own under a random key); also each photo's file by the name the user gave it
     (for the mistakes' pictures)."""
@@ -115,7 +131,7 @@ def run(ctx: AppContext, uploads: list[str], request: gr.Request, progress) -> t
         raise gr.Error(f"This upload cannot be read: {e}. Limits: {LIMITS.words()}.") from None
     b = ctx.bundle
     step = lambda done, total: progress((done, total), desc="photos", unit="photos")  # noqa: E731
-    scored = score_set(b, ctx.predictor(b.stages[-1]), found, step, name=name)
+    scored = score_set(b, ctx.predictor(b.final_stage), found, step, name=name)
     scored.files.to_csv(folder / "predictions.csv", index=False)
     kept = standalone_set(scored, b.class_ids, served_model_sha(b.manifest))
     put_files(folder / "set", kept)
@@ -123,13 +139,13 @@ def run(ctx: AppContext, uploads: list[str], request: gr.Request, progress) -> t
         for rel, data in kept.items():
             z.writestr(rel, data)
     b.attach_set(folder / "set")
-    return scored.files, scored.summary, folder, {p.name: p.path for p in found.photos}, name
+    return Upload(scored.files, scored.summary, folder, {p.name: p.path for p in found.photos}, name)
 
 
-def show(ctx: AppContext, table: pd.DataFrame, s: dict, folder: Path, files: dict, name: str) -> tuple:
+def show(ctx: AppContext, up: Upload) -> dict:
     """The summary in words, the dishes that dropped most, the most confident mistakes, the CSV, the set's download,
-    and the Photos selector offering the set (this session's only) to every analysis tab."""
-    b = ctx.bundle
+    and the Photos selector offering the set (this session's only) to every analysis tab; by part name."""
+    b, table, s, folder, files, name = ctx.bundle, up.files, up.summary, up.folder, up.photos, up.name
     items = [(str(files[r.file]), errors.photo_words(b.name_of[r.true], b.name_of[r.pred], r.confidence))
              for r in most_confident_mistakes(table).itertuples() if r.file in files]  # fmt: skip
     rows = pd.DataFrame(s["per_class"], columns=["id", "name", "n", "top1", "test_top1"]).drop(columns="id")
@@ -139,14 +155,14 @@ def show(ctx: AppContext, table: pd.DataFrame, s: dict, folder: Path, files: dic
     if s["scored"]:
         words += ("\n\nTo see your photos in every tab (confusion matrix, per-class, mistakes, slices, calibration, "
                   "map), choose **Your upload** in **Photos** at the top of the page.")  # fmt: skip
-    return (
-        words,
-        gr.update(value=rows.round(3), visible=bool(len(rows))),
-        gr.update(value=items, visible=bool(items)),
-        gr.update(value=str(folder / "predictions.csv"), visible=True),
-        gr.update(value=str(folder / f"{name}.set.zip"), visible=True),
-        gr.update(choices=header.photo_choices(ctx.bundle, mine if s["scored"] else None), visible=True),
-    )
+    return {
+        "words": words,
+        "table": gr.update(value=rows.round(3), visible=bool(len(rows))),
+        "mistakes": gr.update(value=items, visible=bool(items)),
+        "csv": gr.update(value=str(folder / "predictions.csv"), visible=True),
+        "set": gr.update(value=str(folder / f"{name}.set.zip"), visible=True),
+        "photos": gr.update(choices=header.photo_choices(ctx.bundle, mine if s["scored"] else None), visible=True),
+    }
 
 
 def summary_words(s: dict) -> str:

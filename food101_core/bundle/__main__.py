@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             b = load_bundle(args.run)
-            m = b.evaluation(b.stages[-1]).metrics
+            m = b.evaluation(b.final_stage).metrics
             size = sum(f["bytes"] for f in b.files.values())
             print(f"{b.path}: complete; {b.num_classes} classes, {len(b.test_ids)} test images, top-1 {m['top1']:.2%}; "
                   f"{len(b.files) + 1} files, {size / 1e6:.1f} MB, {len(b.photos):,} photos")  # fmt: skip

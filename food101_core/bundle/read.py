@@ -109,6 +109,11 @@ class Bundle:
             raise BundleError(f"{self.path}: test_set.csv has labels beyond the {len(self.class_ids)} classes")
 
     @property
+    def final_stage(self) -> str:
+        """The stage the app serves and the analyses describe: the last one trained."""
+        return self.stages[-1]
+
+    @property
     def num_classes(self) -> int:
         return len(self.class_ids)
 
@@ -208,11 +213,11 @@ class Bundle:
 
     def has_onnx(self, stage: str | None = None) -> bool:
         """Whether the stage's serving graph is in the bundle (and listed in bundle.json: a complete write)."""
-        return self.has(ONNX_FILE.format(stage=stage or self.stages[-1]))
+        return self.has(ONNX_FILE.format(stage=stage or self.final_stage))
 
     def onnx_file(self, stage: str | None = None) -> Path:
         """The stage's ONNX model, which the app serves; a bundle written before them is told how to add them."""
-        stage = stage or self.stages[-1]
+        stage = stage or self.final_stage
         if not self.has_onnx(stage):
             raise BundleError(
                 f"{self.path}: no ONNX model for {stage} (the bundle was written before the app served ONNX). "
@@ -223,7 +228,7 @@ class Bundle:
 
     def head(self, stage: str | None = None) -> dict[str, np.ndarray] | None:
         """The stage's head folded into one linear map (weights, bias) for Grad-CAM; None if the head is not linear."""
-        rel = HEAD_FILE.format(stage=stage or self.stages[-1])
+        rel = HEAD_FILE.format(stage=stage or self.final_stage)
         if not self.has(rel):
             return None
         with self._npz(rel) as z:
@@ -242,7 +247,7 @@ class Bundle:
 
     def evaluation(self, source: str | None = None) -> Evaluation:
         """A stage's evaluation on the test split, or a set's (`source`: a stage, or a set's key: `set_key(name)`)."""
-        source = source or self.stages[-1]
+        source = source or self.final_stage
         with self._lock:
             if source not in self._evals:
                 self._evals[source] = self._read_evaluation(source)
@@ -289,7 +294,7 @@ class Bundle:
 
     def stage_of(self, source: str | None) -> str:
         """The model behind a source: the stage itself, or the shipped stage that scored a set."""
-        return self.stages[-1] if not source or self.is_set(source) else source
+        return self.final_stage if not source or self.is_set(source) else source
 
     def split_of(self, source: str | None) -> str:
         """Where a source's photos are kept (photos/index.csv): the test split's, or the set's own."""
@@ -328,12 +333,12 @@ class Bundle:
     def has_feature_space(self) -> bool:
         """Whether this bundle carries the map, the reference photos and the unfamiliar-photo statistics (of its
         shipped, last stage: the one the app serves)."""
-        return self.has("reference.csv") and self.has(f"{self.stages[-1]}/embedding.npz")
+        return self.has("reference.csv") and self.has(f"{self.final_stage}/embedding.npz")
 
     def embedding(self, source: str | None = None) -> Embedding | None:
         """The feature space of a stage (or of a set: its photos placed in the shipped stage's), or None for a bundle
         without it (the analyses step adds it)."""
-        source = source or self.stages[-1]
+        source = source or self.final_stage
         rel = self.folder_of(source) + "embedding.npz"
         if not self.has(rel):
             return None
@@ -346,7 +351,7 @@ class Bundle:
             return self._embeddings[source]
 
     def _read_set_embedding(self, source: str, rel: str) -> Embedding | None:
-        stage = self.embedding(self.stages[-1])
+        stage = self.embedding(self.final_stage)
         if stage is None:
             return None
         with self._npz(rel) as z:
@@ -401,7 +406,7 @@ class Bundle:
     def slices(self, source: str | None = None) -> dict | None:
         """The failure slices of a stage or a set ({"slices": [{name, conditions, n, accuracy, overall, p_value, ...}],
         "tested", "correction", ...}), or None where they were not found (a bundle written before them)."""
-        source = source or self.stages[-1]
+        source = source or self.final_stage
         rel = self.folder_of(source) + "slices.json" if self.is_set(source) else SLICES_FILE.format(stage=source)
         return self.json(rel) if self.has(rel) else None
 

@@ -122,7 +122,7 @@ class Predictor:
     @classmethod
     def from_bundle(cls, bundle: Bundle, stage: str | None = None) -> Predictor:
         """The bundle's stage served as its evaluation ran (`tta_flip`, the fitted temperature)."""
-        stage = stage or bundle.stages[-1]
+        stage = stage or bundle.final_stage
         temperature = bundle.evaluation(stage).temperature
         return cls(
             bundle.onnx_file(stage),

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             raise BundleError("add a set to a local bundle folder (then publish it)")
         if args.command == "add" and name in b.sets and not args.replace:
             raise BundleError(f"{b.path} has a set named {name!r} already (choose another --name, or --replace)")
-        predictor = Predictor.from_bundle(b, b.stages[-1])
+        predictor = Predictor.from_bundle(b, b.final_stage)
         with tempfile.TemporaryDirectory(prefix="food101-set-") as work:
             found = collect(args.photos, Path(work), Limits(max_photos=args.max_photos))
             s = score_set(b, predictor, found, progress_bar(args.photos.name), name=name)

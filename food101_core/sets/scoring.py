@@ -214,7 +214,7 @@ def place(b: Bundle, table: pd.DataFrame, feats: np.ndarray | None, why: list, s
     """The scored photos in the shipped stage's feature space (its PCA) and on its map (each at the mean place of
     its nearest test photos, by distance in that space: the bundle keeps the map, not UMAP's model), and the
     unfamiliar flag of every predicted photo (also in `table`)."""
-    emb = b.embedding(b.stages[-1])
+    emb = b.embedding(b.final_stage)
     if emb is None or feats is None:
         return None, None
     ok = np.array([w is None for w in why], bool)

@@ -1,9 +1,8 @@
 """The analyses a bundle may carry beyond its evaluation: the feature space (the map, similar training photos, the
 unfamiliar-photo warning) and the data-quality analysis (suspect labels, near-duplicates).
 
-At Food-101's size they cost more than the evaluation itself (a UMAP of 25,250 photos, a pass over 75,750 training
-photos: docs/benchmarks.md), so they are a step of their own, which the user chooses: `train.py --analyses` runs it
-right after the bundle is written, and
+train.py runs them by default right after the bundle is written, reusing the evaluation's test features and stage
+1's cached training features (`--no-analyses` leaves them out; their cost: docs/benchmarks.md), and
 
     python -m food101_core.training.analyses RUN [--data PATH] [--only map|quality]
 
@@ -179,7 +178,7 @@ def run(ref: str, data_path: str | None = None, kinds: tuple[str, ...] = KINDS) 
     data = load_data(cfg)
     if data.test.ids != bundle.test_ids:
         raise DataError(f"{cfg.data}: its test split is not the one this bundle was evaluated on")
-    wanted = {bundle.stages[-1], "stage1"} if "quality" in kinds else {bundle.stages[-1]}
+    wanted = {bundle.final_stage, "stage1"} if "quality" in kinds else {bundle.final_stage}
     models = {s: load_stage_model(bundle, s) for s in bundle.stages if s in wanted}
     return add_analyses(bundle.path, models, data, cfg, kinds=kinds)
 

@@ -3,9 +3,10 @@
 Stage 1 trains the new head on a frozen backbone (optionally on pooled features computed once);
 stage 2 unfreezes whole blocks with every BatchNormalization frozen and a lower learning rate; an optional stage 3
 ("polish", the ResNet study's two-phase resolution) goes on for a few epochs at a larger image size.
-Each stage keeps its best epoch by validation accuracy, or its last (`keep_epoch="last"`: a final fit on all the
-training images for a number of epochs chosen earlier on validation); `BackupAndRestore` lets the same command
-resume.
+The stages are one table (`STAGES`: what each trains, its epochs, rate and image size) and one function runs any
+row (`run_stage`), so every stage gets the same checks. Each keeps its best epoch by validation accuracy, or its last
+(`keep_epoch="last"`: a final fit on all the training images for a number of epochs chosen earlier on validation);
+`BackupAndRestore` lets the same command resume; a non-finite loss stops the run with what to do.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..backbones import BACKBONES
+from ..bundle.layout import STAGES as STAGE_NAMES
 from ..config import TrainConfig
 from .data import FoodData, load_data, make_dataset, whole_batches
 from .model import (
@@ -169,13 +172,50 @@ def _check_finite(fit_history: keras.callbacks.History, stage: int, work: Path) 
         )
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the recipe, described once: what it trains, for how long, at what rate and image size.
+
+    `epochs`, `rate` and `size` read the run's settings (`TrainConfig`); `run_stage` runs any row, with the same
+    checks for every one (resume, kept epoch, per-epoch log, non-finite loss).
+    """
+
+    number: int
+    name: str  # the bundle's name for it
+    trains: str  # "head": the new head on the frozen backbone; "blocks": whole blocks unfrozen, BatchNorm frozen
+    epochs: Callable[[TrainConfig], int]
+    rate: Callable[[TrainConfig, int], object]  # (settings, steps per epoch) -> learning rate or schedule
+    size: Callable[[TrainConfig], int]
+    smoothing: bool  # label smoothing applies (not to the head's first fit)
+
+
+STAGES = (
+    Stage(1, STAGE_NAMES[0], "head", lambda c: c.stage1_epochs, lambda c, steps: c.stage1_lr, lambda c: c.image_size,
+          smoothing=False),
+    Stage(2, STAGE_NAMES[1], "blocks", lambda c: c.stage2_epochs, lambda c, steps: stage2_learning_rate(c, steps),
+          lambda c: c.image_size, smoothing=True),
+    Stage(3, STAGE_NAMES[2], "blocks", lambda c: c.polish_epochs, lambda c, steps: polish_learning_rate(c),
+          lambda c: c.final_size, smoothing=True),  # the polish: the ResNet study's two-phase resolution
+)  # fmt: skip
+
+
+def stages_of(cfg: TrainConfig) -> tuple[Stage, ...]:
+    """The stages a run trains: the two of the recipe, and the polish when it has epochs."""
+    return STAGES if cfg.polish_epochs > 0 else STAGES[:2]
+
+
+def final_stage(cfg: TrainConfig) -> str:
+    """The name of the stage a run ships (the app serves it; the analyses describe it)."""
+    return stages_of(cfg)[-1].name
+
+
 def read_history(work: Path) -> pd.DataFrame:
     """Every stage's per-epoch log; a resumed epoch appears once (the last run of it)."""
     frames = []
-    for stage in (1, 2, 3):
-        path = work / f"history{stage}.csv"
+    for stage in STAGES:
+        path = work / f"history{stage.number}.csv"
         if path.exists() and path.stat().st_size:
-            frames.append(pd.read_csv(path).assign(stage=stage))
+            frames.append(pd.read_csv(path).assign(stage=stage.number))
     if not frames:
         return pd.DataFrame(columns=["epoch", "stage", "loss", "accuracy", "val_loss", "val_accuracy"])
     df = pd.concat(frames, ignore_index=True)
@@ -183,9 +223,10 @@ def read_history(work: Path) -> pd.DataFrame:
 
 
 def stage1_on_features(
-    model: keras.Model, data: FoodData, cfg: TrainConfig, work: Path, xla: bool, extra: list
-) -> keras.callbacks.History:
-    """Stage 1 on pooled features computed once: the frozen backbone gives the same ones every epoch."""
+    model: keras.Model, data: FoodData, cfg: TrainConfig, work: Path, fit: FitInputs
+) -> tuple[keras.Model, keras.callbacks.History]:
+    """Stage 1 on pooled features computed once: the frozen backbone gives the same ones every epoch. Returns the
+    head it fitted (its layers are the model's) and the fit's history."""
     import keras
     import tensorflow as tf
 
@@ -211,16 +252,15 @@ def stage1_on_features(
     train = tf.data.Dataset.from_tensor_slices((pooled("train", data.train), tf.one_hot(data.train.labels, n)))
     train = train.shuffle(len(data.train), seed=cfg.seed).batch(cfg.batch_size, drop_remainder=whole)
     val = tf.data.Dataset.from_tensor_slices((pooled("val", data.monitored), tf.one_hot(data.monitored.labels, n)))
-    compile_model(head, cfg.stage1_lr, 0.0, xla, cfg.ema_momentum, cfg.clipnorm)
+    compile_model(head, cfg.stage1_lr, 0.0, fit.xla, cfg.ema_momentum, cfg.clipnorm)
     hist = head.fit(
         train.prefetch(tf.data.AUTOTUNE),
         validation_data=val.batch(cfg.batch_size, drop_remainder=whole),
         epochs=cfg.stage1_epochs,
-        callbacks=_callbacks(work, 1, read_history(work), cfg) + extra,
+        callbacks=_callbacks(work, 1, read_history(work), cfg) + fit.callbacks,
         verbose=2,
     )
-    _check_finite(hist, 1, work)
-    head.load_weights(work / "stage1.kept.weights.h5")  # the head's layers are the model's
+    return head, hist
 
 
 def train(
@@ -245,124 +285,95 @@ def train(
     log.info("data: %s", {k: v for k, v in data.source.items() if k != "skipped"})
     with strategy.scope():
         model = build_model(cfg, data.num_classes)
-    fit = FitInputs(
-        train=make_dataset(data.train, data.num_classes, cfg, training=True, augment=cfg.augment, mixup=cfg.mixup),
-        val=make_dataset(data.monitored, data.num_classes, cfg, training=False),
-        xla=xla,
-        callbacks=list(extra_callbacks or []),
-    )
+    fit = FitInputs(strategy=strategy, xla=xla, callbacks=list(extra_callbacks or []))
     timings: dict[str, float] = {}
-    if not (work / "stage1.keras").exists():
-        timings["stage1_s"] = run_stage1(model, cfg, data, work, strategy, fit)
-    stage1 = load_model(work / "stage1.keras")
-    with strategy.scope():  # a fresh object: Keras keeps a resumed fit's start epoch on the model it restored
-        model = load_model(work / "stage1.keras")
-    if not (work / "stage2.keras").exists():
-        timings["stage2_s"] = run_stage2(model, cfg, data, work, strategy, fit)
-    models = {"stage1": stage1, "stage2": load_model(work / "stage2.keras")}
-    if cfg.polish_epochs > 0:
-        if not (work / "stage3.keras").exists():
-            with strategy.scope():
-                model = load_model(work / "stage2.keras")
-            timings["stage3_s"] = run_stage3(model, cfg, data, work, strategy, fit)
-        models["stage3"] = load_model(work / "stage3.keras")
+    models: dict[str, keras.Model] = {}
+    for stage in stages_of(cfg):
+        if not (work / f"{stage.name}.keras").exists():
+            if models:  # a fresh object: Keras keeps a resumed fit's start epoch on the model it restored
+                with strategy.scope():
+                    model = load_model(work / f"{list(models)[-1]}.keras")
+            timings[f"{stage.name}_s"] = run_stage(stage, model, cfg, data, work, fit)
+        models[stage.name] = load_model(work / f"{stage.name}.keras")
     return models, data, timings
 
 
 @dataclass
 class FitInputs:
-    """What both stages' `fit` calls share: the two pipelines, XLA on or off, and the caller's callbacks."""
+    """What every stage's `fit` shares: the distribution strategy, XLA on or off, and the caller's callbacks."""
 
-    train: tf.data.Dataset
-    val: tf.data.Dataset
+    strategy: tf.distribute.Strategy
     xla: bool
     callbacks: list
+    pipelines: dict[int, tuple] = field(default_factory=dict)
+
+    def datasets(self, cfg: TrainConfig, data: FoodData) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        """The training and validation pipelines at `cfg.image_size`, made once a size: stages at the same size
+        share them, so an in-memory cache is filled once."""
+        if cfg.image_size not in self.pipelines:
+            n = data.num_classes
+            self.pipelines[cfg.image_size] = (
+                make_dataset(data.train, n, cfg, training=True, augment=cfg.augment, mixup=cfg.mixup),
+                make_dataset(data.monitored, n, cfg, training=False),
+            )
+        return self.pipelines[cfg.image_size]
 
 
-def run_stage1(
-    model: keras.Model, cfg: TrainConfig, data: FoodData, work: Path, strategy: tf.distribute.Strategy, fit: FitInputs
-) -> float:
-    """Stage 1: frozen backbone, head only; saves `stage1.keras` and returns the seconds it took."""
+def prepare(stage: Stage, model: keras.Model, cfg: TrainConfig, data: FoodData, fit: FitInputs) -> keras.Model:
+    """The model as `stage` trains it: the backbone frozen (stage 1), or whole blocks unfrozen with BatchNorm
+    frozen, at the stage's image size."""
+    if stage.trains == "head":
+        if cfg.weights.lower() == "none":
+            log.info("random weights: BatchNorm statistics set from a batch of training images")
+            first = next(iter(fit.datasets(cfg, data)[0]))[0]  # one batch: an eager pass is memory-hungry
+            calibrate_batchnorm(model, first)
+        with fit.strategy.scope():
+            freeze_backbone(model, cfg.backbone)
+        return model
+    with fit.strategy.scope():
+        if stage.size(cfg) != model.input_shape[1]:
+            model = at_size(model, stage.size(cfg))
+        blocks = unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
+    log.info("%s unfreezes %d blocks: %s … %s", stage.name, len(blocks), blocks[0], blocks[-1])
+    return model
+
+
+def run_stage(stage: Stage, model: keras.Model, cfg: TrainConfig, data: FoodData, work: Path, fit: FitInputs) -> float:
+    """Train one stage from `model` (the previous stage's, or a new one) and save `<name>.keras`; its seconds.
+
+    Every stage resumes from its backup, keeps its best (or last) epoch, logs each epoch and stops on a non-finite
+    loss; its epochs are numbered after the earlier stages', so the history reads as one run.
+    """
     t0 = time.perf_counter()
-    if cfg.weights.lower() == "none":
-        log.info("random weights: BatchNorm statistics set from a batch of training images")
-        calibrate_batchnorm(model, next(iter(fit.train))[0])  # one batch: an eager pass is memory-hungry
-    with strategy.scope():
-        freeze_backbone(model, cfg.backbone)
-        if cfg.stage1_epochs > 0 and cfg.cache_features:
+    model = prepare(stage, model, cfg, data, fit)
+    epochs, start = stage.epochs(cfg), sum(s.epochs(cfg) for s in STAGES[: stage.number - 1])
+    at = dataclasses.replace(cfg, image_size=stage.size(cfg))
+    log.info("%s: %d epochs at %d px", stage.name, epochs, at.image_size)
+    trained, hist = model, None
+    with fit.strategy.scope():
+        if epochs > 0 and stage.trains == "head" and cfg.cache_features:
             if cfg.augment:
                 log.info(
                     "stage 1 trains on cached, un-augmented features; augmentation starts in stage 2 "
                     "(--no-cache-features augments stage 1 too, at the cost of a backbone pass per epoch)"
                 )
-            stage1_on_features(model, data, cfg, work, fit.xla, fit.callbacks)
-        elif cfg.stage1_epochs > 0:
-            compile_model(model, cfg.stage1_lr, 0.0, fit.xla, cfg.ema_momentum, cfg.clipnorm)
+            trained, hist = stage1_on_features(model, data, cfg, work, fit)
+        elif epochs > 0:
+            steps = math.ceil(len(data.train) / cfg.batch_size)
+            smoothing = cfg.label_smoothing if stage.smoothing else 0.0
+            compile_model(model, stage.rate(cfg, steps), smoothing, fit.xla, cfg.ema_momentum, cfg.clipnorm)
+            train_ds, val_ds = fit.datasets(at, data)
             hist = model.fit(
-                fit.train,
-                validation_data=fit.val,
-                epochs=cfg.stage1_epochs,
-                callbacks=_callbacks(work, 1, read_history(work), cfg) + fit.callbacks,
+                train_ds,
+                validation_data=val_ds,
+                initial_epoch=start,
+                epochs=start + epochs,
+                callbacks=_callbacks(work, stage.number, read_history(work), cfg) + fit.callbacks,
             )
-            _check_finite(hist, 1, work)
-            model.load_weights(work / "stage1.kept.weights.h5")
-    save_model(model, work / "stage1.keras")
-    return time.perf_counter() - t0
-
-
-def run_stage2(
-    model: keras.Model, cfg: TrainConfig, data: FoodData, work: Path, strategy: tf.distribute.Strategy, fit: FitInputs
-) -> float:
-    """Stage 2: whole blocks unfrozen, BatchNormalization frozen, lower learning rate; saves `stage2.keras`."""
-    t0 = time.perf_counter()
-    with strategy.scope():
-        blocks = unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
-        log.info("stage 2 unfreezes %d blocks: %s … %s", len(blocks), blocks[0], blocks[-1])
-        steps = math.ceil(len(data.train) / cfg.batch_size)
-        compile_model(
-            model, stage2_learning_rate(cfg, steps), cfg.label_smoothing, fit.xla, cfg.ema_momentum, cfg.clipnorm
-        )
-        hist = model.fit(
-            fit.train,
-            validation_data=fit.val,
-            initial_epoch=cfg.stage1_epochs,
-            epochs=cfg.stage1_epochs + cfg.stage2_epochs,
-            callbacks=_callbacks(work, 2, read_history(work), cfg) + fit.callbacks,
-        )
-    if cfg.stage2_epochs > 0:
-        _check_finite(hist, 2, work)
-        model.load_weights(work / "stage2.kept.weights.h5")
-    save_model(model, work / "stage2.keras")
-    return time.perf_counter() - t0
-
-
-def run_stage3(
-    stage2: keras.Model, cfg: TrainConfig, data: FoodData, work: Path, strategy: tf.distribute.Strategy, fit: FitInputs
-) -> float:
-    """Polish: the stage-2 model at --polish-size for --polish-epochs more epochs, the same blocks unfrozen and
-    BatchNorm frozen, at its own constant rate; saves `stage3.keras`. Its pipelines are made at the new size."""
-    t0 = time.perf_counter()
-    size = cfg.final_size
-    at = dataclasses.replace(cfg, image_size=size)
-    train_ds = make_dataset(data.train, data.num_classes, at, training=True, augment=cfg.augment, mixup=cfg.mixup)
-    val_ds = make_dataset(data.monitored, data.num_classes, at, training=False)
-    start = cfg.stage1_epochs + cfg.stage2_epochs
-    with strategy.scope():
-        model = at_size(stage2, size)
-        unfreeze_for_stage2(model, cfg.backbone, cfg.unfreeze_blocks)
-        log.info("stage 3 (polish): %d epochs at %d px, learning rate %g", cfg.polish_epochs, size,
-                 polish_learning_rate(cfg))  # fmt: skip
-        compile_model(model, polish_learning_rate(cfg), cfg.label_smoothing, fit.xla, cfg.ema_momentum, cfg.clipnorm)
-        hist = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            initial_epoch=start,
-            epochs=start + cfg.polish_epochs,
-            callbacks=_callbacks(work, 3, read_history(work), cfg) + fit.callbacks,
-        )
-    _check_finite(hist, 3, work)
-    model.load_weights(work / "stage3.kept.weights.h5")
-    save_model(model, work / "stage3.keras")
+    if hist is not None:
+        _check_finite(hist, stage.number, work)
+        trained.load_weights(work / f"stage{stage.number}.kept.weights.h5")
+    save_model(model, work / f"{stage.name}.keras")
     return time.perf_counter() - t0
 
 

@@ -188,7 +188,7 @@ def load_stage_model(bundle: Bundle, stage: str | None = None) -> keras.Model:
     """A bundle stage's Keras model (default: the shipped, last one), checked against the bundle's class list."""
     from ..bundle import BundleError
 
-    stage = stage or bundle.stages[-1]
+    stage = stage or bundle.final_stage
     rel = f"models/{stage}.keras"
     try:
         model = load_model(bundle.path / rel)
