@@ -111,6 +111,11 @@ class TrainConfig:
     deterministic: bool = setting(
         False, "TensorFlow op determinism: bit-identical reruns on one machine, somewhat slower"
     )
+    data_autotune: bool = setting(
+        True,
+        "tf.data's autotuner sizes the input pipeline's parallelism and prefetch; a fit or predict call can then "
+        "wait seconds for it as it ends (docs/benchmarks.md): off suits many short calls (the tests)",
+    )
     # output
     out: str = setting("runs", "folder the bundle is written under")
     name: str = setting("", "bundle folder name under --out (default: backbone-data-recipehash)")
@@ -259,5 +264,5 @@ LATER_SETTINGS_OFF = {
     "polish_size": 0,
     "polish_lr": 0.0,
 }
-NOT_RECIPE = {"out", "name", "cache", "deterministic", "reference_per_class", "suspect_thumbs", "quality_folds", "onnx",
-              "analyses", "mistake_thumbs_per_class", "pair_thumbs"}  # fmt: skip
+NOT_RECIPE = {"out", "name", "cache", "deterministic", "data_autotune", "reference_per_class", "suspect_thumbs",
+              "quality_folds", "onnx", "analyses", "mistake_thumbs_per_class", "pair_thumbs"}  # fmt: skip

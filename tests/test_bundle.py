@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import MINI, ROOT, TINY_CLASSES, make_food101_layout, needs_mini, tiny_args
+from helpers import MINI, ROOT, TINY_CLASSES, TINY_RECIPE, make_food101_layout, needs_mini, tiny_args
 
 from food101_core.bundle import BundleError, Results, find_newest_bundle, load_bundle, write_bundle
 from food101_core.bundle import write as bundle_write
@@ -22,7 +22,7 @@ def test_bundle_is_complete_and_documented_parts_exist(tiny_bundle):
     assert b.class_ids == TINY_CLASSES and b.class_names[0] == "Red soup"
     assert b.stages == ["stage1", "stage2", "stage3"]  # stage 3: the polish at 40 px
     cfg = b.config["train"]
-    assert cfg["backbone"] == "mobilenetv2" and cfg["seed"] == 42 and cfg["image_size"] == 32
+    assert cfg["backbone"] == TINY_RECIPE["backbone"] and cfg["seed"] == 42 and cfg["image_size"] == 32
     assert [load_stage_model(b, s).input_shape[1] for s in b.stages] == [32, 32, 40]
     assert b.config["data"]["kind"] == "food101-folder" and b.config["data"]["test"] == 18
     assert {"tensorflow", "keras", "numpy"} <= set(b.config["versions"])

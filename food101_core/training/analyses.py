@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +27,7 @@ import pandas as pd
 from ..bundle import BundleError, add_files, encode_embedding, load_bundle, photo_files, quality_files, slice_files
 from ..data_quality import DataQuality
 from .data import DataError, load_data
-from .failures import CHECKS, add_model_columns, image_checks, split_properties, stage_slices
+from .failures import CHECKS, QualityData, add_model_columns, image_checks, stage_slices
 from .feature_space import fit_embedding, reference_indices
 from .model import load_stage_model
 from .quality import analyse
@@ -48,31 +50,37 @@ def add_analyses(dest: Path, models: dict[str, keras.Model], data: FoodData, cfg
     `pooled`: each stage's test features when the evaluation has them already (the shipped stage's for the map;
     stage 1's, when not mirror-averaged, are the frozen backbone's the data-quality analysis needs), else one more
     pass each; `feature_cache`: the training run's folder, whose stage-1 features the data-quality analysis reuses.
+    The data-quality analysis runs in a process of its own while this one makes the map: each is mostly one core's
+    work (UMAP is seeded, so single-threaded), and the machine has two or more.
     """
     pooled = pooled or {}
     files: dict[str, bytes] = {}
     photos: dict[tuple[str, str], bytes] = {}
     timings: dict[str, float] = {}
     first: set[tuple[str, str]] = set()
-    if "map" in kinds and cfg.reference_per_class > 0:
-        t0 = time.perf_counter()
-        last = list(models)[-1]  # the shipped model's: both stages' would double the bundle's growth
-        print(f"analyses: the feature space of {last} (map, reference photos, unfamiliar-photo threshold)")
-        reference, ref_photos, emb = feature_space(models[last], data, cfg, pooled.get(last))
-        files[f"{last}/embedding.npz"] = encode_embedding(emb)
-        files["reference.csv"] = reference.rename_axis("index").to_csv().encode()
-        photos.update(ref_photos)
-        first = {("train", i) for i in reference["id"]}
-        timings["embedding_s"] = time.perf_counter() - t0
-        files.update(slices_again(dest, emb, data, cfg, last))
-    if "quality" in kinds and cfg.suspect_thumbs > 0 and "stage1" in models:
-        t0 = time.perf_counter()
-        print("analyses: data quality (suspect labels, near-duplicates)")
-        plain_test = None if cfg.tta_flip else pooled.get("stage1")  # without the mirror, evaluation's pass is it
-        dq, dq_photos = data_quality(models["stage1"], data, cfg, feature_cache, plain_test)
-        files.update(quality_files(dq))
-        photos.update({k: v for k, v in dq_photos.items() if k not in photos})
-        timings["data_quality_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        job = None
+        if "quality" in kinds and cfg.suspect_thumbs > 0 and "stage1" in models:
+            print("analyses: data quality (suspect labels, near-duplicates, image checks), beside the map")
+            plain_test = None if cfg.tta_flip else pooled.get("stage1")  # without the mirror, evaluation's pass
+            train, test = quality_inputs(models["stage1"], data, cfg, feature_cache, plain_test)
+            job = pool.submit(quality_job, train, test, QualityData.of(data), cfg.quality_folds, cfg.seed)
+        if "map" in kinds and cfg.reference_per_class > 0:
+            last = list(models)[-1]  # the shipped model's: both stages' would double the bundle's growth
+            print(f"analyses: the feature space of {last} (map, reference photos, unfamiliar-photo threshold)")
+            reference, ref_photos, emb = feature_space(models[last], data, cfg, pooled.get(last))
+            files[f"{last}/embedding.npz"] = encode_embedding(emb)
+            files["reference.csv"] = reference.rename_axis("index").to_csv().encode()
+            photos.update(ref_photos)
+            first = {("train", i) for i in reference["id"]}
+            files.update(slices_again(dest, emb, data, cfg, last))
+            timings["embedding_s"] = time.perf_counter() - t0
+        if job is not None:
+            dq = job.result()
+            photos.update({k: v for k, v in quality_photos(dq, data, cfg).items() if k not in photos})
+            files.update(quality_files(dq))
+            timings["data_quality_s"] = time.perf_counter() - t0  # from the same start: the two overlap
     files.update(photo_files(dest, photos, first))
     config = json.loads((dest / "config.json").read_text())
     config.setdefault("timings", {}).update(timings)
@@ -132,11 +140,10 @@ def frozen_features(model: keras.Model, split: Split, data: FoodData, cfg: Train
     return backbone_features(model, split, data.num_classes, cfg)
 
 
-def data_quality(
+def quality_inputs(
     stage1: keras.Model, data: FoodData, cfg: TrainConfig, cache: Path | None, test: np.ndarray | None = None
-) -> tuple[DataQuality, dict[tuple[str, str], bytes]]:
-    """Suspected label errors of the training split and near-duplicate pairs, with the photos the app shows: the
-    `suspect_thumbs` most suspect training photos and both photos of the `pair_thumbs` closest pairs of each kind.
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frozen backbone's features of the training and test splits: what the data-quality analysis reads.
 
     The stage-1 model's backbone is the frozen ImageNet one, so its features are those stage 1 cached (`cache /
     features_train.npy`; with no validation split, `features_val.npy` holds the test split's). `test`: the test
@@ -147,16 +154,27 @@ def data_quality(
     if test is None:
         test_cache = cache / "features_val.npy" if cache and data.val is None else None
         test = frozen_features(stage1, data.test, data, cfg, test_cache)
-    dq = analyse((train, data.train.labels, data.train.ids), (test, data.test.ids), data.class_ids, cfg.quality_folds,
-                 cfg.seed)  # fmt: skip
+    return train, test
+
+
+def quality_job(train: np.ndarray, test: np.ndarray, data: QualityData, folds: int, seed: int) -> DataQuality:
+    """Suspected label errors, near-duplicate pairs and the training photos' image checks: numpy, scikit-learn,
+    cleanlab and Pillow only, so that it runs in a process of its own beside the map (`add_analyses`)."""
+    dq = analyse((train, data.labels, data.ids), (test, data.test_ids), data.class_ids, folds, seed)
+    dq.image_checks = image_checks(data.properties())
+    dq.summary["image_checks"] = {c: int(dq.image_checks[c].sum()) for c in CHECKS}
+    return dq
+
+
+def quality_photos(dq: DataQuality, data: FoodData, cfg: TrainConfig) -> dict[tuple[str, str], bytes]:
+    """The photos the app shows of the analysis: the `suspect_thumbs` most suspect and most flagged training photos,
+    and both photos of the `pair_thumbs` closest pairs of each kind."""
     wanted = {"train": set(dq.suspects["index"][: cfg.suspect_thumbs]), "test": set()}
     pictured = dq.duplicates.groupby("kind", sort=False).head(cfg.pair_thumbs)  # the closest first within a kind
     for row in pictured.itertuples():
         wanted[row.a_split].add(row.a_index)
         wanted[row.b_split].add(row.b_index)
     dq.summary["pair_thumbs"] = int(cfg.pair_thumbs)
-    dq.image_checks = image_checks(split_properties(data.train, data.class_ids))
-    dq.summary["image_checks"] = {c: int(dq.image_checks[c].sum()) for c in CHECKS}
     wanted["train"] |= set(dq.image_checks["index"][: cfg.suspect_thumbs])  # pictures of the most flagged
     photos = {}
     for name, split in (("train", data.train), ("test", data.test)):
@@ -164,7 +182,7 @@ def data_quality(
         photos.update({(name, split.ids[i]): jpeg for i, jpeg in thumbs.items()})
     s = dq.summary
     print(f"data quality: {s['suspects']} suspect labels of {s['n_train']}, duplicates {s['duplicates']}")
-    return dq, photos
+    return photos
 
 
 def run(ref: str, data_path: str | None = None, kinds: tuple[str, ...] = KINDS) -> dict[str, float]:

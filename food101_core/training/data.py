@@ -457,4 +457,8 @@ def make_dataset(
         ds = ds.map(lambda x, y: tuple(mix({"images": x, "labels": y}, training=True).values()))
     if not with_labels:
         ds = ds.map(lambda x, y: x)
+    if not cfg.data_autotune:  # fixed parallelism: no wait on the autotuner when a call ends
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        ds = ds.with_options(options)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -6,6 +6,7 @@ map region. The training photos' image checks (dark, blurry, ...) are the data-q
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +18,7 @@ from ..slice_finder import SLICE_COLUMNS, find_slices
 if TYPE_CHECKING:
     from ..embedding import Embedding
     from ..metrics import Evaluation
-    from .data import Split
+    from .data import FoodData, Split
 
 CHECKS = ("dark", "light", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio")
 
@@ -29,10 +30,42 @@ def split_properties(split: Split, class_ids: list[str]) -> pd.DataFrame:
         table = files_properties([(i, str(p)) for i, p in enumerate(split.paths)])
     else:
         table = properties_table(split.photo_bytes(), total=len(split))
+    return _labelled(table, split.ids, split.labels, class_ids)
+
+
+def _labelled(table: pd.DataFrame, ids: list[str], labels: np.ndarray, class_ids: list[str]) -> pd.DataFrame:
     table = exposure_free(table)
-    table.insert(1, "id", split.ids)
-    table.insert(2, "dish", np.asarray(class_ids, object)[split.labels])  # class ids: "of apple pie"
+    table.insert(1, "id", ids)
+    table.insert(2, "dish", np.asarray(class_ids, object)[labels])  # class ids: "of apple pie"
     return table
+
+
+@dataclass
+class QualityData:
+    """What the data-quality analysis needs of the data, and nothing that cannot travel to another process: the
+    training labels and ids, the test ids, the class ids, and the training photos' files (or, from TFDS, their
+    properties measured here)."""
+
+    labels: np.ndarray
+    ids: list[str]
+    test_ids: list[str]
+    class_ids: list[str]
+    paths: list[str] | None
+    measured: pd.DataFrame | None = None
+
+    @classmethod
+    def of(cls, data: FoodData) -> QualityData:
+        t = data.train
+        paths = [str(p) for p in t.paths] if t.paths is not None else None
+        measured = None if paths is not None else split_properties(t, data.class_ids)
+        return cls(t.labels, list(t.ids), list(data.test.ids), list(data.class_ids), paths, measured)
+
+    def properties(self) -> pd.DataFrame:
+        """The training photos' properties, as `split_properties` measures them."""
+        if self.measured is not None:
+            return self.measured
+        table = files_properties(list(enumerate(self.paths or [])))
+        return _labelled(table, self.ids, self.labels, self.class_ids)
 
 
 def stage_slices(props: pd.DataFrame, ev: Evaluation) -> pd.DataFrame:

@@ -7,6 +7,7 @@ saved `.keras` file is all the app needs. The backbones themselves are listed in
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -243,11 +244,20 @@ def mirror_averaged(model: keras.Model) -> keras.Model:
     return keras.Model(image, MirrorMean(model, name="mirror_mean")(image), name=f"{model.name}_mirror")
 
 
+_WITH_FEATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def with_features(model: keras.Model) -> keras.Model:
-    """The same model answering [probabilities, pooled features] in one pass (`avg_pool`: the head's input)."""
+    """The same model answering [probabilities, pooled features] in one pass (`avg_pool`: the head's input).
+
+    One per model: the evaluation's pass over the test split and the analyses' over the reference photos then share
+    its traced `predict` (a new wrapper would trace the whole network again, seconds each time)."""
     import keras
 
-    return keras.Model(model.inputs, [model.output, model.get_layer("avg_pool").output], name=f"{model.name}_features")
+    if model not in _WITH_FEATURES:
+        outputs = [model.output, model.get_layer("avg_pool").output]
+        _WITH_FEATURES[model] = keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    return _WITH_FEATURES[model]
 
 
 def has_features(model: keras.Model) -> bool:

@@ -108,12 +108,16 @@ def similar_pairs(
     ii, jj, ss = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     found = 0
     for start in tqdm(range(0, len(a), chunk), desc="near-duplicates", leave=False):
-        sims = a[start : start + chunk] @ bb.T
-        if b is None:  # each pair once, and not a photo with itself
-            sims[np.tril_indices(len(sims), k=start, m=sims.shape[1])] = -1
+        # within one set, each pair once: only the columns from this chunk's first row on (half the products), and
+        # in the chunk's own square block only those right of the diagonal (not a photo with itself)
+        first = start if b is None else 0
+        sims = a[start : start + chunk] @ bb[first:].T
+        if b is None:
+            sims[np.tril_indices(len(sims), k=0, m=len(sims))] = -1
         i, j = np.nonzero(sims >= threshold)
+        j += first
         found += len(i)
-        ii, jj, ss = np.concatenate([ii, i + start]), np.concatenate([jj, j]), np.concatenate([ss, sims[i, j]])
+        ii, jj, ss = np.concatenate([ii, i + start]), np.concatenate([jj, j]), np.concatenate([ss, sims[i, j - first]])
         if len(ss) > limit:
             keep = np.argpartition(-ss, limit - 1)[:limit]
             ii, jj, ss = ii[keep], jj[keep], ss[keep]
