@@ -40,14 +40,16 @@ def test_cross_validated_probabilities_are_out_of_sample():
         assert counts.max() - counts.min() <= 1
 
 
-def test_similar_pairs_match_a_brute_force_search():
+@pytest.mark.parametrize("dims", [0, 4], ids=["every-pair", "projected-filter"])
+def test_similar_pairs_match_a_brute_force_search(dims):
+    """The same pairs whether every pair is compared in full or most are ruled out in a projection first."""
     from scipy.spatial.distance import cdist
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(50, 16)), rng.normal(size=(70, 16))
     a[3], a[40] = b[7] + 0.01, a[12] * 3  # a near-copy across, and one within a (a scaled copy: cosine 1)
     for other in (b, None):
-        found, total = dq.similar_pairs(a, other, 0.95, chunk=8)  # chunks smaller than the data: seams tested
+        found, total = dq.similar_pairs(a, other, 0.95, chunk=8, dims=dims)  # chunks smaller than the data: seams tested
         sims = 1 - cdist(a, a if other is None else other, "cosine")
         i, j = np.nonzero(sims >= 0.95)
         want = {(p, q) for p, q in zip(i, j) if other is not None or p < q}
@@ -55,7 +57,7 @@ def test_similar_pairs_match_a_brute_force_search():
         for p, q, s in found:
             assert s == pytest.approx(sims[p, q], abs=1e-5)
     same = np.ones((300, 8)) + rng.normal(0, 1e-3, (300, 8))  # every photo alike: 44,850 pairs above any threshold
-    capped, total = dq.similar_pairs(same, None, 0.9, chunk=50, limit=100)
+    capped, total = dq.similar_pairs(same, None, 0.9, chunk=50, limit=100, dims=dims // 2)  # filter: all pass
     sims = 1 - cdist(same, same, "cosine")
     best = np.sort(sims[np.triu_indices(300, 1)])[::-1][:100]
     assert len(capped) == 100 and np.allclose([s for _, _, s in capped], best, atol=1e-6)  # the best 100, in order

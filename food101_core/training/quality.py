@@ -18,6 +18,7 @@ from ..embedding import unit
 FOLDS = 5
 PCA_DIMS = 256  # the K-fold classifier's input: 5x faster than 1280 dims, the same suspects (docs/data-quality.md)
 DUPLICATE_SIMILARITY = 0.90  # altered copies measured 0.906-0.992; distinct photos 99th percentile 0.846 (docs)
+FILTER_DIMS = 96  # the duplicate search's first look: exact (see `_block_pairs`), 1/8 of MobileNet's width
 C = 0.003  # inverse L2 strength: the best top-k precision of 0.003-0.1 on food101-mini (docs/data-quality.md)
 log = logging.getLogger(__name__)
 
@@ -92,32 +93,70 @@ def find_suspects(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
     return np.asarray(ranked, int), quality
 
 
+def projection(x: np.ndarray, dims: int = FILTER_DIMS, sample: int = 2000, seed: int = 0) -> np.ndarray | None:
+    """Orthonormal (features, dims) axes that keep most of unit features' spread (PCA of a sample), or None when the
+    features are too narrow for a filter to pay (or `dims` is 0). Any orthonormal axes make `similar_pairs`' filter exact; these
+    make it sharp."""
+    if dims <= 0 or x.shape[1] <= 2 * dims or len(x) <= dims:
+        return None
+    rows = np.random.default_rng(seed).choice(len(x), min(sample, len(x)), replace=False)
+    centred = x[np.sort(rows)] - x[rows].mean(axis=0)
+    return np.linalg.svd(centred, full_matrices=False)[2][:dims].T.astype(np.float32)
+
+
+def _block_pairs(a, bb, pa, pb, rows: slice, first: int, threshold: float, within: bool):
+    """(i, j, similarity) at or above `threshold` in one block of rows against the columns from `first` on.
+
+    With projections (pa, pb), a pair is compared in full only where its projected distance allows it: projecting
+    onto orthonormal axes never lengthens a difference, so unit vectors with similarity >= t (distance² <= 2 - 2t)
+    are never dropped, and the full products shrink to the few candidates (dims/width of the work).
+    """
+    if pa is None:
+        sims = a[rows] @ bb[first:].T
+        if within:
+            sims[np.tril_indices(len(sims), k=0, m=sims.shape[1])] = -1
+        i, j = np.nonzero(sims >= threshold)
+        return i, j + first, sims[i, j]
+    qa, qb = pa[rows], pb[first:]
+    d2 = (qa * qa).sum(1)[:, None] + (qb * qb).sum(1)[None, :] - 2 * (qa @ qb.T)
+    i, j = np.nonzero(d2 <= 2 - 2 * threshold + 1e-4)  # the margin: float32 rounding never drops a true pair
+    if within:
+        keep = j > i
+        i, j = i[keep], j[keep]
+    if len(i) > 64 * len(qa):  # a set of look-alikes: the block's full products are cheaper than gathering
+        return _block_pairs(a, bb, None, None, rows, first, threshold, within)
+    sims = np.einsum("ij,ij->i", a[rows][i], bb[first:][j])
+    keep = sims >= threshold
+    return i[keep], j[keep] + first, sims[keep]
+
+
 def similar_pairs(
-    a: np.ndarray, b: np.ndarray | None, threshold: float, chunk: int = 1024, limit: int = MAX_PAIRS
+    a: np.ndarray, b: np.ndarray | None, threshold: float, chunk: int = 1024, limit: int = MAX_PAIRS,
+    dims: int = FILTER_DIMS,
 ) -> tuple[list[tuple[int, int, float]], int]:
     """(i, j, cosine similarity) of the `limit` most similar a[i], b[j] at or above `threshold` (b None: pairs
     within a, i < j), most similar first; and how many pairs are at or above it in all (the cap's "of N").
 
-    Chunked, so that 25,250 test against 75,750 training photos needs about 300 MB, not 7.6 GB; and only the best
-    `limit` pairs are ever held, so that a degenerate set (every photo alike: 319 million pairs) cannot fill memory.
+    Exact, but most pairs are ruled out in `dims` projected dimensions first (`_block_pairs`; 0: every pair
+    compared in full, the way before); chunked, so
+    that 25,250 test against 75,750 training photos needs about 300 MB, not 7.6 GB; and only the best `limit` pairs
+    are ever held, so that a degenerate set (every photo alike: 319 million pairs) cannot fill memory.
     """
     from tqdm.auto import tqdm
 
     a = unit(a)
     bb = a if b is None else unit(b)
+    axes = projection(np.concatenate([a, bb]) if b is not None else a, dims)
+    pa = None if axes is None else a @ axes
+    pb = None if axes is None else (pa if b is None else bb @ axes)
     ii, jj, ss = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     found = 0
     for start in tqdm(range(0, len(a), chunk), desc="near-duplicates", leave=False):
-        # within one set, each pair once: only the columns from this chunk's first row on (half the products), and
-        # in the chunk's own square block only those right of the diagonal (not a photo with itself)
+        # within one set, each pair once: only the columns from this chunk's first row on (half the products)
         first = start if b is None else 0
-        sims = a[start : start + chunk] @ bb[first:].T
-        if b is None:
-            sims[np.tril_indices(len(sims), k=0, m=len(sims))] = -1
-        i, j = np.nonzero(sims >= threshold)
-        j += first
+        i, j, s = _block_pairs(a, bb, pa, pb, slice(start, start + chunk), first, threshold, b is None)
         found += len(i)
-        ii, jj, ss = np.concatenate([ii, i + start]), np.concatenate([jj, j]), np.concatenate([ss, sims[i, j - first]])
+        ii, jj, ss = np.concatenate([ii, i + start]), np.concatenate([jj, j]), np.concatenate([ss, s])
         if len(ss) > limit:
             keep = np.argpartition(-ss, limit - 1)[:limit]
             ii, jj, ss = ii[keep], jj[keep], ss[keep]
@@ -126,13 +165,14 @@ def similar_pairs(
 
 
 def duplicates_table(
-    train: tuple[np.ndarray, list[str]], test: tuple[np.ndarray, list[str]], threshold: float
+    train: tuple[np.ndarray, list[str]], test: tuple[np.ndarray, list[str]], threshold: float,
+    dims: int = FILTER_DIMS,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Near-duplicate pairs test↔train (leakage) and within the test split, most similar first in each kind (at
     most `MAX_PAIRS` a kind), and how many of each kind were found in all."""
     rows, found = [], {}
     for kind, other in (("train-test", train), ("test-test", None)):
-        pairs, found[kind] = similar_pairs(test[0], None if other is None else other[0], threshold)
+        pairs, found[kind] = similar_pairs(test[0], None if other is None else other[0], threshold, dims=dims)
         b_split, b_ids = ("train", other[1]) if other is not None else ("test", test[1])
         rows += [
             {"kind": kind, "a_split": "test", "a_index": i, "a_id": test[1][i], "b_split": b_split, "b_index": j,
