@@ -104,8 +104,10 @@ def quality_parts(f: dict[str, np.ndarray], folds_now: int) -> None:
     pairs = [set(zip(t["kind"], t["a_index"], t["b_index"])) for t in (full, now)]
     same = pairs[0] == pairs[1] and n_full == n_now  # as sets: ties may list in another order (float rounding)
     print(f"| data quality: near-duplicates, every pair in full (before) | {t_full:.1f} | {n_full} |")
-    print(f"| data quality: near-duplicates, {dq.FILTER_DIMS}-dim filter first (now) | {t_now:.1f} | {n_now}, "
-          f"{'the same pairs' if same else 'DIFFERENT pairs'} |")
+    print(
+        f"| data quality: near-duplicates, {dq.FILTER_DIMS}-dim filter first (now) | {t_now:.1f} | {n_now}, "
+        f"{'the same pairs' if same else 'DIFFERENT pairs'} |"
+    )
 
 
 def main() -> None:

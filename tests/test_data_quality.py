@@ -49,7 +49,8 @@ def test_similar_pairs_match_a_brute_force_search(dims):
     a, b = rng.normal(size=(50, 16)), rng.normal(size=(70, 16))
     a[3], a[40] = b[7] + 0.01, a[12] * 3  # a near-copy across, and one within a (a scaled copy: cosine 1)
     for other in (b, None):
-        found, total = dq.similar_pairs(a, other, 0.95, chunk=8, dims=dims)  # chunks smaller than the data: seams tested
+        # chunks smaller than the data: their seams are tested
+        found, total = dq.similar_pairs(a, other, 0.95, chunk=8, dims=dims)
         sims = 1 - cdist(a, a if other is None else other, "cosine")
         i, j = np.nonzero(sims >= 0.95)
         want = {(p, q) for p, q in zip(i, j) if other is not None or p < q}

@@ -95,8 +95,8 @@ def find_suspects(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
 
 def projection(x: np.ndarray, dims: int = FILTER_DIMS, sample: int = 2000, seed: int = 0) -> np.ndarray | None:
     """Orthonormal (features, dims) axes that keep most of unit features' spread (PCA of a sample), or None when the
-    features are too narrow for a filter to pay (or `dims` is 0). Any orthonormal axes make `similar_pairs`' filter exact; these
-    make it sharp."""
+    features are too narrow for a filter to pay (or `dims` is 0). Any orthonormal axes make `similar_pairs`' filter
+    exact; these make it sharp."""
     if dims <= 0 or x.shape[1] <= 2 * dims or len(x) <= dims:
         return None
     rows = np.random.default_rng(seed).choice(len(x), min(sample, len(x)), replace=False)
@@ -131,7 +131,11 @@ def _block_pairs(a, bb, pa, pb, rows: slice, first: int, threshold: float, withi
 
 
 def similar_pairs(
-    a: np.ndarray, b: np.ndarray | None, threshold: float, chunk: int = 1024, limit: int = MAX_PAIRS,
+    a: np.ndarray,
+    b: np.ndarray | None,
+    threshold: float,
+    chunk: int = 1024,
+    limit: int = MAX_PAIRS,
     dims: int = FILTER_DIMS,
 ) -> tuple[list[tuple[int, int, float]], int]:
     """(i, j, cosine similarity) of the `limit` most similar a[i], b[j] at or above `threshold` (b None: pairs
@@ -165,7 +169,9 @@ def similar_pairs(
 
 
 def duplicates_table(
-    train: tuple[np.ndarray, list[str]], test: tuple[np.ndarray, list[str]], threshold: float,
+    train: tuple[np.ndarray, list[str]],
+    test: tuple[np.ndarray, list[str]],
+    threshold: float,
     dims: int = FILTER_DIMS,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Near-duplicate pairs test↔train (leakage) and within the test split, most similar first in each kind (at
