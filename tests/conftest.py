@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, made_once, make_food101_layout, start_app, tiny_args
+from helpers import MINI, MOBILENET_WEIGHTS, ROOT, made_once, make_food101_layout, start_app, tiny_args
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Hub cannot be reached here; tests must not wait on it
@@ -48,6 +50,60 @@ def scale_bundle(tmp_path_factory) -> Path:
         return _train_tiny(base, data=data, stage1_epochs=1, stage2_epochs=1, onnx=True, analyses=True)
 
     return made_once(tmp_path_factory, "scale", make)
+
+
+@pytest.fixture(scope="session")
+def scale_app(scale_bundle):
+    """`python app.py` on the 101-class bundle, started once for the browser tests at that scale."""
+    proc, url = start_app(["--run", str(scale_bundle)])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tampered_analysis(tmp_path_factory):
+    """food101-mini with 5 % of the training labels moved to another class and 10 test photos copied (re-encoded,
+    resized or cropped) into the training split, analysed on MobileNet's ImageNet features at 224 px (once per
+    run, whichever worker asks first: `made_once`)."""
+
+    def make(base: Path) -> Path:
+        from food101_core.config import TrainConfig
+        from food101_core.training.analyses import backbone_features
+        from food101_core.training.data import load_data
+        from food101_core.training.model import build_model
+        from food101_core.training.synthetic import tampered_copy
+
+        t = tampered_copy(MINI, base / "food", flip_fraction=0.05, leaks=10)
+        cfg = TrainConfig(data=str(t.root), backbone="mobilenet", weights=str(MOBILENET_WEIGHTS), image_size=224,
+                          val_fraction=0.0, batch_size=64, cache="none")  # fmt: skip
+        data = load_data(cfg)
+        model = build_model(cfg, data.num_classes)
+        train = backbone_features(model, data.train, data.num_classes, cfg)
+        test = backbone_features(model, data.test, data.num_classes, cfg)
+        from food101_core.training import quality as dq
+
+        result = dq.analyse((train, data.train.labels, data.train.ids), (test, data.test.ids), data.class_ids)
+        (base / "analysis.pkl").write_bytes(pickle.dumps((t, result)))
+        return base / "analysis.pkl"
+
+    if not (MINI.is_dir() and MOBILENET_WEIGHTS.is_file()):
+        pytest.skip("needs food101-mini and MobileNet's weights")
+    return pickle.loads(made_once(tmp_path_factory, "tampered", make).read_bytes())
+
+
+# What each pytest-xdist worker builds before its first test, so that neither waits idle for the other's build
+# (`made_once` makes a worker that needs a bundle being built wait for it): the tiny bundle on one, the tampered
+# food101-mini analysis (tests/test_data_quality.py) on the other; the rest is built by whichever needs it first.
+PREBUILT = {"gw0": ("tiny_bundle",), "gw1": ("tampered_analysis",)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prebuilt(request, worker_id: str) -> None:
+    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    for name in set(PREBUILT.get(worker_id, ())) & used:  # only what the tests chosen (-k, a file) will use
+        with contextlib.suppress(pytest.skip.Exception):  # e.g. no food101-mini here: its tests say so themselves
+            request.getfixturevalue(name)
 
 
 @pytest.fixture

@@ -300,21 +300,16 @@ def test_a_users_own_run_has_no_demo_note(app):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_at_food101_scale_in_a_real_browser(scale_bundle, tmp_path):
+def test_at_food101_scale_in_a_real_browser(scale_bundle, scale_app, tmp_path):
     """101 classes and 3,030 test photos: every tab draws, the most confused cell's thumbnails load."""
     from browser import exercise_app
 
     needs_chromium()
     b = load_bundle(scale_bundle)
     assert b.num_classes == 101 and len(b.test_ids) > 3000
-    proc, url = start_app(["--run", str(scale_bundle)])
-    try:
-        t0 = time.perf_counter()
-        seen = exercise_app(url, tmp_path / "shots", b.original_image(0), timeout_ms=90_000)
-        print(f"every tab at 101 classes in {time.perf_counter() - t0:.1f} s")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    t0 = time.perf_counter()
+    seen = exercise_app(scale_app, tmp_path / "shots", b.original_image(0), timeout_ms=90_000)
+    print(f"every tab at 101 classes in {time.perf_counter() - t0:.1f} s")
     check_what_the_browser_saw(seen, b, tmp_path / "shots")
     # the Slices tab says what the bundle found: this model is right on about 1 % of the photos, so most runs find
     # no group clearly worse ("No group…"); a run whose model does tell some photos apart (one found "mid-sharpness
@@ -378,7 +373,7 @@ def assert_readable(report: dict, where: str, chart_budget_s: float, record) -> 
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["demo", "101 classes"])
-def test_readable_at_a_glance_on_a_desktop_and_a_phone(which, scale_bundle, tmp_path, record_property):
+def test_readable_at_a_glance_on_a_desktop_and_a_phone(which, request, tmp_path, record_property):
     """Every tab at 1280 x 800 and 390 x 844, on the demo and at Food-101's class count (issue: readable at a glance).
 
     Budgets for the first chart after a tab's click: 1 s on the demo, 2 s at 101 classes (the issue's), plus 1 s
@@ -386,16 +381,11 @@ def test_readable_at_a_glance_on_a_desktop_and_a_phone(which, scale_bundle, tmp_
     from browser import DESKTOP, PHONE, readability
 
     needs_chromium()
-    bundle = ROOT / "assets" / "demo-bundle" if which == "demo" else scale_bundle
+    url = request.getfixturevalue("demo_app" if which == "demo" else "scale_app")  # the apps the other tests use
     budget = (1.0 if which == "demo" else 2.0) + 1.0
-    proc, url = start_app(["--run", str(bundle)])
-    try:
-        for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-            report = readability(url, viewport, tmp_path / name)
-            assert_readable(report, f"{which} {name}", budget, record_property)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        report = readability(url, viewport, tmp_path / name)
+        assert_readable(report, f"{which} {name}", budget, record_property)
 
 
 def test_every_stage_keeps_the_similar_photos_and_the_header_follows_it(client, tiny_bundle):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import MINI, MOBILENET_WEIGHTS, made_once, needs_mini, needs_weights, tiny_args
+from helpers import needs_mini, needs_weights, tiny_args
 
 from food101_core.bundle import load_bundle
 from food101_core.training import quality as dq
@@ -63,35 +62,6 @@ def test_similar_pairs_match_a_brute_force_search(dims):
     best = np.sort(sims[np.triu_indices(300, 1)])[::-1][:100]
     assert len(capped) == 100 and np.allclose([s for _, _, s in capped], best, atol=1e-6)  # the best 100, in order
     assert total == 300 * 299 // 2  # and how many there were in all
-
-
-@pytest.fixture(scope="session")
-def tampered_analysis(tmp_path_factory):
-    """food101-mini with 5 % of the training labels moved to another class and 10 test photos copied (re-encoded,
-    resized or cropped) into the training split, analysed on MobileNet's ImageNet features at 224 px (once per
-    run, whichever worker asks first: `made_once`)."""
-
-    def make(base: Path) -> Path:
-        from food101_core.config import TrainConfig
-        from food101_core.training.analyses import backbone_features
-        from food101_core.training.data import load_data
-        from food101_core.training.model import build_model
-        from food101_core.training.synthetic import tampered_copy
-
-        t = tampered_copy(MINI, base / "food", flip_fraction=0.05, leaks=10)
-        cfg = TrainConfig(data=str(t.root), backbone="mobilenet", weights=str(MOBILENET_WEIGHTS), image_size=224,
-                          val_fraction=0.0, batch_size=64, cache="none")  # fmt: skip
-        data = load_data(cfg)
-        model = build_model(cfg, data.num_classes)
-        train = backbone_features(model, data.train, data.num_classes, cfg)
-        test = backbone_features(model, data.test, data.num_classes, cfg)
-        result = dq.analyse((train, data.train.labels, data.train.ids), (test, data.test.ids), data.class_ids)
-        (base / "analysis.pkl").write_bytes(pickle.dumps((t, result)))
-        return base / "analysis.pkl"
-
-    if not (MINI.is_dir() and MOBILENET_WEIGHTS.is_file()):
-        pytest.skip("needs food101-mini and MobileNet's weights")
-    return pickle.loads(made_once(tmp_path_factory, "tampered", make).read_bytes())
 
 
 @needs_mini

@@ -220,3 +220,36 @@ def test_every_endpoint_answers_with_tensorflow_unimportable(tiny_bundle, tmp_pa
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_photos_answered_together_are_answered_as_one_at_a_time(tmp_path):
+    """/predict is batched: requests queued together (two models, a refused file, an empty box among them) get the
+    answers each would get alone, in their order."""
+    import re
+
+    from food101_core.app.context import AppContext
+    from food101_core.app.predict_tab import START, predict_photo, predict_photos
+
+    b = load_bundle(DEMO_BUNDLE)
+    ctx = AppContext(bundle=b, blocks=None, stage=None, photos=None, view=None)
+    (notes := tmp_path / "notes.jpg").write_text("not a photo")
+    photos = [str(b.thumb(i)) for i in range(5)]
+    first, final = b.stages[0], b.final_stage
+    asks = [(photos[0], False, final), (photos[1], True, first), (None, False, final), (str(notes), False, final),
+            (photos[2], False, first), (photos[3], True, final), (photos[4], False, final)]  # fmt: skip
+    together = predict_photos(ctx, asks)
+    assert len(together) == len(asks)
+    untimed = re.compile(r"predicted in \d+ ms")
+    for ask, got in zip(asks, together):
+        alone = predict_photo(ctx, *ask)
+        assert untimed.sub("", got["verdict"]) == untimed.sub("", alone["verdict"]), ask
+        assert got["found"] == alone["found"]
+        if alone["top5"] is None:
+            assert got["top5"] is None
+            continue
+        assert list(got["top5"]) == list(alone["top5"])
+        assert np.allclose(list(got["top5"].values()), list(alone["top5"].values()), atol=1e-5)
+        assert (got["cam"] is None) == (alone["cam"] is None) == (not ask[1])
+        if ask[1]:
+            assert np.abs(np.asarray(got["cam"], float) - np.asarray(alone["cam"], float)).max() <= 1
+    assert together[3]["found"] == {"refused": True} and together[2]["verdict"] == START

@@ -146,20 +146,27 @@ class Predictor:
         return dict(zip(self.outputs, self.session.run(None, {self.input_name: batch})))
 
     def predict(self, image: Image.Image, k: int = 5) -> Prediction:
+        return self.predict_many([image], k)[0]
+
+    def predict_many(self, images: list[Image.Image], k: int = 5) -> list[Prediction]:
+        """`predict` for several photos in one forward pass (the app's /predict takes the requests queued together):
+        the same answers, the per-run cost paid once. Each prediction's `seconds` is the whole batch's."""
         t0 = time.perf_counter()
-        x = self.preprocess(image)
+        x = np.concatenate([self.preprocess(image) for image in images])
         out = self.forward(np.concatenate([x, x[:, :, ::-1]]) if self.tta_flip else x)
+        seconds = time.perf_counter() - t0
+        return [self._prediction(out, i, len(images), seconds, k) for i in range(len(images))]
+
+    def _prediction(self, out: dict[str, np.ndarray], i: int, n: int, seconds: float, k: int) -> Prediction:
+        """Photo i's prediction from a batch's outputs (with `tta_flip`, its mirror is row n + i)."""
         probs, features = out["probs"].astype(np.float32), out.get("features")
-        raw = probs[0]
-        if self.tta_flip:  # the evaluation's test-time flip: photo and mirror averaged
-            probs = probs.mean(axis=0, keepdims=True)
-            features = features.mean(axis=0, keepdims=True) if features is not None else None
-        probs = temper(probs[0], self.temperature)
-        order = np.argsort(-probs)[:k]
-        top = [(self.class_ids[i], self.class_names[i], float(probs[i])) for i in order]
-        fmap = out["feature_map"][0].astype(np.float32) if "feature_map" in out else None
-        features = features[0].astype(np.float32) if features is not None else None
-        return Prediction(top, time.perf_counter() - t0, probs, features, fmap, raw)
+        rows = [i, n + i] if self.tta_flip else [i]  # the evaluation's test-time flip: photo and mirror averaged
+        calibrated = temper(probs[rows].mean(axis=0), self.temperature)
+        order = np.argsort(-calibrated)[:k]
+        top = [(self.class_ids[j], self.class_names[j], float(calibrated[j])) for j in order]
+        fmap = out["feature_map"][i].astype(np.float32) if "feature_map" in out else None
+        pooled = features[rows].mean(axis=0).astype(np.float32) if features is not None else None
+        return Prediction(top, seconds, calibrated, pooled, fmap, probs[i])
 
     def predict_batch(self, batch: np.ndarray, calibrated: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """Calibrated probabilities and pooled features of a batch already resized (n x size x size x 3, 0-255), as
