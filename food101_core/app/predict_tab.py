@@ -92,7 +92,7 @@ def bind(ctx: AppContext, tab: gr.Tab, p: dict, examples: list) -> None:
     # refused file cleared away) travels in a State, which the API leaves out, and a follow-up step shows it.
     inputs, outputs = [p["photo"], p["show_cam"], ctx.stage], list(answer_boxes.values())
     found, after, no_api = p["found"], list(extra.values()), {"api_name": False}
-    batched = {"batch": True, "max_batch_size": MAX_BATCH, "concurrency_id": "predict"}
+    batched = {"batch": True, "max_batch_size": MAX_BATCH, "concurrency_id": "predict", "concurrency_limit": 1}
     p["go"].click(predict, inputs, outputs, api_name="predict", **batched).then(
         extras_shown, found, after, **no_api
     ).then(None, js=SHOW_ANSWER)
