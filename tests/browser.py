@@ -251,7 +251,8 @@ MAP_STATE_JS = """() => {
 
 def race_the_map(page, rounds: int, timeout_ms: int) -> list[dict]:
     """Issue 28's race, `rounds` times: a matrix cell, at once another pair's row, at once the Map tab; then, once the
-    page is idle, what the Map's menus, banner and title say (read twice, 1 s apart: a late draw must not win)."""
+    page is idle (no event running, and a moment for the last draw: a late draw must not win), what the Map's menus,
+    banner and title say."""
     _tab(page, "Confusion matrix")
     drawn_marks(page, "#confusion-plot", "heatmap", timeout_ms)
     rows = pair_rows(page)[:5]  # the first rows, which the table keeps drawn (it draws only the rows in its view)
@@ -272,7 +273,7 @@ def race_the_map(page, rounds: int, timeout_ms: int) -> list[dict]:
                 arg=wants,
                 timeout=timeout_ms,
             )
-        page.wait_for_timeout(1000)
+        settled(page, 5_000)
         state = page.evaluate(MAP_STATE_JS)
         seen.append({"cell": cell, "row": row, **state})
     return seen
@@ -668,18 +669,24 @@ def readability(url: str, viewport: dict, out: Path | None = None, timeout_ms: i
     return report
 
 
+def settled(page, timeout_ms: int = 15_000) -> None:
+    """Wait until no Gradio event is running on the page (no status tracker or pending box shown), then 300 ms for
+    the answer's drawing; on a time-out, go on with the page as it is (the caller's checks then say what is wrong)."""
+    with suppress(Exception):
+        page.wait_for_function(
+            "() => !Array.from(document.querySelectorAll('[data-testid=status-tracker], .pending'))"
+            ".some(s => s.offsetParent !== null && !s.classList.contains('hide'))",
+            timeout=timeout_ms,
+        )
+    page.wait_for_timeout(300)
+
+
 def axe_violations(page) -> list[dict] | None:
     """axe-core's audit of the page as it is (WCAG 2 A/AA rules and best practices): the serious and critical
     violations, each with a few of its elements. None when axe-core is not installed (tests/run.sh fetches it)."""
     if not AXE.is_file():
         return None
-    with suppress(Exception):  # audit the settled page, not Gradio's fading boxes while an event runs
-        page.wait_for_function(
-            "() => !Array.from(document.querySelectorAll('[data-testid=status-tracker], .pending'))"
-            ".some(s => s.offsetParent !== null && !s.classList.contains('hide'))",
-            timeout=15_000,
-        )
-        page.wait_for_timeout(300)
+    settled(page)  # audit the settled page, not Gradio's fading boxes while an event runs
     page.add_script_tag(path=str(AXE))
     return page.evaluate(
         """async () => (await axe.run(document, {resultTypes: ['violations']})).violations

@@ -105,29 +105,31 @@ def projection(x: np.ndarray, dims: int = FILTER_DIMS, sample: int = 2000, seed:
 
 
 def _block_pairs(a, bb, pa, pb, rows: slice, first: int, threshold: float, within: bool):
-    """(i, j, similarity) at or above `threshold` in one block of rows against the columns from `first` on.
+    """(i, j, similarity) at or above `threshold` in one block of rows against the columns from `first` on, and
+    whether the projected filter paid for itself in this block.
 
     With projections (pa, pb), a pair is compared in full only where its projected distance allows it: projecting
     onto orthonormal axes never lengthens a difference, so unit vectors with similarity >= t (distance² <= 2 - 2t)
-    are never dropped, and the full products shrink to the few candidates (dims/width of the work).
+    are never dropped, and the full products shrink to the few candidates (dims/width of the work). Where too
+    many pairs pass (features whose spread the axes miss, or a set of look-alikes), the block is compared in full.
     """
     if pa is None:
         sims = a[rows] @ bb[first:].T
         if within:
             sims[np.tril_indices(len(sims), k=0, m=sims.shape[1])] = -1
         i, j = np.nonzero(sims >= threshold)
-        return i, j + first, sims[i, j]
+        return i, j + first, sims[i, j], False
     qa, qb = pa[rows], pb[first:]
     d2 = (qa * qa).sum(1)[:, None] + (qb * qb).sum(1)[None, :] - 2 * (qa @ qb.T)
     i, j = np.nonzero(d2 <= 2 - 2 * threshold + 1e-4)  # the margin: float32 rounding never drops a true pair
     if within:
         keep = j > i
         i, j = i[keep], j[keep]
-    if len(i) > 64 * len(qa):  # a set of look-alikes: the block's full products are cheaper than gathering
+    if len(i) > 16 * len(qa):  # gathering that many costs more (and more memory) than the block's full products
         return _block_pairs(a, bb, None, None, rows, first, threshold, within)
     sims = np.einsum("ij,ij->i", a[rows][i], bb[first:][j])
     keep = sims >= threshold
-    return i[keep], j[keep] + first, sims[keep]
+    return i[keep], j[keep] + first, sims[keep], True
 
 
 def similar_pairs(
@@ -142,7 +144,7 @@ def similar_pairs(
     within a, i < j), most similar first; and how many pairs are at or above it in all (the cap's "of N").
 
     Exact, but most pairs are ruled out in `dims` projected dimensions first (`_block_pairs`; 0: every pair
-    compared in full, the way before); chunked, so
+    compared in full, the way before; where the filter stops paying, the rest is compared in full); chunked, so
     that 25,250 test against 75,750 training photos needs about 300 MB, not 7.6 GB; and only the best `limit` pairs
     are ever held, so that a degenerate set (every photo alike: 319 million pairs) cannot fill memory.
     """
@@ -158,7 +160,9 @@ def similar_pairs(
     for start in tqdm(range(0, len(a), chunk), desc="near-duplicates", leave=False):
         # within one set, each pair once: only the columns from this chunk's first row on (half the products)
         first = start if b is None else 0
-        i, j, s = _block_pairs(a, bb, pa, pb, slice(start, start + chunk), first, threshold, b is None)
+        i, j, s, filtered = _block_pairs(a, bb, pa, pb, slice(start, start + chunk), first, threshold, b is None)
+        if not filtered:  # the filter did not pay here: compare the rest in full
+            pa = pb = None
         found += len(i)
         ii, jj, ss = np.concatenate([ii, i + start]), np.concatenate([jj, j]), np.concatenate([ss, s])
         if len(ss) > limit:
