@@ -49,15 +49,17 @@ class HubRepo:
 
 
 def upload(folder: Path, files: list[str], repo_id: str, last: str, private: bool = False,
-           token: str | None = None, api=None) -> str:  # fmt: skip
+           token: str | None = None, api=None, extra: dict[str, bytes] | None = None) -> str:  # fmt: skip
     """Upload `files` (paths under `folder`) to a model repo in commits of at most 100 files, `last` in the final
-    one: a reader that finds `last` (the manifest) finds everything it lists. Returns the repo's URL."""
+    one: a reader that finds `last` (the manifest) finds everything it lists. `extra` (path in the repo -> bytes,
+    such as the model card) goes in the final commit too. Returns the repo's URL."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     api = api or HfApi(token=token)
     url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    extra = extra or {}
     rest = [f for f in files if f != last]
-    size = MAX_FILES_PER_COMMIT
+    size = MAX_FILES_PER_COMMIT - len(extra)
     batches = [rest[i : i + size] for i in range(0, len(rest), size)]
     if batches and len(batches[-1]) < size:
         batches[-1].append(last)
@@ -65,6 +67,8 @@ def upload(folder: Path, files: list[str], repo_id: str, last: str, private: boo
         batches.append([last])
     for n, batch in enumerate(batches, 1):
         ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in batch]
+        if n == len(batches):
+            ops[-1:-1] = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=data) for rel, data in extra.items()]
         api.create_commit(repo_id, ops, repo_type="model",
                           commit_message=f"Food-101 Explorer run bundle ({n}/{len(batches)})")  # fmt: skip
         print(f"uploaded {len(batch)} files ({n}/{len(batches)} commits)", file=sys.stderr)

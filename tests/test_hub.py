@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -116,17 +117,23 @@ def test_a_format1_bundle_is_refused_with_the_command_and_upgraded_by_it(tmp_pat
 
 
 class RecordingApi:
-    """What `publish` asks of the Hub's client, recorded."""
+    """What `publish` asks of the Hub's client, recorded; with `repo`, every committed file is written there too (the
+    repo as the Hub would then hold it, for `HubServer` to serve)."""
 
-    def __init__(self):
+    def __init__(self, repo: Path | None = None):
         self.commits: list[list[str]] = []
+        self.repo = repo
 
     def create_repo(self, repo_id, **kwargs):
         return f"https://huggingface.co/{repo_id}"
 
     def create_commit(self, repo_id, operations, **kwargs):
         for op in operations:
-            assert Path(op.path_or_fileobj).is_file()
+            data = op.path_or_fileobj
+            data = data if isinstance(data, bytes) else Path(data).read_bytes()
+            if self.repo:
+                (self.repo / op.path_in_repo).parent.mkdir(parents=True, exist_ok=True)
+                (self.repo / op.path_in_repo).write_bytes(data)
         self.commits.append([op.path_in_repo for op in operations])
 
 
@@ -135,7 +142,7 @@ def test_publish_sends_every_file_once_in_commits_of_at_most_100_manifest_last(t
     api = RecordingApi()
     assert publish_bundle(DEMO_BUNDLE, "me/demo", api=api) == "https://huggingface.co/me/demo"
     assert len(api.commits) == 1 and api.commits[0][-1] == "bundle.json"
-    assert sorted(api.commits[0]) == sorted([*load_bundle(DEMO_BUNDLE).files, "bundle.json"])
+    assert sorted(api.commits[0]) == sorted([*load_bundle(DEMO_BUNDLE).files, "bundle.json", "README.md"])
     big = tmp_path / "big"
     shutil.copytree(DEMO_BUNDLE, big)
     add_files(big, {f"extra/{i}.txt": str(i).encode() for i in range(230)})
@@ -144,10 +151,49 @@ def test_publish_sends_every_file_once_in_commits_of_at_most_100_manifest_last(t
     sent = [f for c in api.commits for f in c]
     assert max(len(c) for c in api.commits) <= 100 and len(api.commits) == 3
     assert sent[-1] == "bundle.json" and "bundle.json" not in sent[:-1]
-    assert sorted(sent) == sorted([*load_bundle(big).files, "bundle.json"])
+    assert sorted(sent) == sorted([*load_bundle(big).files, "bundle.json", "README.md"])
     with pytest.raises(BundleError):  # a broken bundle is never published
         (big / "extra" / "3.txt").write_text("changed")
         publish_bundle(big, "me/big", api=RecordingApi())
+
+
+@needs_demo
+def test_publish_writes_a_model_card_the_hub_reads_back(tmp_path):
+    """The published repo's README.md, downloaded from the Hub stand-in by huggingface_hub itself (`ModelCard.load`
+    by repo id, in a process whose HF_ENDPOINT is the stand-in), carries the Hub's metadata: license, library, the
+    dataset, and a model-index whose top-1 and top-5 are the bundle's own; its text names the failure slices and the
+    data issues the analyses found, and how to open the repo in the app."""
+    import subprocess
+    import sys
+
+    from huggingface_hub import metadata_load
+
+    b = load_bundle(DEMO_BUNDLE)
+    repo = tmp_path / "repo"
+    publish_bundle(DEMO_BUNDLE, "food/demo", api=RecordingApi(repo), space="food/explorer", license="mit")
+    meta = metadata_load(repo / "README.md")
+    assert meta["license"] == "mit" and meta["library_name"] == "onnx" and "ethz/food101" in meta["datasets"]
+    final = b.evaluation(b.final_stage).metrics
+    script = (
+        "import json, sys; from huggingface_hub import ModelCard; c = ModelCard.load('food/demo'); "
+        "print(json.dumps({'results': [[r.metric_type, r.metric_value, r.dataset_type, r.task_type] "
+        "for r in c.data.eval_results], 'text': c.text}))"
+    )
+    with HubServer(repo, "food/demo") as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        assert "README.md" in hub.files()
+    card = json.loads(out.stdout)
+    assert sorted(card["results"]) == sorted([
+        ["accuracy", round(final["top1"], 4), "ethz/food101", "image-classification"],
+        ["top_5_accuracy", round(final["top5"], 4), "ethz/food101", "image-classification"],
+    ])  # fmt: skip
+    text = card["text"]
+    for stage in b.stages:
+        assert f"{b.evaluation(stage).metrics['top1']:.2%}" in text  # results per stage
+    assert b.slices(b.final_stage)["slices"][0]["name"] in text
+    assert f"{b.data_quality().summary['suspects']:,} of" in text
+    assert "python app.py --run food/demo" in text and "spaces/food/explorer" in text
 
 
 @needs_demo

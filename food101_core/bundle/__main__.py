@@ -1,17 +1,19 @@
-"""`python -m food101_core.bundle check|upgrade|publish RUN`: the bundle's command line."""
+"""`python -m food101_core.bundle check|upgrade|publish|card RUN`: the bundle's command line."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from .card import write_card
 from .hub import load_bundle, publish_bundle
 from .layout import VERSION, BundleError
 from .upgrade import upgrade_bundle
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`check RUN` verifies a bundle; `publish RUN OWNER/NAME` uploads it; `upgrade RUN` converts format 1."""
+    """`check RUN` verifies a bundle; `publish RUN OWNER/NAME` uploads it with its model card (`card` writes the card
+    alone); `upgrade RUN` converts format 1."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m food101_core.bundle", description=main.__doc__)
@@ -23,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument("run")
     pub.add_argument("repo_id")
     pub.add_argument("--private", action="store_true")
+    card = sub.add_parser("card", help="write the model card that publish would upload, to read it first")
+    card.add_argument("run")
+    card.add_argument("repo_id")
+    card.add_argument("--out", default="README.md", help="where to write it (default: README.md)")
+    for p in (pub, card):
+        p.add_argument("--space", help="the Space (OWNER/NAME) that serves the bundle, named on the model card")
+        p.add_argument("--license", default="apache-2.0", help="the model's license on the card (a Hub license id)")
     args = ap.parse_args(argv)
     try:
         if args.command == "check":
@@ -37,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  set {name}: {s['n_files']:,} files, {s['scored']:,} scored, {top1}")
         elif args.command == "upgrade":
             print(f"{upgrade_bundle(Path(args.run))}: upgraded to format {VERSION}")
+        elif args.command == "card":
+            b, out = load_bundle(args.run), Path(args.out)
+            write_card(b, args.repo_id, out, space=args.space, license=args.license)
+            print(f"{out}: the model card for {args.repo_id}")
         else:
-            print(publish_bundle(Path(args.run), args.repo_id, private=args.private))
+            print(publish_bundle(Path(args.run), args.repo_id, private=args.private, space=args.space,
+                                 license=args.license))  # fmt: skip
     except BundleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from ..hub import HubError, HubRepo, upload
+from .card import model_card
 from .layout import BundleError
 from .read import Bundle
 
@@ -30,8 +31,11 @@ def load_bundle(ref: str | os.PathLike, verify: bool = True) -> Bundle:
     return Bundle(folder, verify, fetch=repo.fetch)
 
 
-def publish_bundle(path: Path, repo_id: str, private: bool = False, token: str | None = None, api=None) -> str:
-    """Upload a verified bundle to a Hub model repo in commits of at most 100 files, bundle.json last; returns
-    the repo URL."""
+def publish_bundle(path: Path, repo_id: str, private: bool = False, token: str | None = None, api=None,
+                   space: str | None = None, license: str = "apache-2.0") -> str:  # fmt: skip
+    """Upload a verified bundle to a Hub model repo in commits of at most 100 files, bundle.json last, with its
+    model card as the repo's README.md (`space`: the app that serves it, named on the card); returns the repo URL."""
     b = Bundle(path)  # refuse to publish a broken or format-1 bundle
-    return upload(b.path, sorted(b.files), repo_id, last="bundle.json", private=private, token=token, api=api)
+    card = str(model_card(b, repo_id, space=space, license=license)).encode()
+    return upload(b.path, sorted(b.files), repo_id, last="bundle.json", private=private, token=token, api=api,
+                  extra={"README.md": card})  # fmt: skip
