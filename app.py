@@ -1,9 +1,10 @@
 """Food-101 Explorer's Gradio app: live prediction and visual error analysis over one run bundle.
 
-    python app.py [--run PATH_OR_HUB_REPO_ID] [--compare PATH_OR_HUB_REPO_ID]
+    python app.py [--run PATH_OR_HUB_REPO_ID] [--compare PATH_OR_HUB_REPO_ID] [--mcp]
 
 Which bundle: --run, else $FOOD101_RUN, else the newest bundle under runs/, else the demo bundle in assets/.
 --compare (or $FOOD101_COMPARE) adds a Compare tab against a second run evaluated on the same test set.
+--mcp (or GRADIO_MCP_SERVER=True) serves the endpoints as tools for agents too: docs/app.md, "Tools for agents".
 Binds to 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise (a Hugging Face Space sets 0.0.0.0).
 """
 
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compare", default=os.environ.get("FOOD101_COMPARE"), help="a second run, for the Compare tab")
     ap.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     ap.add_argument("--concurrency", type=int, default=2, help="predictions at once (2 suits a 2-core Space)")
+    ap.add_argument("--mcp", action="store_true", default=None,
+                    help="also serve the app's endpoints as MCP tools at /gradio_api/mcp/ (on a Space: the variable "
+                    "GRADIO_MCP_SERVER=True)")  # fmt: skip
     args = ap.parse_args(argv)
 
     import gradio as gr
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         css=CSS,
         head=HEAD,
         theme=THEME,
+        mcp_server=args.mcp,  # None: Gradio reads GRADIO_MCP_SERVER
     )
 
 

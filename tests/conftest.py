@@ -135,11 +135,12 @@ def app(app_process) -> str:
 
 @pytest.fixture(scope="session")
 def demo_app():
-    """`python app.py` on the shipped demo bundle (10 real dishes, its analyses), for the browser tests."""
+    """`python app.py --mcp` on the shipped demo bundle (10 real dishes, its analyses), for the browser tests and the
+    agents' tools (the MCP server beside the page, as a Space with GRADIO_MCP_SERVER=True serves it)."""
     demo = ROOT / "assets" / "demo-bundle"
     if not (demo / "bundle.json").is_file():
         pytest.skip("no demo bundle in assets/")
-    proc, url = start_app(["--run", str(demo)])
+    proc, url = start_app(["--run", str(demo), "--mcp"])
     yield url
     proc.terminate()
     proc.wait(timeout=30)

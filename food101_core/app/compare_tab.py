@@ -9,7 +9,7 @@ import gradio as gr
 from .. import compare
 from ..bundle import Bundle
 from . import comparison, photo_view
-from .context import AppContext, captioned_gallery, chart, tab_intro
+from .context import AppContext, captioned_gallery, chart, tab_intro, tool
 from .tabs import TITLE
 
 MAX_FLIPS = 120
@@ -25,6 +25,7 @@ def build(ctx: AppContext, other: Bundle) -> None:
             gr.Markdown(f"**These runs cannot be compared:** {e}.", elem_id="compare-error")
         return
 
+    @tool("compare")
     def api_compare() -> dict:
         """Top-1 of both runs, the paired bootstrap 95 % interval of B - A, exact McNemar p, flips, per class."""
         return c.to_dict()

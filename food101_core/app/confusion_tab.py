@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..bundle import Bundle
 from . import errors, photo_view
-from .context import AppContext, captioned_gallery, on_settled, plotly_html, show_js, tab_intro
+from .context import AppContext, captioned_gallery, on_settled, plotly_html, show_js, tab_intro, tool
 from .tabs import TITLE
 
 # plotly events -> Gradio events, bound once on the drawn chart
@@ -38,8 +38,16 @@ def build(ctx: AppContext) -> None:
                                                                                      "by confusion"))  # fmt: skip
         photo_view.viewer(ctx, gallery, "pair-view")
 
+    @tool("confusion_pair")
     def pair(stage: str, true_name: str, pred_name: str) -> tuple[str, list]:
-        """The heading and thumbnails (path, caption) of one (true, predicted) cell, most confident first."""
+        """One cell of the confusion matrix: a heading (how many test photos of the true dish the model answered as
+        the other) and their thumbnails as (path, caption), most confident first.
+
+        Args:
+            stage: the model: "stage1" (head only), "stage2" (fine-tuned) or "stage3" (polished); the last is served.
+            true_name: the true dish, by display name ("Apple Pie").
+            pred_name: the dish the model answered, by display name.
+        """
         items, n = errors.pair_examples(b, stage, true_name, pred_name)
         return errors.pair_title(true_name, pred_name, n, len(items)), items
 
@@ -60,8 +68,17 @@ def build(ctx: AppContext) -> None:
         row = evt.row_value or table.iloc[evt.index[0]].tolist()
         return show_pair(stage, *row[0].split(" → "), extra)
 
+    @tool("confusion")
     def api_confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> dict:
-        """The heatmap as plotly JSON, and the most confused pairs."""
+        """The confusion matrix as a plotly figure (JSON) and the most confused pairs (true, predicted, images, % of
+        the true dish), most photos first.
+
+        Args:
+            stage: the model: "stage1" (head only), "stage2" (fine-tuned) or "stage3" (polished); the last is served.
+            normalize: each row as shares of the true dish instead of counts.
+            hide_diagonal: leave the right answers out, so the mistakes stand out.
+            order: the dishes' order, "alphabetical" or "by confusion" (confused dishes side by side).
+        """
         fig_json, pairs_df = confusion(b, stage, normalize, hide_diagonal, order)
         return {"figure": json.loads(fig_json), "pairs": pairs_df.to_dict("records")}
 

@@ -61,6 +61,16 @@ def on_settled(triggers: list, fn, inputs: list, outputs: list) -> gr.Dependency
     return gr.on(triggers, run, inputs, outputs, trigger_mode="always_last", api_name=False)
 
 
+def tool(name: str) -> Callable:
+    """Name an endpoint's function as its endpoint: Gradio's MCP server calls each tool by the function's name."""
+
+    def named(fn: Callable) -> Callable:
+        fn.__name__ = name
+        return fn
+
+    return named
+
+
 def show_js(selector: str) -> str:
     """JavaScript for `.then(None, js=show_js("#box"))`: once the box an action filled has drawn, scroll the page so
     that its top is in view (a phone's answer sits below the photo; a matrix cell's photos sit below the matrix).

@@ -63,7 +63,12 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
         gr.Markdown(run_summary.results_table(b), elem_id="results-table")
 
     def metrics(stage: str) -> dict:
-        """A stage's test metrics: top-1, top-5, macro averages, ECE and the reliability bins."""
+        """A model's metrics on the test split: n, top1, top5, macro precision/recall/F1, ece (calibration error after
+        temperature scaling; ece_raw before), the reliability bins and the fitted temperature.
+
+        Args:
+            stage: the model: "stage1" (head only), "stage2" (fine-tuned) or "stage3" (polished); the last is served.
+        """
         return b.evaluation(stage).metrics
 
     def choose(stage: str, chosen: str):

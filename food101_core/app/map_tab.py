@@ -112,7 +112,12 @@ def map_api(b: Bundle) -> None:
     """The map's points as an API endpoint, `/embedding_map`, whether or not the page draws the map."""
 
     def map_points(stage: str) -> list[dict]:
-        """Every test photo's place on the map: id, x, y, true and predicted dish, confidence."""
+        """Every test photo's place on the map of the model's feature space (UMAP): id, x, y, true and predicted
+        dish, confidence. Nearby photos look alike to the model.
+
+        Args:
+            stage: the model: "stage1" (head only), "stage2" (fine-tuned) or "stage3" (polished); the last is served.
+        """
         return embedding_map(b, stage)
 
     gr.api(map_points, api_name="embedding_map")

@@ -7,7 +7,7 @@ import gradio as gr
 
 from ..serving.gradcam import HEAT_KEY
 from . import errors
-from .context import AppContext, captioned_gallery, chosen, dish_filter, on_settled, show_js, tab_intro
+from .context import AppContext, captioned_gallery, chosen, dish_filter, on_settled, show_js, tab_intro, tool
 from .tabs import TITLE
 
 MAX_GALLERY = 120
@@ -55,8 +55,17 @@ def build(ctx: AppContext) -> None:
             key: gr.update(visible=heat is not None),
         }
 
+    @tool("mistakes")
     def api_mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float) -> list[dict]:
-        """Every mistake passing the filters (dish names, None or "All"; confidence 0-1), most confident first."""
+        """The model's wrong answers on the test split, most confident first: index, id, true_name, pred_name,
+        confidence.
+
+        Args:
+            stage: the model: "stage1" (head only), "stage2" (fine-tuned) or "stage3" (polished); the last is served.
+            true_name: only photos of this true dish (display name); None or "All" for every dish.
+            pred_name: only photos answered as this dish; None or "All" for every dish.
+            min_conf: only answers at least this confident, 0 to 1.
+        """
         m = errors.mistakes_table(b, stage, chosen(true_name), chosen(pred_name), min_conf)
         return m[["index", "id", "true_name", "pred_name", "confidence"]].to_dict("records")
 

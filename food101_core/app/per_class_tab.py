@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from . import errors
-from .context import AppContext, plotly_html, scroll_hint, tab_intro
+from .context import AppContext, plotly_html, scroll_hint, tab_intro, tool
 from .tabs import TITLE
 
 
@@ -37,8 +37,13 @@ def build(ctx: AppContext) -> None:
             with gr.Column(scale=2, min_width=300):
                 plot = plotly_html("f1-plot", "f1-plot", "", fig_json)
 
+    @tool("per_class")
     def api_per_class(stage: str) -> list[dict]:
-        """Precision, recall, F1 and support of every class, worst F1 first."""
+        """Every dish's precision, recall, F1 and support (test photos) for one model, worst F1 first.
+
+        Args:
+            stage: the model: "stage1" (head only), "stage2" (fine-tuned) or "stage3" (polished); the last is served.
+        """
         return errors.per_class_table(b, stage).to_dict("records")
 
     ctx.view.change(per_class, [ctx.view], [table, plot, csv], api_name=False)

@@ -29,9 +29,7 @@ def viewer(ctx: AppContext, gallery: gr.Gallery, elem_id: str) -> None:
     def on_select(stage: str, evt: gr.SelectData) -> dict:  # Gradio injects `evt` by this annotation, not a partial's
         return {parts[name]: value for name, value in open_photo(ctx, stage, evt).items()}
 
-    gallery.select(on_select, [ctx.view], list(parts.values()), api_name=False).then(
-        None, js=show_js(f"#{elem_id}")
-    )
+    gallery.select(on_select, [ctx.view], list(parts.values()), api_name=False).then(None, js=show_js(f"#{elem_id}"))
 
 
 def open_photo(ctx: AppContext, stage: str, evt: gr.SelectData) -> dict:

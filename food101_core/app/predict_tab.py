@@ -3,8 +3,6 @@ training photos and a warning when the photo looks like nothing the model was tr
 
 from __future__ import annotations
 
-from functools import partial
-
 import gradio as gr
 import numpy as np
 from PIL import Image
@@ -79,34 +77,58 @@ def bind(ctx: AppContext, tab: gr.Tab, p: dict, examples: list) -> None:
     def pick_example(evt: gr.SelectData) -> Image.Image:
         return read_image(examples[evt.index][2])
 
-    def predict(paths: list, cams: list, stages: list) -> list[list]:
-        """Top 5 dishes ({name: probability}), a verdict in words, Grad-CAM when asked for (a photo in, the chosen
-        model's answer out). Batched: the requests queued together share one forward pass a model."""
-        answers = predict_photos(ctx, list(zip(paths, cams, stages)))
+    def on_page(photo: list, grad_cam: list, stage: list) -> list[list]:
+        """/predict's answers and what only the page shows (`found`). Batched: each argument is a list, one item a
+        request; the requests queued together share one forward pass."""
+        answers = predict_photos(ctx, list(zip(photo, grad_cam, stage)))
         return [[a[name] for a in answers] for name in answer_boxes]
+
+    def predict(photo: list, grad_cam: list, stage: list) -> list[list]:
+        """What dish a photo shows: the top 5 dishes with their probabilities, a verdict in words (with a warning when
+        the photo is unlike the training photos) and, if asked, a Grad-CAM image of where the model looked.
+
+        Args:
+            photo: the photo (JPEG, PNG, WebP or HEIC), as a URL or an uploaded file.
+            grad_cam: also return the Grad-CAM image.
+            stage: the model: "stage1" (head only), "stage2" (fine-tuned) or "stage3" (polished); the last is served.
+        """
+        return on_page(photo, grad_cam, stage)[:3]
 
     def extras_shown(found: dict) -> dict:
         return {extra[name]: value for name, value in show_extras(found).items()}
 
-    # /predict keeps its three outputs (scripts rely on them); what only the page shows (similar photos, the key, a
-    # refused file cleared away) travels in a State, which the API leaves out, and a follow-up step shows it.
+    # What only the page shows (similar photos, the key, a refused file cleared away) travels in a State and a
+    # follow-up step shows it. /predict, for scripts and agents, is its own event with the three answers alone (scripts
+    # rely on them; Gradio's MCP server cannot return a State); one concurrency id keeps all to one batch at a time.
     inputs, outputs = [p["photo"], p["show_cam"], ctx.stage], list(answer_boxes.values())
     found, after, no_api = p["found"], list(extra.values()), {"api_name": False}
     batched = {"batch": True, "max_batch_size": MAX_BATCH, "concurrency_id": "predict", "concurrency_limit": 1}
-    p["go"].click(predict, inputs, outputs, api_name="predict", **batched).then(
-        extras_shown, found, after, **no_api
-    ).then(None, js=SHOW_ANSWER)
-    p["photo"].input(predict, inputs, outputs, **no_api, **batched).then(extras_shown, found, after, **no_api).then(
+    p["go"].click(on_page, inputs, outputs, **no_api, **batched).then(extras_shown, found, after, **no_api).then(
+        None, js=SHOW_ANSWER
+    )
+    p["photo"].input(on_page, inputs, outputs, **no_api, **batched).then(extras_shown, found, after, **no_api).then(
         None, js=SHOW_ANSWER
     )
     for event in (p["show_cam"].change, ctx.stage.change):  # Grad-CAM ticked, another model: the answer stays put
-        event(predict, inputs, outputs, **no_api, **batched).then(extras_shown, found, after, **no_api)
+        event(on_page, inputs, outputs, **no_api, **batched).then(extras_shown, found, after, **no_api)
     p["gallery"].select(pick_example, None, p["photo"], **no_api).then(
-        predict, inputs, outputs, **no_api, **batched
+        on_page, inputs, outputs, **no_api, **batched
     ).then(extras_shown, found, after, **no_api).then(None, js=SHOW_ANSWER)
     with tab:  # for scripts only: no button on the page
+        gr.Button(visible=False).click(predict, inputs, outputs[:3], api_name="predict", **batched)
         explained = gr.JSON(visible=False)
-        explain = partial(explain_photo, ctx)
+
+        def explain(photo: str | None, stage: str) -> dict:
+            """Why the model answers what it does for a photo: its top 5, whether the photo is unlike every training
+            photo (unfamiliar, with its score and the threshold), the most similar training photos, and the nearest
+            training photos of the answer and of the runner-up (contrast).
+
+            Args:
+                photo: the photo, as a URL or an uploaded file.
+                stage: the model: "stage1" (head only), "stage2" (fine-tuned), "stage3" (polished); the last is served.
+            """
+            return explain_photo(ctx, photo, stage)
+
         gr.Button(visible=False).click(explain, [p["photo"], ctx.stage], explained, api_name="explain")
 
 

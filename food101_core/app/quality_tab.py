@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..bundle import BundleError
 from . import errors, photo_view, quality_report
-from .context import AppContext, captioned_gallery, chart, chosen, dish_filter, on_settled
+from .context import AppContext, captioned_gallery, chart, chosen, dish_filter, on_settled, tool
 from .tabs import TITLE
 
 MAX_SUSPECTS = 120
@@ -22,8 +22,15 @@ def build(ctx: AppContext) -> None:
     b = ctx.bundle
     names = sorted(b.class_names, key=str.lower)
 
+    @tool("suspects")
     def api_suspects(given_name: str | None, suggested_name: str | None) -> list[dict]:
-        """Suspected label errors of the training split, most suspect first (filters: dish names, None or "All")."""
+        """Training photos whose label looks wrong (cleanlab on cross-validated predictions), most suspect first:
+        id, the given label, the suggested one and a label-quality score (0 to 1, low is suspect).
+
+        Args:
+            given_name: only photos labelled as this dish (display name); None or "All" for every dish.
+            suggested_name: only photos that look like this dish; None or "All" for every dish.
+        """
         try:
             table = quality_report.suspects_table(b, chosen(given_name), chosen(suggested_name))
             return table[CSV_COLUMNS].to_dict("records")

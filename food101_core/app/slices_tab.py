@@ -7,7 +7,7 @@ import gradio as gr
 
 from ..bundle import BundleError
 from . import photo_view, slice_report
-from .context import AppContext, captioned_gallery, scroll_hint, show_js, tab_intro
+from .context import AppContext, captioned_gallery, scroll_hint, show_js, tab_intro, tool
 from .tabs import TITLE
 
 MAX_GALLERY = 60
@@ -16,8 +16,11 @@ MAX_GALLERY = 60
 def build(ctx: AppContext) -> None:
     b = ctx.bundle
 
+    @tool("slices")
     def api_slices() -> list[dict]:
-        """The final stage's failure slices: [{name, conditions, n, accuracy, overall, p_value}]."""
+        """Where the served model fails: groups of test photos (a dish, dark photos, a region of the map...) on which
+        it is significantly less accurate than on the rest, each as {name (in words), conditions, n, accuracy,
+        overall, p_value}, the worst first."""
         try:
             return slice_report.api_rows(b)
         except BundleError as e:

@@ -25,7 +25,8 @@ def build(ctx: AppContext) -> None:
         chart(run_summary.training_figure(b), "training-plot")
 
     def training() -> dict:
-        """The training curves as plotly JSON."""
+        """The training curves (loss and accuracy per epoch, on training photos and held-out ones, per stage) as a
+        plotly figure (JSON)."""
         return json.loads(run_summary.training_figure(b).to_json())
 
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs

@@ -63,9 +63,14 @@ def build(ctx: AppContext) -> None:
         return {parts[name]: value for name, value in show(ctx, run(ctx, uploads, request, progress)).items()}
 
     def evaluate_set(upload: str | None, request: gr.Request, progress=gr.Progress()) -> dict:
-        """A zip of photos (class folders, or a CSV of path,label inside) scored by the shipped model: n_files,
-        scored, top1, top5, ece, test_top1, difference {top1, low, high} (95 %), per_class, unknown_labels,
-        unlabelled, refused [{file, reason}], slices, unfamiliar_share."""
+        """How the served model does on your own labelled photos, beside the test split: n_files, scored, top1,
+        top5, ece, test_top1, difference {top1, low, high} (95 % interval), per_class, unknown_labels, unlabelled,
+        refused [{file, reason}] (every file is accounted for), slices (where it fails), unfamiliar_share.
+
+        Args:
+            upload: a zip of photos: folders named by dish, or a CSV of path,label inside (photos without a label are
+                predicted, not scored).
+        """
         if not upload:
             raise gr.Error("send a zip of photos")
         return run(ctx, [upload], request, progress).summary

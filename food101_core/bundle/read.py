@@ -260,9 +260,7 @@ class Bundle:
             probs = z["probs"].astype(np.float32)
         rows = len(self.test_ids) if source in STAGES else len(predictions)
         if probs.shape != (rows, self.num_classes) or len(predictions) != rows:
-            raise BundleError(
-                f"{self.path}: {d}probs.npz has shape {probs.shape}, expected {(rows, self.num_classes)}"
-            )
+            raise BundleError(f"{self.path}: {d}probs.npz has shape {probs.shape}, expected {(rows, self.num_classes)}")
         confusion = self._csv(d + "confusion.csv").iloc[:, 1:]  # first column: the true class ids
         return Evaluation(
             probs=probs,

@@ -93,8 +93,10 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("run", help="bundle folder (evaluate: or a Hugging Face Hub repo id)")
         p.add_argument("photos", type=Path, help="folder, zip or CSV of path,label")
         p.add_argument("--max-photos", type=int, default=Limits.max_photos, help="refuse photos past this many")
-    add.add_argument("--name", help="the set's name: 1-40 lower-case letters, digits, - or _ (a downloaded set: "
-                                    "its own unless given)")
+    add.add_argument(
+        "--name",
+        help="the set's name: 1-40 lower-case letters, digits, - or _ (a downloaded set: its own unless given)",
+    )
     add.add_argument("--replace", action="store_true", help="replace a set of the same name")
     ev.add_argument("--out", type=Path, default=None, help="where predictions.csv and summary.json go")
     return ap

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ..metrics import Evaluation
     from .data import Split
 
+
 def thumbnail_indices(
     evals: dict[str, Evaluation], mistakes_per_class: int, right_per_class: int
 ) -> tuple[list[int], set[int]]:
