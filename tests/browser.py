@@ -878,3 +878,46 @@ def two_visitors(url: str, upload: Path, timeout_ms: int = 60_000) -> dict:
         seen["second_photos_menu"] = second.locator("#photos").is_visible()
         browser.close()
     return seen
+
+
+REPORT_JS = """(ids) => ids.map(id => {
+    const s = document.getElementById(id);
+    if (!s) return {id, present: false};
+    const charts = Array.from(s.querySelectorAll('.js-plotly-plot'));
+    const imgs = Array.from(s.querySelectorAll('img'));
+    return {id, present: true, heading: (s.querySelector('h2') || {}).innerText || '',
+            missing: (s.querySelector('p.note') || {}).innerText || '',
+            charts: charts.length, drawn: charts.filter(c => c.querySelector('.main-svg') &&
+                c.getBoundingClientRect().width > 100 && c.getBoundingClientRect().height > 100).length,
+            images: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+            rows: s.querySelectorAll('tbody tr').length, text: s.innerText.length};
+})"""
+
+
+def open_report(report: Path, out: Path, sections: list[str], timeout_ms: int = 60_000) -> dict:
+    """The report file opened in Chromium with every network request refused (it must need none): per section, its
+    charts drawn, photos loaded and table rows; the requests refused; axe-core's serious and critical findings; a
+    screenshot of its first page (desktop) and one on a phone."""
+    from playwright.sync_api import sync_playwright
+
+    refused: list[str] = []
+    with sync_playwright() as p:
+        browser = launch(p)
+        seen: dict = {}
+        for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            context = browser.new_context(viewport=viewport, offline=True)
+            context.route(re.compile(r"^(https?|wss?)://"), lambda route: (refused.append(route.request.url),
+                                                                          route.abort()))  # fmt: skip
+            page = context.new_page()
+            page.set_default_timeout(timeout_ms)
+            page.goto(report.resolve().as_uri())
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+            page.wait_for_timeout(500)
+            seen[name] = {s["id"]: s for s in page.evaluate(REPORT_JS, sections)}
+            seen[name]["overflow"] = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            page.screenshot(path=str(out / f"report_{name}.png"))
+            if name == "desktop":
+                seen["axe"] = axe_violations(page)
+        browser.close()
+    seen["refused"] = refused
+    return seen

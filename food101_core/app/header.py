@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import gradio as gr
 
 from ..backbones import BACKBONES
 from ..bundle import TEST, Bundle, BundleError
 from . import run_summary
 from .context import stage_label
+from .report import write_report
 
 DEMO_NOTE = (
     "**Demo model**: {backbone} fine-tuned on a CPU on *food101-mini* (10 Food-101 classes), shipped so that the "
@@ -61,6 +65,9 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
             gr.Markdown(note, elem_classes="phone-only")
         gr.Markdown(run_summary.summary_details(b), elem_id="summary")
         gr.Markdown(run_summary.results_table(b), elem_id="results-table")
+        with gr.Row():
+            report_go = gr.Button("Make a report to send (one HTML file)", elem_id="report-go", size="sm", scale=0)
+            report_file = gr.File(label="Report: opens offline in any browser", visible=False, elem_id="report-file")
 
     def metrics(stage: str) -> dict:
         """A model's metrics on the test split: n, top1, top5, macro precision/recall/F1, ece (calibration error after
@@ -80,7 +87,18 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
             source = stage
         return source, header_text(b, source)
 
+    reports: dict[str, Path] = {}
+
+    def report(stage: str, progress=gr.Progress()) -> dict:
+        """The selected model's report, made once per model and kept for the next visitor."""
+        if stage not in reports:
+            progress(0.1, desc="Writing the report: charts, tables and photos into one file")
+            folder = Path(tempfile.mkdtemp(prefix="food101-report-"))
+            reports[stage] = write_report(b, folder / f"food101-report-{b.path.name}-{stage}.html", stage)
+        return gr.update(value=str(reports[stage]), visible=True)
+
     gr.api(metrics, api_name="metrics")
+    report_go.click(report, stage, report_file, api_name=False, concurrency_id="report", concurrency_limit=1)
     gr.on([stage.change, photos.change], choose, [stage, photos], [view, title], api_name=False)
     return stage, photos, view
 

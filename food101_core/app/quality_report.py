@@ -93,10 +93,14 @@ def duplicate_gallery(b: Bundle, kind: str, limit: int) -> tuple[list[tuple[Imag
         if im is not None:
             caption = f"{row.a_split} {row.a_id} ↔ {row.b_split} {row.b_id} · distance {1 - row.similarity:.3f}"
             items.append((im, caption))
-    what = "test ↔ train pairs" if kind == "train-test" else "pairs among the test photos"
     summary = require(b).summary
+    one = summary.get("duplicates_found", {}).get(kind, len(d)) == 1
+    what = ("test ↔ train pair" if kind == "train-test" else "pair among the test photos").replace(
+        "pair", "pair" if one else "pairs", 1
+    )
+    what += " looks" if one else " look"
     threshold = summary.get("duplicate_threshold")
-    line = f"{pair_count(summary, kind, len(d))} {what} look almost the same to the network: a distance of at most "
+    line = f"{pair_count(summary, kind, len(d))} {what} almost the same to the network: a distance of at most "
     line += f"{1 - threshold:.2f} between their features (cosine distance; 0 is the same picture). {len(items)} shown"
     pictured = summary.get("pair_thumbs")
     if pictured is not None and len(d) > pictured:
