@@ -921,3 +921,86 @@ def open_report(report: Path, out: Path, sections: list[str], timeout_ms: int = 
         browser.close()
     seen["refused"] = refused
     return seen
+
+
+VIEW_STATE_JS = """() => {
+    const value = (sel) => { const e = document.querySelector(sel + ' input'); return e ? e.value : null; };
+    const text = (sel) => ((document.querySelector(sel) || {}).textContent || '').trim();
+    const checked = (sel) => { const e = document.querySelector(sel + ' input:checked'); return e ? e.value : null; };
+    const tab = document.querySelector('.tab-container button.selected');
+    return {tab: tab ? tab.innerText.trim() : null, model: value('#stage'), true: value('#f-true'),
+            pred: value('#f-pred'), conf: value('#f-conf'), opened: text('#mistake-caption'),
+            pair: text('#pair-title'), map_true: value('#map-true'), map_pred: value('#map-pred'),
+            colour: checked('#map-colour'), header: text('#header-text')};
+}"""
+HAS = "(sel, words) => ((document.querySelector(sel) || {}).textContent || '').includes(words)"
+
+
+def read_view(page) -> dict:
+    """What the page shows: the open tab and its state, then (opening them, as Gradio draws a tab when first opened)
+    the Map's menus and the Confusion tab's pair."""
+    settled(page)
+    seen = page.evaluate(VIEW_STATE_JS)
+    _tab(page, "Map")
+    settled(page)
+    _tab(page, "Confusion matrix")
+    settled(page)
+    later = page.evaluate(VIEW_STATE_JS)
+    return {**seen, **{k: later[k] for k in ("pair", "map_true", "map_pred", "colour")}}
+
+
+def choose(page, selector: str, option: str) -> None:
+    """Pick `option` in the dropdown `selector` as a person does: open it, click the option."""
+    page.locator(f"{selector} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def linked_view(url: str, out: Path, timeout_ms: int = 60_000) -> dict:
+    """Issue 31's links: set a view by clicking (a model, a confusion pair, the map's colouring, a dish filter and an
+    opened photo), read what the page shows and its URL; open that URL in a fresh page and read again; then a link
+    holding a dish this run does not have: the notice, and the URL without it."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_context(viewport=DESKTOP).new_page()
+        page.set_default_timeout(timeout_ms)
+        page.goto(url)
+        page.wait_for_selector("#photo")
+        choose(page, "#stage", "Stage 1: head only")
+        settled(page)
+        _tab(page, "Confusion matrix")
+        drawn_marks(page, "#confusion-plot", "heatmap", timeout_ms)
+        true_name, pred_name, _ = pair_rows(page)[1]
+        click_cell(page, true_name, pred_name)
+        page.wait_for_function(f"([t, p]) => ({HAS})('#pair-title', t + ' → ' + p)", arg=[true_name, pred_name])
+        _tab(page, "Map")
+        page.locator("#map-colour label", has_text="confidence").click()
+        settled(page)
+        _tab(page, "Mistakes")
+        choose(page, "#f-true", pred_name)
+        settled(page)
+        page.locator("#mistakes-gallery .thumbnail-item").nth(1).click()
+        page.wait_for_function(f"() => ({HAS})('#mistake-caption', 'test image')")
+        settled(page)
+        seen["pair"], seen["url"] = (true_name, pred_name), page.url
+        seen["before"] = read_view(page)
+        again = browser.new_context(viewport=DESKTOP).new_page()
+        again.set_default_timeout(timeout_ms)
+        again.goto(seen["url"])
+        again.wait_for_function(f"() => ({HAS})('#mistake-caption', 'test image')")
+        settled(again)
+        again.wait_for_timeout(1000)  # a late step of the restore would change it now
+        seen["after_url"] = again.url
+        again.screenshot(path=str(out / "linked.png"))
+        seen["after"] = read_view(again)
+        stale = browser.new_context(viewport=DESKTOP).new_page()
+        stale.set_default_timeout(timeout_ms)
+        stale.goto(url + "?tab=mistakes&true=Sushi&pred=" + pred_name.replace(" ", "+"))
+        stale.locator(".toast-body").first.wait_for()
+        settled(stale)
+        seen["stale_notice"] = stale.locator(".toast-body").first.inner_text()
+        seen["stale"], seen["stale_url"] = stale.evaluate(VIEW_STATE_JS), stale.url
+        browser.close()
+    return seen

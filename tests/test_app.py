@@ -9,6 +9,7 @@ import os
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pandas as pd
@@ -495,3 +496,30 @@ def test_the_keyboard_reaches_every_tab_filter_gallery_and_the_pairs_list(demo_a
     assert seen["photo"]["id"] == "mistakes-gallery" and f"{dish}" in seen["caption"], seen
     assert seen["pairs"]["role"] == "gridcell", seen
     assert seen["pair_title"].startswith(seen["pair_row"]), seen
+
+
+@pytest.mark.browser
+def test_a_view_set_by_clicks_is_restored_from_its_url(demo_app, tmp_path):
+    """Issue 31's links: a model, a confusion pair (which the map follows), the map's colouring, a dish filter and an
+    opened photo, set by clicking; the page's URL then names each in words; a fresh page opened at that URL shows the
+    same view. A link with a dish this run does not have: a notice names it, the URL drops it, the rest holds."""
+    from browser import linked_view
+
+    needs_chromium()
+    seen = linked_view(demo_app, tmp_path)
+    true_name, pred_name = seen["pair"]
+    before, after = seen["before"], seen["after"]
+    assert before["tab"] == "Mistakes" and before["model"] == "Stage 1: head only" and before["colour"] == "confidence"
+    assert "stage 1" in before["header"]
+    assert before["map_true"] == true_name and before["map_pred"] == pred_name and before["true"] == pred_name
+    assert "test image" in before["opened"] and before["pair"].startswith(f"{true_name} → {pred_name}")
+    query = parse_qs(urlparse(seen["url"]).query)
+    assert query["tab"] == ["mistakes"] and query["model"] == ["stage1"] and query["colour"] == ["confidence"]
+    assert query["pair"] == [f"{true_name} → {pred_name}"] and query["true"] == [pred_name]
+    assert query["photo"][0] in before["opened"]  # the opened photo's test id
+    assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    assert parse_qs(urlparse(seen["after_url"]).query) == query
+    assert "true=Sushi" in seen["stale_notice"]
+    stale = parse_qs(urlparse(seen["stale_url"]).query)
+    assert "true" not in stale and stale["pred"] == [pred_name] and seen["stale"]["pred"] == pred_name
+    assert seen["stale"]["tab"] == "Mistakes" and seen["stale"]["true"] == "All"

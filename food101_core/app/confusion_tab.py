@@ -9,8 +9,9 @@ import gradio as gr
 import pandas as pd
 
 from ..bundle import Bundle
-from . import errors, photo_view
-from .context import AppContext, captioned_gallery, on_settled, plotly_html, show_js, tab_intro, tool
+from . import errors, links, photo_view
+from .context import ALL, AppContext, captioned_gallery, on_settled, plotly_html, show_js, tab_intro, tool
+from .links import link
 from .tabs import TITLE
 
 # plotly events -> Gradio events, bound once on the drawn chart
@@ -37,6 +38,7 @@ def build(ctx: AppContext) -> None:
         normalize, hide_diag, order, plot, pairs, title, gallery = layout(*on_change(b.final_stage, False, True,
                                                                                      "by confusion"))  # fmt: skip
         photo_view.viewer(ctx, gallery, "pair-view")
+        chosen_pair = gr.Textbox(visible=False, elem_id="chosen-pair")  # "True → Answered", for links
 
     @tool("confusion_pair")
     def pair(stage: str, true_name: str, pred_name: str) -> tuple[str, list]:
@@ -55,7 +57,8 @@ def build(ctx: AppContext) -> None:
         """The pair's title and photos, and every following view's answer for it (`extra`: their inputs), each
         keyed by its component."""
         words, items = pair(stage, true_name, pred_name)
-        out, at = {title: words, gallery: gr.update(value=items, visible=bool(items))}, 0
+        out, at = {title: words, gallery: gr.update(value=items, visible=bool(items)), chosen_pair: PAIR.join(
+            [true_name, pred_name])}, 0  # fmt: skip
         for f in ctx.pair_followers:
             out.update(f.answer(true_name, pred_name, *extra[at : at + len(f.inputs)]))
             at += len(f.inputs)
@@ -89,12 +92,20 @@ def build(ctx: AppContext) -> None:
         """A cell and a row both choose the pair, one at a time in the order clicked; one answer sets its photos
         and the other tabs' menus that follow it (bound once those tabs exist)."""
         extra = [i for f in ctx.pair_followers for i in f.inputs]
-        outputs = [title, gallery, *[o for f in ctx.pair_followers for o in f.outputs]]
+        outputs = [title, gallery, chosen_pair, *[o for f in ctx.pair_followers for o in f.outputs]]
         one_pair = {"concurrency_id": "confusion-pair", "concurrency_limit": 1, "api_name": False}
         plot.click(on_cell_click, [ctx.view, *extra], outputs, **one_pair).then(None, js=show_js("#pair-title"))
         pairs.select(on_row_select, [ctx.view, pairs, *extra], outputs, **one_pair).then(
             None, js=show_js("#pair-title")
         )
+
+        link(ctx, "pair", chosen_pair, pair_of(b), "")
+
+        def reopen(stage: str, key: str, *extra) -> dict:
+            """A link's pair: its photos and its followers (the map's menus) as a click on its cell shows them."""
+            return show_pair(stage, *key.split(PAIR), extra) if key else links.unchanged(outputs)
+
+        links.restorer(ctx, reopen, [ctx.view, chosen_pair, *extra], outputs)
 
     ctx.after_build.append(bind_pair)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
@@ -132,6 +143,22 @@ def layout(fig_json: str, top_pairs: pd.DataFrame) -> tuple:
                 "Images of the pair (confidence · photo)", "pair-gallery", height=420, visible=False
             )
     return normalize, hide_diag, order, plot, pairs, title, gallery
+
+
+PAIR = " → "
+
+
+def pair_of(b: Bundle):
+    """The URL's pair ("Apple Pie → Baklava", or by ids) as display names, or ValueError for a dish not in the run."""
+    dish = links.dish(b)
+
+    def parse(text: str) -> str:
+        sides = text.split(PAIR.strip())
+        if len(sides) != 2 or ALL in (names := [dish(s) for s in sides]):
+            raise ValueError(text)
+        return PAIR.join(names)
+
+    return parse
 
 
 def pair_rows(pairs: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,8 @@ import gradio as gr
 from ..backbones import BACKBONES
 from ..bundle import TEST, Bundle, BundleError
 from . import run_summary
-from .context import stage_label
+from .context import AppContext, stage_label
+from .links import COPY_JS, derive, link, one_of
 from .report import write_report
 
 DEMO_NOTE = (
@@ -57,6 +58,8 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
             visible=bool(b.sets),
         )
         view = gr.Textbox(b.final_stage, visible=False, elem_id="view")
+        copy = gr.Button("Copy link", elem_id="copy-link", size="sm", scale=0, min_width=120,
+                         elem_classes="desktop-only")  # fmt: skip
     note = DEMO_NOTE.format(backbone=BACKBONES[b.train_config.backbone].builder) if demo else ""
     if demo:
         gr.Markdown(note, elem_id="demo-note", elem_classes="desktop-only")
@@ -66,6 +69,8 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
         gr.Markdown(run_summary.summary_details(b), elem_id="summary")
         gr.Markdown(run_summary.results_table(b), elem_id="results-table")
         with gr.Row():
+            copy_phone = gr.Button("Copy a link to this view", elem_id="copy-link-phone", size="sm", scale=0,
+                                   elem_classes="phone-only")  # fmt: skip
             report_go = gr.Button("Make a report to send (one HTML file)", elem_id="report-go", size="sm", scale=0)
             report_file = gr.File(label="Report: opens offline in any browser", visible=False, elem_id="report-file")
 
@@ -81,7 +86,7 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
     def choose(stage: str, chosen: str):
         """The view the analysis tabs show, and the header's numbers for it."""
         try:
-            source = stage if chosen in (None, "", TEST) else b.set_key(chosen)
+            source = view_of(b, stage, chosen)
         except BundleError:  # a visitor's set deleted meanwhile (an hour old): the test split again
             gr.Warning("Those photos were deleted (a set is kept an hour): showing the test split.")
             source = stage
@@ -98,9 +103,24 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
         return gr.update(value=str(reports[stage]), visible=True)
 
     gr.api(metrics, api_name="metrics")
+    copy.click(None, js=COPY_JS)
+    copy_phone.click(None, js=COPY_JS.replace("#copy-link", "#copy-link-phone"))
     report_go.click(report, stage, report_file, api_name=False, concurrency_id="report", concurrency_limit=1)
     gr.on([stage.change, photos.change], choose, [stage, photos], [view, title], api_name=False)
     return stage, photos, view
+
+
+def link_selectors(ctx: AppContext) -> None:
+    """The Model and Photos choices in the page's URL (`model`, `photos`), restored from it."""
+    b = ctx.bundle
+    link(ctx, "model", ctx.stage, one_of(b.stages), b.final_stage)
+    link(ctx, "photos", ctx.photos, one_of([TEST, *b.sets]), TEST)
+    derive(ctx, ctx.view, lambda got: view_of(b, got.get(ctx.stage, b.final_stage), got.get(ctx.photos, TEST)))
+
+
+def view_of(b: Bundle, stage: str, chosen: str | None) -> str:
+    """What the analysis tabs show: the Model's stage on the test split, or the chosen set (BundleError if gone)."""
+    return stage if chosen in (None, "", TEST) else b.set_key(chosen)
 
 
 def photo_choices(b: Bundle, visitor: tuple[str, str] | None = None) -> list[tuple[str, str]]:

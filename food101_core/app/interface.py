@@ -10,6 +10,7 @@ from . import (
     compare_tab,
     confusion_tab,
     header,
+    links,
     map_tab,
     mistakes_tab,
     per_class_tab,
@@ -81,7 +82,7 @@ A11Y_SCRIPT = """<script>
   watch.observe(document.documentElement, {subtree: true, childList: true, characterData: true});
 })();
 </script>"""
-HEAD = PLOTLY_HEAD + A11Y_SCRIPT
+HEAD = PLOTLY_HEAD + A11Y_SCRIPT + links.SCRIPT
 
 CSS = """
 #header-text h1 {margin: 0 0 2px 0; font-size: 1.6em}
@@ -158,6 +159,7 @@ label span {white-space: normal !important}
 .heat-key {display: flex; align-items: center; gap: 8px; font-size: 0.9em; margin: 4px 0}
 .heat-key .bar {flex: 1; max-width: 220px; height: 12px; border-radius: 6px;
   background: linear-gradient(90deg, rgb(48,18,140), rgb(30,110,230), rgb(40,220,240), rgb(235,255,255))}
+#copy-link {align-self: center; max-height: 44px}
 #filter-note {background: var(--background-fill-secondary); padding: 4px 8px; border-radius: 6px}
 """
 
@@ -169,6 +171,7 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
     with gr.Blocks(title="Food-101 Explorer", delete_cache=(600, your_photos_tab.KEEP_S)) as page:
         stage, photos, view = header.build(bundle, demo)
         ctx = AppContext(bundle=bundle, blocks=page, stage=stage, photos=photos, view=view, demo=demo)
+        header.link_selectors(ctx)
         ctx.predictor(bundle.final_stage)  # load the served model now, not during the first request
         with gr.Tabs(overflow_behavior="wrap"):  # a phone scrolls the strip (CSS), no "more" menu
             for tab in TABS:  # in the one list's order
@@ -179,6 +182,7 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
                     BUILDERS[tab.id](ctx)
         for bind in ctx.after_build:  # events whose outputs live in later tabs
             bind()
+        links.bind(ctx, page)  # the view in the URL, restored from it on load
     return page
 
 

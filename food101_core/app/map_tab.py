@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..bundle import Bundle
 from ..serving.gradcam import HEAT_KEY
-from . import errors, neighbours, photo_view
+from . import errors, links, neighbours, photo_view
 from .context import (
     ALL,
     AppContext,
@@ -21,7 +21,10 @@ from .context import (
     show_js,
     tab_intro,
 )
+from .links import link
 from .tabs import TITLE
+
+LINKED = {"colour", "map_true", "map_pred"}  # the URL keys of the map's menus
 
 MAX_SELECTION = 120
 # plotly events -> Gradio events, bound once on the drawn chart
@@ -92,6 +95,17 @@ def build(ctx: AppContext) -> None:
     plot.submit(on_select, ctx.view, [selection, count], api_name=False).then(None, js=show_js("#map-count"))
     ctx.pair_followers.append(PairFollower([ctx.view, colour], [f_true, f_pred, *drawn], follow))
     clear.click(lambda v, c: follow(ALL, ALL, v, c), [ctx.view, colour], [f_true, f_pred, *drawn], api_name=False)
+
+    def redraw(view: str, colour_by: str, true_name: str | None, pred_name: str | None, request: gr.Request) -> dict:
+        """A link that set the map's menus: the map drawn from them (the page already drew the plain map)."""
+        if not LINKED & set(request.query_params if request else {}):
+            return links.unchanged(drawn)
+        return draw(view, colour_by, true_name, pred_name)
+
+    link(ctx, "colour", colour, links.one_of(neighbours.MAP_COLOURINGS), neighbours.MAP_COLOURINGS[0])
+    link(ctx, "map_true", f_true, links.dish(b), ALL)
+    link(ctx, "map_pred", f_pred, links.dish(b), ALL)
+    links.restorer(ctx, redraw, menus, drawn)
 
 
 def menus_layout(names: list[str]) -> tuple:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import gradio as gr
 
 from ..serving.gradcam import HEAT_KEY
-from . import errors
-from .context import AppContext, captioned_gallery, chosen, dish_filter, on_settled, show_js, tab_intro, tool
+from . import errors, links
+from .context import ALL, AppContext, captioned_gallery, chosen, dish_filter, on_settled, show_js, tab_intro, tool
+from .links import link
 from .tabs import TITLE
 
 MAX_GALLERY = 120
@@ -39,13 +40,17 @@ def build(ctx: AppContext) -> None:
                 cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=300, visible=False)
                 key = gr.HTML(HEAT_KEY, visible=False)
         shown = gr.State([])
+        opened = gr.Textbox(visible=False, elem_id="mistake-opened")  # the large photo's test id, for links
 
     def mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf_pct: float, show: str):
         true_name, pred_name = chosen(true_name), chosen(pred_name)
         return errors.mistake_gallery(b, stage, true_name, pred_name, min_conf_pct / 100, MAX_GALLERY, SHOW[show])
 
     def on_select(stage: str, indices: list[int], evt: gr.SelectData) -> dict:
-        index = indices[evt.index]
+        return large(stage, indices[evt.index])
+
+    def large(stage: str, index: int) -> dict:
+        """One photo large: its caption, top 5 and Grad-CAM, and its id (which the page's URL keeps)."""
         image, heat = ctx.test_photo(stage, index)
         return {
             big: gr.update(value=image, visible=True),
@@ -53,7 +58,18 @@ def build(ctx: AppContext) -> None:
             caption: errors.photo_caption(b, stage, index, heat is not None),
             cam: gr.update(value=heat, visible=heat is not None),
             key: gr.update(visible=heat is not None),
+            opened: b.photo_id(stage, index),
         }
+
+    def reopen(stage: str, image_id: str) -> dict:
+        """A link's photo opened again, if it is one of the chosen photos (else the notice says so)."""
+        if not image_id:
+            return links.unchanged(parts)
+        try:
+            return large(stage, b.source_index(stage, image_id))
+        except (KeyError, ValueError, IndexError):
+            gr.Info(f"This link's photo {image_id} is not among these photos, so it was left out.")
+            return {opened: ""}
 
     @tool("mistakes")
     def api_mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float) -> list[dict]:
@@ -73,8 +89,14 @@ def build(ctx: AppContext) -> None:
     # filled when the tab is opened (a Space downloading the bundle on demand fetches the photos only then)
     triggers = [f_true.change, f_pred.change, f_conf.release, f_show.change, ctx.view.change, tab.select]
     on_settled(triggers, mistakes, inputs, [gallery, shown, count])
-    gallery.select(on_select, [ctx.view, shown], [big, top5, caption, cam, key], api_name=False).then(
-        None, js=show_js("#mistake-caption")
-    )
+    parts = [big, top5, caption, cam, key, opened]
+    gallery.select(on_select, [ctx.view, shown], parts, api_name=False).then(None, js=show_js("#mistake-caption"))
+    names_or_ids = links.dish(b)
+    link(ctx, "true", f_true, names_or_ids, ALL)
+    link(ctx, "pred", f_pred, names_or_ids, ALL)
+    link(ctx, "conf", f_conf, links.number(0, 100), 0)
+    link(ctx, "show", f_show, links.one_of(SHOW), next(iter(SHOW)))
+    link(ctx, "photo", opened, str, "")
+    links.restorer(ctx, reopen, [ctx.view, opened], parts)
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_mistakes, api_name="mistakes")

@@ -9,8 +9,9 @@ from pathlib import Path
 import gradio as gr
 
 from ..bundle import BundleError
-from . import errors, photo_view, quality_report
-from .context import AppContext, captioned_gallery, chart, chosen, dish_filter, on_settled, tool
+from . import errors, links, photo_view, quality_report
+from .context import ALL, AppContext, captioned_gallery, chart, chosen, dish_filter, on_settled, tool
+from .links import link
 from .tabs import TITLE
 
 MAX_SUSPECTS = 120
@@ -57,6 +58,8 @@ def build(ctx: AppContext) -> None:
         count = gr.Markdown(elem_id="suspect-count")
         gallery = captioned_gallery("Suspect training labels", "suspects-gallery", height=560)
         photo_view.viewer(ctx, gallery, "suspect-view")
+        link(ctx, "given", given, links.dish(b), ALL)
+        link(ctx, "suggested", suggested, links.dish(b), ALL)
         csv = gr.DownloadButton("Download these suspects (CSV, for train.py --exclude)", elem_id="suspects-csv")
         image_checks_section(ctx, tab)
         gr.Markdown("### Near-duplicate photos")
