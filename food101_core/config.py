@@ -50,8 +50,14 @@ class TrainConfig:
     )
     exclude: str = setting(
         "",
-        "a file of training image ids to leave out: a CSV with an 'id' column (the Data-quality tab's suspect "
-        "list) or one id a line; the ids left out are recorded in the bundle",
+        "a file of training image ids to leave out: the app's marks CSV (photos marked 'exclude'), a CSV with an "
+        "'id' column (the Data-quality tab's suspect list) or one id a line; the ids left out are recorded in the "
+        "bundle",
+    )
+    relabel: str = setting(
+        "",
+        "the app's marks CSV ('Download my marks'): its training photos marked 'relabel as ...' take that label "
+        "(test photos' marks are reported, never applied); what changed is recorded in the bundle",
     )
     image_size: int = setting(224, "square input size in pixels")
     cache: str = setting(
@@ -258,6 +264,7 @@ NON_NEGATIVE = (
 # Recipe settings added after runs were named: left out of the recipe while off, so those runs keep their names.
 LATER_SETTINGS_OFF = {
     "exclude": "",
+    "relabel": "",
     "clipnorm": 0.0,
     "calibration_fraction": 0.0,
     "polish_epochs": 0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
+
+from .. import marks
+from ..sets.labels import LabelMatcher
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -133,6 +137,14 @@ def load_data(cfg: TrainConfig) -> FoodData:
 
     if cfg.exclude:  # before anything is picked, so the split and the validation hold-out see the cleaner set
         train, source["excluded"] = exclude_ids(train, read_id_list(cfg.exclude))
+    if cfg.relabel:
+        train, source["relabelled"] = relabel_ids(train, read_relabels(cfg.relabel), class_ids, class_names)
+    reported = [m for path in dict.fromkeys(filter(None, [cfg.exclude, cfg.relabel])) for m in test_marks_of(path)]
+    if reported:  # a person's verdict on a test label: said and kept, never applied to the split every run shares
+        source["test_marks"] = reported
+        print(f"{len(reported)} test photos are marked ({', '.join(sorted({m['decision'] for m in reported}))}): "
+              "recorded in the bundle's config.json, not applied (the test split stays as published)",
+              file=sys.stderr)  # fmt: skip
     keep = _select_classes(class_ids, cfg.classes, cfg.num_classes)
     remap = np.full(len(class_ids), -1)
     remap[keep] = np.arange(len(keep))
@@ -247,10 +259,13 @@ def _from_tfds(name: str):
 
 
 def read_id_list(path: str | Path) -> list[str]:
-    """Image ids from a CSV with an `id` column (the Data-quality tab's download) or a text file, one id a line."""
+    """Image ids from the app's marks CSV (its training photos marked `exclude`), a CSV with an `id` column (the
+    Data-quality tab's download) or a text file, one id a line."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"--exclude {path}: no such file")
+    if marks.is_marks_file(path):
+        return marks.excluded(read_marks(path, "--exclude"))
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     if lines and "," in lines[0]:
@@ -261,6 +276,51 @@ def read_id_list(path: str | Path) -> list[str]:
             raise DataError(f"--exclude {path}: a CSV needs an 'id' column (it has {', '.join(table.columns)})")
         return table["id"].dropna().str.strip().tolist()
     return lines
+
+
+def read_marks(path: str | Path, flag: str):
+    try:
+        return marks.read(path)
+    except marks.MarksError as e:
+        raise DataError(f"{flag} {e}") from None
+
+
+def read_relabels(path: str | Path) -> dict[str, str]:
+    """Training photo id -> new label, from the app's marks CSV (`--relabel`)."""
+    if not Path(path).expanduser().is_file():
+        raise DataError(f"--relabel {path}: no such file")
+    if not marks.is_marks_file(path):
+        raise DataError(f"--relabel {path}: not a marks file (the app's 'Download my marks': "
+                        f"{', '.join(marks.COLUMNS)})")  # fmt: skip
+    return marks.relabelled(read_marks(path, "--relabel"))
+
+
+def test_marks_of(path: str | Path) -> list[dict]:
+    return marks.test_marks(read_marks(path, "--exclude")) if marks.is_marks_file(path) else []
+
+
+def relabel_ids(train: Split, new: dict[str, str], class_ids: list[str], class_names: list[str]):
+    """The training split with the marked photos' labels changed, and what changed ({id, from, to} by class id);
+    an id the split lacks or a label the data set does not have is refused, named."""
+    where = {x: i for i, x in enumerate(train.ids)}
+    unknown = [i for i in new if i not in where]
+    if unknown:
+        raise DataError(f"--relabel names {len(unknown)} ids that are not training images of this data set, e.g. "
+                        f"{', '.join(unknown[:5])}")  # fmt: skip
+    match = LabelMatcher(class_ids, class_names)
+    bad = {i: label for i, label in new.items() if match(label) is None}
+    if bad:
+        raise DataError(f"--relabel: {len(bad)} new labels are not classes of this data set, e.g. "
+                        f"{', '.join(f'{i} -> {label}' for i, label in list(bad.items())[:5])}")  # fmt: skip
+    labels, changed = train.labels.copy(), []
+    for image_id, label in new.items():
+        to = class_ids.index(match(label))
+        if labels[where[image_id]] != to:
+            changed.append({"id": image_id, "from": class_ids[labels[where[image_id]]], "to": class_ids[to]})
+            labels[where[image_id]] = to
+    out = train.subset(np.arange(len(train)))
+    out.labels = labels
+    return out, changed
 
 
 def exclude_ids(train: Split, ids: list[str]) -> tuple[Split, list[str]]:
