@@ -1004,3 +1004,70 @@ def linked_view(url: str, out: Path, timeout_ms: int = 60_000) -> dict:
         seen["stale"], seen["stale_url"] = stale.evaluate(VIEW_STATE_JS), stale.url
         browser.close()
     return seen
+
+
+def mark_photo(page, view: str, words: str, dish: str | None = None) -> str:
+    """In the large view `view`, mark the photo shown (`words`: a mark's label on the page), choosing `dish` for a
+    relabel; return what the view then says of its mark."""
+    box = page.locator(view)
+    box.get_by_label(words, exact=True).check()
+    if dish:
+        box.locator("input[aria-label*='Relabel as']").click()
+        page.get_by_role("option", name=dish, exact=True).click()
+    box.locator("button.mark-go").click()
+    page.wait_for_function(f"() => ({HAS})('{view} .prose.mark-note', 'Your mark')")
+    return box.locator(".prose.mark-note").inner_text()
+
+
+def marks_round_trip(url: str, out: Path, dishes: list[str], timeout_ms: int = 60_000) -> dict:
+    """Issue 31's marks as a person makes them: two suspects marked (exclude; relabel as another dish) in Data
+    quality, a mistake (a test photo) relabelled in Mistakes, one mark made and undone; the page reloaded; the marks
+    downloaded as CSV into `out`."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_context(viewport=DESKTOP, accept_downloads=True).new_page()
+        page.set_default_timeout(timeout_ms)
+        page.goto(url)
+        page.wait_for_selector("#photo")
+        _tab(page, "Data quality")
+        settled(page)
+        suspects = page.locator("#suspects-gallery .thumbnail-item")
+        seen["suspects"] = [suspects.nth(i).inner_text() for i in range(3)]
+        suspects.nth(0).click()
+        settled(page)
+        page.wait_for_function(f"() => ({HAS})('#suspect-view .prose.mark-note', 'Not marked')")
+        seen["unmarked"] = page.locator("#suspect-view .prose.mark-note").inner_text()
+        seen["excluded"] = mark_photo(page, "#suspect-view", "exclude")
+        suspects.nth(1).click()
+        settled(page)
+        seen["relabelled"] = mark_photo(page, "#suspect-view", "relabel as …", dishes[0])
+        suspects.nth(2).click()
+        settled(page)
+        mark_photo(page, "#suspect-view", "exclude")
+        page.locator("#suspect-view button.mark-undo").click()
+        page.wait_for_function(f"() => ({HAS})('#suspect-view .prose.mark-note', 'Not marked')")
+        seen["undone"] = page.locator("#suspect-view .prose.mark-note").inner_text()
+        _tab(page, "Mistakes")
+        settled(page)
+        page.locator("#mistakes-gallery .thumbnail-item").first.click()
+        page.wait_for_function(f"() => ({HAS})('#mistake-caption', 'test image')")
+        seen["test_photo"] = page.locator("#mistake-caption").inner_text()
+        seen["test_mark"] = mark_photo(page, "#mistake-view", "relabel as …", dishes[1])
+        page.reload()
+        page.wait_for_selector("#photo")
+        _tab(page, "Data quality")
+        settled(page)
+        page.locator("#marks button").first.click()
+        settled(page)
+        seen["summary"] = page.locator("#marks-summary").inner_text()
+        suspects.nth(0).click()
+        page.wait_for_function(f"() => ({HAS})('#suspect-view .prose.mark-note', 'mark')")
+        seen["reopened"] = page.locator("#suspect-view .prose.mark-note").inner_text()
+        with page.expect_download() as download:
+            page.locator("#marks-csv").click()
+        download.value.save_as(out / "marks.csv")
+        browser.close()
+    return seen

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import MINI, ROOT, needs_mini, start_app
+from helpers import MINI, ROOT, needs_mini, start_app, tiny_args
 from PIL import Image
 
 from food101_core.bundle import load_bundle
@@ -523,3 +523,43 @@ def test_a_view_set_by_clicks_is_restored_from_its_url(demo_app, tmp_path):
     stale = parse_qs(urlparse(seen["stale_url"]).query)
     assert "true" not in stale and stale["pred"] == [pred_name] and seen["stale"]["pred"] == pred_name
     assert seen["stale"]["tab"] == "Mistakes" and seen["stale"]["true"] == "All"
+
+
+@pytest.mark.browser
+def test_marks_made_in_the_browser_feed_the_next_training_run(app, tiny_bundle, tmp_path):
+    """Issue 31's round trip: marks made by clicking (a suspect excluded, one relabelled, a test photo relabelled, one
+    made and undone) survive a reload, show on their photo, download as one CSV; `train.py --exclude --relabel` on
+    that CSV leaves the one photo out, relabels the other, reports the test photo's mark without applying it, and
+    the new bundle's config.json says so."""
+    from browser import marks_round_trip
+
+    import train
+    from food101_core import marks
+
+    needs_chromium()
+    b = load_bundle(tiny_bundle)
+    suspects = b.data_quality().suspects
+    pictured = [r for r in suspects.itertuples() if b.photo("train", r.id) is not None][:3]
+    other = next(n for n in b.class_names if n != b.name_of[pictured[1].given])
+    seen = marks_round_trip(app, tmp_path, [other, b.class_names[0]])
+    assert "Not marked" in seen["unmarked"] and "Your mark: exclude" in seen["excluded"]
+    assert f"Your mark: relabel as {other}" in seen["relabelled"] and "Not marked" in seen["undone"]
+    assert "a test photo's mark is reported, not applied" in seen["test_mark"]
+    assert seen["summary"].startswith("3 marks in this browser") and "Your mark: exclude" in seen["reopened"]
+    table = marks.read(tmp_path / "marks.csv")
+    test_id = seen["test_photo"].split("test image")[-1].strip()
+    assert table.to_dict("records") == [
+        {"split": "train", "id": pictured[0].id, "given": pictured[0].given, "decision": "exclude", "new_label": ""},
+        {"split": "train", "id": pictured[1].id, "given": pictured[1].given, "decision": "relabel",
+         "new_label": b.id_of[other]},
+        {"split": "test", "id": test_id, "given": b.class_ids[int(b.test_labels[b.test_ids.index(test_id)])],
+         "decision": "relabel", "new_label": b.class_ids[0]},
+    ]  # fmt: skip
+    csv = str(tmp_path / "marks.csv")
+    args = tiny_args(b.data_source["location"], tmp_path / "runs", exclude=csv, relabel=csv, stage2_epochs=0)
+    assert train.main(args) == 0
+    data = load_bundle(tmp_path / "runs" / "tiny").data_source
+    assert data["excluded"] == [pictured[0].id]
+    assert data["relabelled"] == [{"id": pictured[1].id, "from": pictured[1].given, "to": b.id_of[other]}]
+    assert [m["id"] for m in data["test_marks"]] == [test_id] and data["test"] == b.data_source["test"]
+    assert data["train"] == b.data_source["train"] - 1

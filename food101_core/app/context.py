@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import plotly
@@ -239,6 +240,7 @@ class AppContext:
     links: list = field(default_factory=list)
     restorers: list = field(default_factory=list)
     derived: list = field(default_factory=list)  # (component, fn(restored values by component) -> its value)
+    marks: Any = None  # the person's marks on photos, in the browser's storage (marking.store)
     files: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="food101-explorer-")))
     _predictors: dict[str, Predictor] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -12,6 +12,7 @@ from . import (
     header,
     links,
     map_tab,
+    marking,
     mistakes_tab,
     per_class_tab,
     predict_tab,
@@ -172,6 +173,7 @@ def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None)
         stage, photos, view = header.build(bundle, demo)
         ctx = AppContext(bundle=bundle, blocks=page, stage=stage, photos=photos, view=view, demo=demo)
         header.link_selectors(ctx)
+        ctx.marks = marking.store(bundle)
         ctx.predictor(bundle.final_stage)  # load the served model now, not during the first request
         with gr.Tabs(overflow_behavior="wrap"):  # a phone scrolls the strip (CSS), no "more" menu
             for tab in TABS:  # in the one list's order

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..serving.gradcam import HEAT_KEY
-from . import errors, links
+from . import errors, links, marking
 from .context import ALL, AppContext, captioned_gallery, chosen, dish_filter, on_settled, show_js, tab_intro, tool
 from .links import link
 from .tabs import TITLE
@@ -33,12 +33,14 @@ def build(ctx: AppContext) -> None:
         with gr.Row():
             with gr.Column(scale=3, min_width=300):
                 gallery = captioned_gallery("Most confident mistakes", "mistakes-gallery", height=560)
-            with gr.Column(scale=2, min_width=300):
+            with gr.Column(scale=2, min_width=300, elem_id="mistake-view"):
                 caption = gr.Markdown("Click a photo to see it here.", elem_id="mistake-caption")
                 big = gr.Image(label="Selected", interactive=False, height=300, visible=False)
                 top5 = gr.Label(num_top_classes=5, label="Its top 5", visible=False)
                 cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=300, visible=False)
                 key = gr.HTML(HEAT_KEY, visible=False)
+                mark_key = gr.Textbox(visible=False)  # "test:ID" of the large photo, for its mark
+                marking.panel(ctx, mark_key)
         shown = gr.State([])
         opened = gr.Textbox(visible=False, elem_id="mistake-opened")  # the large photo's test id, for links
 
@@ -59,6 +61,7 @@ def build(ctx: AppContext) -> None:
             cam: gr.update(value=heat, visible=heat is not None),
             key: gr.update(visible=heat is not None),
             opened: b.photo_id(stage, index),
+            mark_key: "" if b.is_set(stage) else f"test:{b.photo_id(stage, index)}",
         }
 
     def reopen(stage: str, image_id: str) -> dict:
@@ -89,7 +92,7 @@ def build(ctx: AppContext) -> None:
     # filled when the tab is opened (a Space downloading the bundle on demand fetches the photos only then)
     triggers = [f_true.change, f_pred.change, f_conf.release, f_show.change, ctx.view.change, tab.select]
     on_settled(triggers, mistakes, inputs, [gallery, shown, count])
-    parts = [big, top5, caption, cam, key, opened]
+    parts = [big, top5, caption, cam, key, opened, mark_key]
     gallery.select(on_select, [ctx.view, shown], parts, api_name=False).then(None, js=show_js("#mistake-caption"))
     names_or_ids = links.dish(b)
     link(ctx, "true", f_true, names_or_ids, ALL)

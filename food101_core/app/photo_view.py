@@ -9,7 +9,7 @@ import gradio as gr
 from PIL import Image
 
 from ..serving.gradcam import HEAT_KEY
-from . import errors
+from . import errors, marking
 from .context import AppContext, show_js
 
 
@@ -23,8 +23,10 @@ def viewer(ctx: AppContext, gallery: gr.Gallery, elem_id: str) -> None:
                 top5 = gr.Label(num_top_classes=5, label="The model's top 5")
                 cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=300, visible=False)
                 key = gr.HTML(HEAT_KEY, visible=False)
+        which = gr.Textbox(visible=False)  # "split:id" of the photo shown, for its mark
+        marking.panel(ctx, which)
 
-    parts = {"box": box, "caption": caption, "big": big, "top5": top5, "cam": cam, "key": key}
+    parts = {"box": box, "caption": caption, "big": big, "top5": top5, "cam": cam, "key": key, "which": which}
 
     def on_select(stage: str, evt: gr.SelectData) -> dict:  # Gradio injects `evt` by this annotation, not a partial's
         return {parts[name]: value for name, value in open_photo(ctx, stage, evt).items()}
@@ -43,11 +45,12 @@ def open_photo(ctx: AppContext, stage: str, evt: gr.SelectData) -> dict:
     found = ctx.bundle.photos.find(Path(image.get("orig_name") or path).name) if path else None
     b = ctx.bundle
     if found and found[0] == "test":  # a test photo, as the chosen stage answers it (a set's view: the final stage)
-        return test_photo(ctx, b.stage_of(stage), b.test_ids.index(found[1]))
+        return {**test_photo(ctx, b.stage_of(stage), b.test_ids.index(found[1])), "which": f"test:{found[1]}"}
     if found and b.is_set(found[0]):  # a set's photo: its source is its split
-        return test_photo(ctx, found[0], b.source_index(found[0], found[1]))
+        return {**test_photo(ctx, found[0], b.source_index(found[0], found[1])), "which": ""}
     if not path:
-        return {"box": gr.update(visible=True), "caption": "This photo could not be opened.", "big": None, "top5": None}
+        return {"box": gr.update(visible=True), "caption": "This photo could not be opened.", "big": None, "top5": None,
+                "which": ""}  # fmt: skip
     shown = Image.open(path).convert("RGB")
     if found:  # a training photo: what the model answers for it, here and now
         pred = ctx.predictor(stage).predict(shown)
@@ -59,8 +62,8 @@ def open_photo(ctx: AppContext, stage: str, evt: gr.SelectData) -> dict:
             + (f" · labelled **{label}**" if label and label not in words else "")
         )
         words += "\n\nTop 5: the model's answer for this thumbnail."
-        return view_of(words, shown, top)
-    return view_of(words, shown, None)
+        return {**view_of(words, shown, top), "which": f"{found[0]}:{found[1]}" if found[0] == "train" else ""}
+    return {**view_of(words, shown, None), "which": ""}
 
 
 def view_of(words: str, shown, top: dict | None, heat=None) -> dict:

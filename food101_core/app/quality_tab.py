@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..bundle import BundleError
-from . import errors, links, photo_view, quality_report
+from . import errors, links, marking, photo_view, quality_report
 from .context import ALL, AppContext, captioned_gallery, chart, chosen, dish_filter, on_settled, tool
 from .links import link
 from .tabs import TITLE
@@ -48,6 +48,7 @@ def build(ctx: AppContext) -> None:
 
     with gr.Tab(TITLE["quality"], id="quality") as tab:
         gr.api(api_suspects, api_name="suspects")  # inside the tab: gr.Tabs holds only tabs
+        marks_section(ctx)
         if not b.has_data_quality:
             gr.Markdown(quality_report.NO_DATA_QUALITY, elem_id="quality-missing")
             return
@@ -74,6 +75,23 @@ def build(ctx: AppContext) -> None:
     # filled when the tab is opened: a Space downloading the bundle on demand fetches these photos only then
     on_settled([given.change, suggested.change, tab.select], suspects, [given, suggested], [gallery, count, csv])
     on_settled([kind.change, tab.select], duplicates, [kind], [pairs, pair_count])
+
+
+def marks_section(ctx: AppContext) -> None:
+    """Every mark made in this browser (any tab's large photo): counted, listed, downloadable for train.py."""
+    with gr.Accordion("Your marks: the labels you judged, for the next training run", open=False, elem_id="marks"):
+        words = gr.Markdown(marking.summary([]), elem_id="marks-summary")
+        listed = gr.Dataframe(marking.table(ctx.bundle, []), interactive=False, elem_id="marks-table", wrap=True)
+        download = gr.DownloadButton("Download my marks (CSV, for train.py --exclude and --relabel)",
+                                     elem_id="marks-csv", visible=False)  # fmt: skip
+
+    def show(all_marks: list | None) -> dict:
+        path = marking.write_csv(ctx.files, all_marks)
+        return {words: marking.summary(all_marks), listed: marking.table(ctx.bundle, all_marks),
+                download: gr.update(value=path, visible=path is not None)}  # fmt: skip
+
+    ctx.marks.change(show, ctx.marks, [words, listed, download], api_name=False)
+    ctx.blocks.load(show, ctx.marks, [words, listed, download], api_name=False)
 
 
 def image_checks_section(ctx: AppContext, tab: gr.Tab) -> None:
