@@ -63,7 +63,8 @@ def reach(graph: dict[str, set[str]], start: str) -> set[str]:
 
 
 # package -> the side it is on; `sets` scores a person's photos with the served model: the serving side
-SIDES = {"training": "training", "serving": "serving", "sets": "serving", "app": "app"}
+# `report` is the app's report on the command line (python -m food101_core.report)
+SIDES = {"training": "training", "serving": "serving", "sets": "serving", "app": "app", "report": "app"}
 
 
 def side_of(module: str) -> str:

@@ -17,7 +17,7 @@ from helpers import ROOT
 from PIL import Image
 
 from food101_core.bundle import load_bundle
-from food101_core.sets.labels import LabelMatcher
+from food101_core.labels import LabelMatcher
 from food101_core.sets.uploads import Limits, UploadError, collect
 
 

@@ -64,13 +64,6 @@ def build(ctx: AppContext) -> None:
             at += len(f.inputs)
         return out
 
-    def on_cell_click(stage: str, evt: gr.EventData, *extra):  # Gradio injects `evt` at its place among positionals
-        return show_pair(stage, evt.true_class, evt.pred_class, extra)
-
-    def on_row_select(stage: str, table: pd.DataFrame, evt: gr.SelectData, *extra):
-        row = evt.row_value or table.iloc[evt.index[0]].tolist()
-        return show_pair(stage, *row[0].split(" → "), extra)
-
     @tool("confusion")
     def api_confusion(stage: str, normalize: bool, hide_diagonal: bool, order: str) -> dict:
         """The confusion matrix as a plotly figure (JSON) and the most confused pairs (true, predicted, images, % of
@@ -88,29 +81,34 @@ def build(ctx: AppContext) -> None:
     inputs = [ctx.view, normalize, hide_diag, order]
     on_settled([normalize.change, hide_diag.change, order.change, ctx.view.change], on_change, inputs, [plot, pairs])
 
-    def bind_pair() -> None:
-        """A cell and a row both choose the pair, one at a time in the order clicked; one answer sets its photos
-        and the other tabs' menus that follow it (bound once those tabs exist)."""
-        extra = [i for f in ctx.pair_followers for i in f.inputs]
-        outputs = [title, gallery, chosen_pair, *[o for f in ctx.pair_followers for o in f.outputs]]
-        one_pair = {"concurrency_id": "confusion-pair", "concurrency_limit": 1, "api_name": False}
-        plot.click(on_cell_click, [ctx.view, *extra], outputs, **one_pair).then(None, js=show_js("#pair-title"))
-        pairs.select(on_row_select, [ctx.view, pairs, *extra], outputs, **one_pair).then(
-            None, js=show_js("#pair-title")
-        )
-
-        link(ctx, "pair", chosen_pair, pair_of(b), "")
-
-        def reopen(stage: str, key: str, *extra) -> dict:
-            """A link's pair: its photos and its followers (the map's menus) as a click on its cell shows them."""
-            return show_pair(stage, *key.split(PAIR), extra) if key else links.unchanged(outputs)
-
-        links.restorer(ctx, reopen, [ctx.view, chosen_pair, *extra], outputs)
-
-    ctx.after_build.append(bind_pair)
+    ctx.after_build.append(lambda: bind_pair(ctx, plot, pairs, [title, gallery, chosen_pair], show_pair))
     with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
         gr.api(api_confusion, api_name="confusion")
         gr.api(pair, api_name="pair")
+
+
+def bind_pair(ctx: AppContext, plot, pairs, shown: list, show_pair) -> None:
+    """A cell and a row both choose the pair, one at a time in the order clicked; one answer (`show_pair`) sets its
+    photos (`shown`: title, gallery, the pair's key) and the other tabs' menus that follow it (bound once those tabs
+    exist). A link's pair is shown again on load the same way."""
+    extra = [i for f in ctx.pair_followers for i in f.inputs]
+    outputs = [*shown, *[o for f in ctx.pair_followers for o in f.outputs]]
+
+    def on_cell_click(stage: str, evt: gr.EventData, *extra):  # Gradio injects `evt` at its place among positionals
+        return show_pair(stage, evt.true_class, evt.pred_class, extra)
+
+    def on_row_select(stage: str, table: pd.DataFrame, evt: gr.SelectData, *extra):
+        row = evt.row_value or table.iloc[evt.index[0]].tolist()
+        return show_pair(stage, *row[0].split(" → "), extra)
+
+    def reopen(stage: str, key: str, *extra) -> dict:
+        return show_pair(stage, *key.split(PAIR), extra) if key else links.unchanged(outputs)
+
+    one_pair = {"concurrency_id": "confusion-pair", "concurrency_limit": 1, "api_name": False}
+    plot.click(on_cell_click, [ctx.view, *extra], outputs, **one_pair).then(None, js=show_js("#pair-title"))
+    pairs.select(on_row_select, [ctx.view, pairs, *extra], outputs, **one_pair).then(None, js=show_js("#pair-title"))
+    link(ctx, "pair", shown[2], pair_of(ctx.bundle), "")
+    links.restorer(ctx, reopen, [ctx.view, shown[2], *extra], outputs)
 
 
 def layout(fig_json: str, top_pairs: pd.DataFrame) -> tuple:

@@ -63,16 +63,7 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
     note = DEMO_NOTE.format(backbone=BACKBONES[b.train_config.backbone].builder) if demo else ""
     if demo:
         gr.Markdown(note, elem_id="demo-note", elem_classes="desktop-only")
-    with gr.Accordion("Run details: recipe, data and every stage's results", open=False, elem_id="run-details"):
-        if demo:
-            gr.Markdown(note, elem_classes="phone-only")
-        gr.Markdown(run_summary.summary_details(b), elem_id="summary")
-        gr.Markdown(run_summary.results_table(b), elem_id="results-table")
-        with gr.Row():
-            copy_phone = gr.Button("Copy a link to this view", elem_id="copy-link-phone", size="sm", scale=0,
-                                   elem_classes="phone-only")  # fmt: skip
-            report_go = gr.Button("Make a report to send (one HTML file)", elem_id="report-go", size="sm", scale=0)
-            report_file = gr.File(label="Report: opens offline in any browser", visible=False, elem_id="report-file")
+    run_details(b, demo, note, stage)
 
     def metrics(stage: str) -> dict:
         """A model's metrics on the test split: n, top1, top5, macro precision/recall/F1, ece (calibration error after
@@ -92,6 +83,25 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
             source = stage
         return source, header_text(b, source)
 
+    gr.api(metrics, api_name="metrics")
+    copy.click(None, js=COPY_JS)
+    gr.on([stage.change, photos.change], choose, [stage, photos], [view, title], api_name=False)
+    return stage, photos, view
+
+
+def run_details(b: Bundle, demo: bool, note: str, stage: gr.Dropdown) -> None:
+    """What the one-line header leaves out, behind a tap: the recipe, the data, every stage's results, the report of
+    the selected model, and (on a phone) the link to this view."""
+    with gr.Accordion("Run details: recipe, data and every stage's results", open=False, elem_id="run-details"):
+        if demo:
+            gr.Markdown(note, elem_classes="phone-only")
+        gr.Markdown(run_summary.summary_details(b), elem_id="summary")
+        gr.Markdown(run_summary.results_table(b), elem_id="results-table")
+        with gr.Row():
+            copy_phone = gr.Button("Copy a link to this view", elem_id="copy-link-phone", scale=0,
+                                   elem_classes="phone-only")  # fmt: skip
+            report_go = gr.Button("Make a report to send (one HTML file)", elem_id="report-go", scale=0)
+            report_file = gr.File(label="Report: opens offline in any browser", visible=False, elem_id="report-file")
     reports: dict[str, Path] = {}
 
     def report(stage: str, progress=gr.Progress()) -> dict:
@@ -102,12 +112,8 @@ def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
             reports[stage] = write_report(b, folder / f"food101-report-{b.path.name}-{stage}.html", stage)
         return gr.update(value=str(reports[stage]), visible=True)
 
-    gr.api(metrics, api_name="metrics")
-    copy.click(None, js=COPY_JS)
     copy_phone.click(None, js=COPY_JS.replace("#copy-link", "#copy-link-phone"))
     report_go.click(report, stage, report_file, api_name=False, concurrency_id="report", concurrency_limit=1)
-    gr.on([stage.change, photos.change], choose, [stage, photos], [view, title], api_name=False)
-    return stage, photos, view
 
 
 def link_selectors(ctx: AppContext) -> None:

@@ -95,16 +95,22 @@ def build(ctx: AppContext) -> None:
     plot.submit(on_select, ctx.view, [selection, count], api_name=False).then(None, js=show_js("#map-count"))
     ctx.pair_followers.append(PairFollower([ctx.view, colour], [f_true, f_pred, *drawn], follow))
     clear.click(lambda v, c: follow(ALL, ALL, v, c), [ctx.view, colour], [f_true, f_pred, *drawn], api_name=False)
+    link_menus(ctx, menus, drawn, draw)
+
+
+def link_menus(ctx: AppContext, menus: list, drawn: list, draw) -> None:
+    """The map's colouring and highlights in the page's URL; a link that sets them draws the map from them (the page
+    already drew the plain map)."""
+    _, colour, f_true, f_pred = menus
 
     def redraw(view: str, colour_by: str, true_name: str | None, pred_name: str | None, request: gr.Request) -> dict:
-        """A link that set the map's menus: the map drawn from them (the page already drew the plain map)."""
         if not LINKED & set(request.query_params if request else {}):
             return links.unchanged(drawn)
         return draw(view, colour_by, true_name, pred_name)
 
     link(ctx, "colour", colour, links.one_of(neighbours.MAP_COLOURINGS), neighbours.MAP_COLOURINGS[0])
-    link(ctx, "map_true", f_true, links.dish(b), ALL)
-    link(ctx, "map_pred", f_pred, links.dish(b), ALL)
+    link(ctx, "map_true", f_true, links.dish(ctx.bundle), ALL)
+    link(ctx, "map_pred", f_pred, links.dish(ctx.bundle), ALL)
     links.restorer(ctx, redraw, menus, drawn)
 
 

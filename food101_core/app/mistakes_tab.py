@@ -3,8 +3,11 @@ shows large, with its top 5 and (where the full image is on this machine) Grad-C
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gradio as gr
 
+from ..bundle import Bundle
 from ..serving.gradcam import HEAT_KEY
 from . import errors, links, marking
 from .context import ALL, AppContext, captioned_gallery, chosen, dish_filter, on_settled, show_js, tab_intro, tool
@@ -16,53 +19,74 @@ SHOW = {"mistakes only": True, "every photo, right ones too": False}  # label ->
 
 
 def build(ctx: AppContext) -> None:
-    b = ctx.bundle
-    names = sorted(b.class_names, key=str.lower)
     with gr.Tab(TITLE["mistakes"], id="mistakes") as tab:
         tab_intro(
             "The test photos the model got wrong, the most confident first: each caption reads true dish → the "
             "model's answer · how sure it was. Click one to see it large. Choose “every photo” and a dish to "
             "browse all its test photos, right answers too."
         )
-        with gr.Row():
-            f_true = dish_filter(names, "True dish", "f-true")
-            f_pred = dish_filter(names, "Model's answer", "f-pred")
-            f_conf = gr.Slider(0, 100, value=0, step=5, label="Minimum confidence (%)", elem_id="f-conf")
-            f_show = gr.Radio(list(SHOW), value=next(iter(SHOW)), label="Show", elem_id="f-show")
-        count = gr.Markdown(elem_id="mistake-count")
-        with gr.Row():
-            with gr.Column(scale=3, min_width=300):
-                gallery = captioned_gallery("Most confident mistakes", "mistakes-gallery", height=560)
-            with gr.Column(scale=2, min_width=300, elem_id="mistake-view"):
-                caption = gr.Markdown("Click a photo to see it here.", elem_id="mistake-caption")
-                big = gr.Image(label="Selected", interactive=False, height=300, visible=False)
-                top5 = gr.Label(num_top_classes=5, label="Its top 5", visible=False)
-                cam = gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=300, visible=False)
-                key = gr.HTML(HEAT_KEY, visible=False)
-                mark_key = gr.Textbox(visible=False)  # "test:ID" of the large photo, for its mark
-                marking.panel(ctx, mark_key)
+        f, count, gallery, v = layout(ctx)
         shown = gr.State([])
-        opened = gr.Textbox(visible=False, elem_id="mistake-opened")  # the large photo's test id, for links
+        gr.api(mistakes_api(ctx.bundle), api_name="mistakes")
+    b = ctx.bundle
 
     def mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf_pct: float, show: str):
         true_name, pred_name = chosen(true_name), chosen(pred_name)
         return errors.mistake_gallery(b, stage, true_name, pred_name, min_conf_pct / 100, MAX_GALLERY, SHOW[show])
 
-    def on_select(stage: str, indices: list[int], evt: gr.SelectData) -> dict:
-        return large(stage, indices[evt.index])
+    # filled when the tab is opened (a Space downloading the bundle on demand fetches the photos only then)
+    triggers = [f["true"].change, f["pred"].change, f["conf"].release, f["show"].change, ctx.view.change, tab.select]
+    on_settled(triggers, mistakes, [ctx.view, *f.values()], [gallery, shown, count])
+    bind_view(ctx, gallery, shown, v)
+    for key, default, parse in (
+        ("true", ALL, links.dish(b)),
+        ("pred", ALL, links.dish(b)),
+        ("conf", 0, links.number(0, 100)),
+        ("show", next(iter(SHOW)), links.one_of(SHOW)),
+    ):
+        link(ctx, key, f[key], parse, default)  # fmt: skip
+
+
+def layout(ctx: AppContext) -> tuple[dict, gr.Markdown, gr.Gallery, dict]:
+    """The filters, the count, the gallery and the large view (its parts by name, with its mark's controls)."""
+    names = sorted(ctx.bundle.class_names, key=str.lower)
+    with gr.Row():
+        f = {"true": dish_filter(names, "True dish", "f-true"), "pred": dish_filter(names, "Model's answer", "f-pred"),
+             "conf": gr.Slider(0, 100, value=0, step=5, label="Minimum confidence (%)", elem_id="f-conf"),
+             "show": gr.Radio(list(SHOW), value=next(iter(SHOW)), label="Show", elem_id="f-show")}  # fmt: skip
+    count = gr.Markdown(elem_id="mistake-count")
+    with gr.Row():
+        with gr.Column(scale=3, min_width=300):
+            gallery = captioned_gallery("Most confident mistakes", "mistakes-gallery", height=560)
+        with gr.Column(scale=2, min_width=300, elem_id="mistake-view"):
+            v = {"caption": gr.Markdown("Click a photo to see it here.", elem_id="mistake-caption"),
+                 "big": gr.Image(label="Selected", interactive=False, height=300, visible=False),
+                 "top5": gr.Label(num_top_classes=5, label="Its top 5", visible=False),
+                 "cam": gr.Image(label="Grad-CAM: where the model looked", interactive=False, height=300,
+                                 visible=False),
+                 "key": gr.HTML(HEAT_KEY, visible=False),
+                 "mark": gr.Textbox(visible=False),  # "test:ID" of the large photo, for its mark
+                 "opened": gr.Textbox(visible=False, elem_id="mistake-opened")}  # its test id, for links  # fmt: skip
+            marking.panel(ctx, v["mark"])
+    return f, count, gallery, v
+
+
+def bind_view(ctx: AppContext, gallery: gr.Gallery, shown: gr.State, v: dict) -> None:
+    """A click on a photo opens it large; a link's photo opens again on load."""
+    b, parts = ctx.bundle, list(v.values())
 
     def large(stage: str, index: int) -> dict:
         """One photo large: its caption, top 5 and Grad-CAM, and its id (which the page's URL keeps)."""
         image, heat = ctx.test_photo(stage, index)
-        return {
-            big: gr.update(value=image, visible=True),
-            top5: gr.update(value=errors.top5_of(b, stage, index), visible=True),
-            caption: errors.photo_caption(b, stage, index, heat is not None),
-            cam: gr.update(value=heat, visible=heat is not None),
-            key: gr.update(visible=heat is not None),
-            opened: b.photo_id(stage, index),
-            mark_key: "" if b.is_set(stage) else f"test:{b.photo_id(stage, index)}",
-        }
+        image_id = b.photo_id(stage, index)
+        return {v["big"]: gr.update(value=image, visible=True), v["key"]: gr.update(visible=heat is not None),
+                v["top5"]: gr.update(value=errors.top5_of(b, stage, index), visible=True),
+                v["caption"]: errors.photo_caption(b, stage, index, heat is not None),
+                v["cam"]: gr.update(value=heat, visible=heat is not None), v["opened"]: image_id,
+                v["mark"]: "" if b.is_set(stage) else f"test:{image_id}"}  # fmt: skip
+
+    def on_select(stage: str, indices: list[int], evt: gr.SelectData) -> dict:
+        return large(stage, indices[evt.index])
 
     def reopen(stage: str, image_id: str) -> dict:
         """A link's photo opened again, if it is one of the chosen photos (else the notice says so)."""
@@ -72,7 +96,15 @@ def build(ctx: AppContext) -> None:
             return large(stage, b.source_index(stage, image_id))
         except (KeyError, ValueError, IndexError):
             gr.Info(f"This link's photo {image_id} is not among these photos, so it was left out.")
-            return {opened: ""}
+            return {v["opened"]: ""}
+
+    gallery.select(on_select, [ctx.view, shown], parts, api_name=False).then(None, js=show_js("#mistake-caption"))
+    link(ctx, "photo", v["opened"], str, "")
+    links.restorer(ctx, reopen, [ctx.view, v["opened"]], parts)
+
+
+def mistakes_api(b: Bundle) -> Callable:
+    """`/mistakes`, also an MCP tool."""
 
     @tool("mistakes")
     def api_mistakes(stage: str, true_name: str | None, pred_name: str | None, min_conf: float) -> list[dict]:
@@ -88,18 +120,4 @@ def build(ctx: AppContext) -> None:
         m = errors.mistakes_table(b, stage, chosen(true_name), chosen(pred_name), min_conf)
         return m[["index", "id", "true_name", "pred_name", "confidence"]].to_dict("records")
 
-    inputs = [ctx.view, f_true, f_pred, f_conf, f_show]
-    # filled when the tab is opened (a Space downloading the bundle on demand fetches the photos only then)
-    triggers = [f_true.change, f_pred.change, f_conf.release, f_show.change, ctx.view.change, tab.select]
-    on_settled(triggers, mistakes, inputs, [gallery, shown, count])
-    parts = [big, top5, caption, cam, key, opened, mark_key]
-    gallery.select(on_select, [ctx.view, shown], parts, api_name=False).then(None, js=show_js("#mistake-caption"))
-    names_or_ids = links.dish(b)
-    link(ctx, "true", f_true, names_or_ids, ALL)
-    link(ctx, "pred", f_pred, names_or_ids, ALL)
-    link(ctx, "conf", f_conf, links.number(0, 100), 0)
-    link(ctx, "show", f_show, links.one_of(SHOW), next(iter(SHOW)))
-    link(ctx, "photo", opened, str, "")
-    links.restorer(ctx, reopen, [ctx.view, opened], parts)
-    with tab:  # endpoints live inside their tab: gr.Tabs holds only tabs
-        gr.api(api_mistakes, api_name="mistakes")
+    return api_mistakes

@@ -116,6 +116,12 @@ def bind(ctx: AppContext, tab: gr.Tab, p: dict, examples: list) -> None:
     ).then(extras_shown, found, after, **no_api).then(None, js=SHOW_ANSWER)
     with tab:  # for scripts only: no button on the page
         gr.Button(visible=False).click(predict, inputs, outputs[:3], api_name="predict", **batched)
+    explain_endpoint(ctx, tab, p)
+
+
+def explain_endpoint(ctx: AppContext, tab: gr.Tab, p: dict) -> None:
+    """`/explain` (also an MCP tool), for scripts: no button on the page."""
+    with tab:
         explained = gr.JSON(visible=False)
 
         def explain(photo: str | None, stage: str) -> dict:

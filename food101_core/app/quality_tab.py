@@ -79,7 +79,7 @@ def build(ctx: AppContext) -> None:
 
 def marks_section(ctx: AppContext) -> None:
     """Every mark made in this browser (any tab's large photo): counted, listed, downloadable for train.py."""
-    with gr.Accordion("Your marks: the labels you judged, for the next training run", open=False, elem_id="marks"):
+    with gr.Accordion("Your marks", open=False, elem_id="marks"):
         words = gr.Markdown(marking.summary([]), elem_id="marks-summary")
         listed = gr.Dataframe(marking.table(ctx.bundle, []), interactive=False, elem_id="marks-table", wrap=True)
         download = gr.DownloadButton("Download my marks (CSV, for train.py --exclude and --relabel)",

@@ -23,13 +23,13 @@ from scipy.stats import binomtest
 from ..bundle import Bundle, SetResults, check_set_name, set_split
 from ..embedding import Embedding
 from ..image_props import exposure_free, measure_files
+from ..labels import LabelMatcher
 from ..metrics import Evaluation, evaluate_probs
 from ..metrics import most_confident_mistakes as mistakes_of
 from ..photos import thumbnail_jpeg
 from ..serving.images import ImageError
 from ..serving.predictor import Predictor
 from ..slice_finder import SLICE_COLUMNS, find_slices
-from .labels import LabelMatcher
 from .uploads import Collected
 
 BATCH = 32

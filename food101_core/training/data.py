@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import marks
-from ..sets.labels import LabelMatcher
+from ..labels import LabelMatcher
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -135,16 +135,8 @@ def load_data(cfg: TrainConfig) -> FoodData:
         else:
             class_ids, class_names, train, test, source = _from_class_folders(root, cfg.seed)
 
-    if cfg.exclude:  # before anything is picked, so the split and the validation hold-out see the cleaner set
-        train, source["excluded"] = exclude_ids(train, read_id_list(cfg.exclude))
-    if cfg.relabel:
-        train, source["relabelled"] = relabel_ids(train, read_relabels(cfg.relabel), class_ids, class_names)
-    reported = [m for path in dict.fromkeys(filter(None, [cfg.exclude, cfg.relabel])) for m in test_marks_of(path)]
-    if reported:  # a person's verdict on a test label: said and kept, never applied to the split every run shares
-        source["test_marks"] = reported
-        print(f"{len(reported)} test photos are marked ({', '.join(sorted({m['decision'] for m in reported}))}): "
-              "recorded in the bundle's config.json, not applied (the test split stays as published)",
-              file=sys.stderr)  # fmt: skip
+    # before anything is picked, so the split and the validation hold-out see the cleaner set
+    train = apply_marks(cfg, train, class_ids, class_names, source)
     keep = _select_classes(class_ids, cfg.classes, cfg.num_classes)
     remap = np.full(len(class_ids), -1)
     remap[keep] = np.arange(len(keep))
@@ -276,6 +268,22 @@ def read_id_list(path: str | Path) -> list[str]:
             raise DataError(f"--exclude {path}: a CSV needs an 'id' column (it has {', '.join(table.columns)})")
         return table["id"].dropna().str.strip().tolist()
     return lines
+
+
+def apply_marks(cfg: TrainConfig, train: Split, class_ids: list[str], class_names: list[str], source: dict) -> Split:
+    """The training split without the photos `--exclude` lists and with `--relabel`'s new labels, each recorded in
+    `source`; test photos' marks are recorded and said, never applied to the split every run shares."""
+    if cfg.exclude:
+        train, source["excluded"] = exclude_ids(train, read_id_list(cfg.exclude))
+    if cfg.relabel:
+        train, source["relabelled"] = relabel_ids(train, read_relabels(cfg.relabel), class_ids, class_names)
+    reported = [m for path in dict.fromkeys(filter(None, [cfg.exclude, cfg.relabel])) for m in test_marks_of(path)]
+    if reported:
+        source["test_marks"] = reported
+        print(f"{len(reported)} test photos are marked ({', '.join(sorted({m['decision'] for m in reported}))}): "
+              "recorded in the bundle's config.json, not applied (the test split stays as published)",
+              file=sys.stderr)  # fmt: skip
+    return train
 
 
 def read_marks(path: str | Path, flag: str):
