@@ -33,6 +33,8 @@ def store(b) -> gr.BrowserState:
 def panel(ctx: AppContext, key: gr.Textbox) -> None:
     """The mark controls under a large photo whose key ("split:id", or "" for a photo that cannot be marked) is
     `key`'s value."""
+    if ctx.marks is None:  # a tab built on its own (build_app makes the page's store first)
+        ctx.marks = store(ctx.bundle)
     names = sorted(ctx.bundle.class_names, key=str.lower)
     with gr.Group(elem_classes="mark-panel"):
         note = gr.Markdown(elem_classes="mark-note")
