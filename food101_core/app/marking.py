@@ -36,7 +36,7 @@ def panel(ctx: AppContext, key: gr.Textbox) -> None:
     if ctx.marks is None:  # a tab built on its own (build_app makes the page's store first)
         ctx.marks = store(ctx.bundle)
     names = sorted(ctx.bundle.class_names, key=str.lower)
-    with gr.Group(elem_classes="mark-panel"):
+    with gr.Group(elem_classes="mark-panel", visible=False) as group:  # shown once a markable photo is open
         note = gr.Markdown(elem_classes="mark-note")
         with gr.Row():
             decision = gr.Radio(list(WORDS.values()), label="Your mark for this photo", scale=2, min_width=240)
@@ -45,15 +45,14 @@ def panel(ctx: AppContext, key: gr.Textbox) -> None:
         with gr.Row():
             go = gr.Button("Mark", variant="primary", elem_classes="mark-go")
             undo = gr.Button("Undo the mark", elem_classes="mark-undo")
-    parts = [note, decision, dish, go, undo]
+    parts = [group, note, decision, dish]
 
     def shown(all_marks: list, photo: str) -> dict:
         """The opened photo's mark (or that it has none), the controls set to it; hidden for a photo not markable."""
         m = find(all_marks, photo)
-        visible = gr.update(visible=bool(photo))
         new_dish = ctx.bundle.name_of.get(m["new_label"], m["new_label"]) if m else None
-        return {note: gr.update(value=words_of(m, ctx.bundle.name_of), visible=bool(photo)), go: visible,
-                decision: WORDS[m["decision"]] if m else None, dish: new_dish, undo: visible}  # fmt: skip
+        return {group: gr.update(visible=bool(photo)), note: words_of(m, ctx.bundle.name_of),
+                decision: WORDS[m["decision"]] if m else None, dish: new_dish}  # fmt: skip
 
     def mark(all_marks: list, photo: str, words: str | None, new_dish: str | None):
         if not photo:
