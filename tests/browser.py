@@ -657,8 +657,9 @@ def readability(url: str, viewport: dict, out: Path | None = None, timeout_ms: i
                 continue
             _tab(page, tab)
             seconds = first_chart_seconds(page, timeout_ms)
-            page.wait_for_timeout(400)  # galleries and tables fill in
-            report[tab] = {**page.evaluate(READABILITY_JS), "first_chart_s": seconds, "axe": axe_violations(page)}
+            settled(page)  # galleries and tables fill in; the checks and the audit read the settled tab
+            report[tab] = {**page.evaluate(READABILITY_JS), "first_chart_s": seconds,
+                           "axe": axe_violations(page, settle=False)}  # fmt: skip
             if phone:
                 report[tab]["phone"] = page.evaluate(PHONE_LAYOUT_JS)
             if out is not None:
@@ -681,13 +682,16 @@ def settled(page, timeout_ms: int = 15_000) -> None:
     page.wait_for_timeout(300)
 
 
-def axe_violations(page) -> list[dict] | None:
+def axe_violations(page, settle: bool = True) -> list[dict] | None:
     """axe-core's audit of the page as it is (WCAG 2 A/AA rules and best practices): the serious and critical
-    violations, each with a few of its elements. None when axe-core is not installed (tests/run.sh fetches it)."""
+    violations, each with a few of its elements. None when axe-core is not installed (tests/run.sh fetches it).
+    `settle=False` when the caller has just waited for the page to settle."""
     if not AXE.is_file():
         return None
-    settled(page)  # audit the settled page, not Gradio's fading boxes while an event runs
-    page.add_script_tag(path=str(AXE))
+    if settle:
+        settled(page)  # audit the settled page, not Gradio's fading boxes while an event runs
+    if not page.evaluate("() => typeof axe !== 'undefined'"):  # once a page: the script is half a megabyte
+        page.add_script_tag(path=str(AXE))
     return page.evaluate(
         """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
             .filter(v => v.impact === 'serious' || v.impact === 'critical')

@@ -92,7 +92,8 @@ def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
     runner-up (`contrast`).
 
     The feature space is the final stage's (the bundle keeps only its map), so `features` are the final model's
-    pooled features of the photo; by default the prediction's own (the final stage's prediction).
+    pooled features of the photo; by default the prediction's own (the final stage's prediction). `k=0`: the
+    verdict's numbers alone, no photos (`/predict` for scripts, which shows none).
     """
     top = [{"id": cid, "name": name, "p": round(p, 6)} for cid, name, p in prediction.top]
     stage = b.final_stage
@@ -107,8 +108,8 @@ def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
         "unfamiliar": score > emb.threshold,
         "score": round(score, 4),
         "threshold": round(emb.threshold, 4),
-        "similar": similar_photos(b, stage, y, r, k),
-        "contrast": contrast(b, stage, y, r, top[0]["id"], top[1]["id"]) if len(top) > 1 else None,
+        "similar": similar_photos(b, stage, y, r, k) if k else [],
+        "contrast": contrast(b, stage, y, r, top[0]["id"], top[1]["id"]) if k and len(top) > 1 else None,
     }
 
 

@@ -77,10 +77,10 @@ def bind(ctx: AppContext, tab: gr.Tab, p: dict, examples: list) -> None:
     def pick_example(evt: gr.SelectData) -> Image.Image:
         return read_image(examples[evt.index][2])
 
-    def on_page(photo: list, grad_cam: list, stage: list) -> list[list]:
-        """/predict's answers and what only the page shows (`found`). Batched: each argument is a list, one item a
-        request; the requests queued together share one forward pass."""
-        answers = predict_photos(ctx, list(zip(photo, grad_cam, stage)))
+    def on_page(photo: list, grad_cam: list, stage: list, shown: bool = True) -> list[list]:
+        """/predict's answers and what only the page shows (`found`; empty when not `shown`). Batched: each argument
+        is a list, one item a request; the requests queued together share one forward pass."""
+        answers = predict_photos(ctx, list(zip(photo, grad_cam, stage)), shown)
         return [[a[name] for a in answers] for name in answer_boxes]
 
     def predict(photo: list, grad_cam: list, stage: list) -> list[list]:
@@ -92,7 +92,7 @@ def bind(ctx: AppContext, tab: gr.Tab, p: dict, examples: list) -> None:
             grad_cam: also return the Grad-CAM image.
             stage: the model: "stage1" (head only), "stage2" (fine-tuned) or "stage3" (polished); the last is served.
         """
-        return on_page(photo, grad_cam, stage)[:3]
+        return on_page(photo, grad_cam, stage, shown=False)[:3]  # no photos to show: none looked up
 
     def extras_shown(found: dict) -> dict:
         return {extra[name]: value for name, value in show_extras(found).items()}
@@ -161,8 +161,9 @@ def predict_photo(ctx: AppContext, path: str | None, cam: bool, stage: str) -> d
     return predict_photos(ctx, [(path, cam, stage)])[0]
 
 
-def predict_photos(ctx: AppContext, asks: list[tuple[str | None, bool, str]]) -> list[dict]:
-    """`predict_photo` for several (path, cam, stage) requests at once: one forward pass for each model asked."""
+def predict_photos(ctx: AppContext, asks: list[tuple[str | None, bool, str]], shown: bool = True) -> list[dict]:
+    """`predict_photo` for several (path, cam, stage) requests at once: one forward pass for each model asked;
+    without the photos only a page shows (similar, contrast) unless `shown`."""
     answers: list[dict] = [{"top5": None, "verdict": START, "cam": None, "found": {}} for _ in asks]
     images = {}
     for i, (path, _, stage) in enumerate(asks):
@@ -174,14 +175,15 @@ def predict_photos(ctx: AppContext, asks: list[tuple[str | None, bool, str]]) ->
         wanted = [i for i, image in images.items() if image is not None and asks[i][2] == stage]
         predictions = ctx.predictor(stage).predict_many([images[i] for i in wanted])
         for i, pred in zip(wanted, predictions):
-            answers[i] = answer(ctx, images[i], pred, asks[i][1], stage)
+            answers[i] = answer(ctx, images[i], pred, asks[i][1], stage, shown)
     return answers
 
 
-def answer(ctx: AppContext, image: Image.Image, pred, cam: bool, stage: str) -> dict:
-    """One prediction's outputs by name: the top 5, the verdict, Grad-CAM when asked for, and `found`."""
+def answer(ctx: AppContext, image: Image.Image, pred, cam: bool, stage: str, shown: bool = True) -> dict:
+    """One prediction's outputs by name: the top 5, the verdict, Grad-CAM when asked for, and `found` (the photos
+    only the page shows, when `shown`)."""
     b, p = ctx.bundle, ctx.predictor(stage)
-    why = neighbours.explain(b, pred, final_features(ctx, stage, image, pred))
+    why = neighbours.explain(b, pred, final_features(ctx, stage, image, pred), k=6 if shown else 0)
     heat, note = None, ""
     if cam and p.head is None:
         note = "\n\nGrad-CAM (where the model looked) needs a model that ends in one plain layer; this one does not."
