@@ -570,7 +570,7 @@ if __name__ == "__main__":
 
 # What a person must be able to read (issue "Readable at a glance"), checked on the visible tab:
 # - a text cut short: an element with text of its own whose content is wider or taller than its box while the box
-#   hides the rest (ellipsis, hidden overflow);
+#   hides the rest (ellipsis, hidden overflow), or a menu whose chosen value is wider than its box;
 # - a box wider than the page, unless it sits inside a box that scrolls (the phone's confusion matrix);
 # - a gallery that scrolls sideways inside itself;
 # - a chart without a key: a plotly chart with no legend and no colour bar.
@@ -613,6 +613,9 @@ READABILITY_JS = """() => {
       if (!clipped) wide.push(name(el) + ' right=' + Math.round(r.right));
     }
   }
+  // a menu's chosen value (the header's Model, a tab's dish filter) cut short in its box
+  for (const i of [...root.querySelectorAll('input[role=combobox]'), ...document.querySelectorAll('#header input')])
+    if (shown(i) && i.scrollWidth > i.clientWidth + 1) cut.push(name(i.closest('[id]') || i) + ' = ' + i.value);
   for (const g of root.querySelectorAll('.grid-wrap')) if (shown(g) && g.scrollWidth > g.clientWidth + 1)
     sideways.push(name(g.closest('[id]') || g));
   const charts = Array.from(root.querySelectorAll('.js-plotly-plot')).filter(shown);
@@ -717,16 +720,22 @@ def box_in_view(page, selector: str, settle_ms: int = 1000) -> dict:
             "text": box.inner_text(), "images": box.locator("img").count()}  # fmt: skip
 
 
+SHOWN_JS = "() => Number(document.documentElement.dataset.shown || 0)"
+
+
 def answer_in_view(page, selector: str, act) -> dict:
-    """Do `act`, wait until the box's words change (the server has answered, however slow the machine), then see
-    where the box's top lands (`box_in_view`)."""
+    """Do `act`, wait until the box's words change (the server has answered, however slow the machine) and the
+    app's scroll-into-view step has run (`<html data-shown>` counts up, context.show_js), then see where the box's
+    top lands (`box_in_view`)."""
     box = page.locator(selector).first
     before = box.inner_text() if box.count() else None
+    shown = page.evaluate(SHOWN_JS)
     act()
     page.wait_for_function(
         "([sel, before]) => { const e = document.querySelector(sel); return e && e.innerText !== before; }",
         arg=[selector, before],
     )
+    page.wait_for_function(f"n => ({SHOWN_JS})() > n", arg=shown)
     return box_in_view(page, selector)
 
 
@@ -745,6 +754,7 @@ def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeo
         page.wait_for_timeout(500)
         page.locator("#photo input[type=file]").set_input_files(str(photo))
         verdict_dish(page, timeout_ms)
+        page.wait_for_function(f"() => ({SHOWN_JS})() >= 1")  # the answer's scroll-into-view has run
         seen["predict"] = box_in_view(page, "#top5")
         if page.locator("#similar img").count():
             seen["similar photo"] = answer_in_view(page, "#similar-view", page.locator("#similar img").first.click)
@@ -752,6 +762,7 @@ def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeo
         page.wait_for_selector("#photo")
         page.locator("#photo input[type=file]").set_input_files(str(bad_file))
         page.wait_for_function("() => document.querySelector('#verdict').innerText.includes('⚠')", timeout=timeout_ms)
+        page.wait_for_function(f"() => ({SHOWN_JS})() >= 1")
         seen["error"] = box_in_view(page, "#verdict")
         _tab(page, "Confusion matrix")
         drawn_marks(page, "#confusion-plot", "heatmap", timeout_ms)

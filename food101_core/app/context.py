@@ -26,13 +26,14 @@ PLOTLY_HEAD = f'<script defer src="/gradio_api/file={PLOTLY_JS}"></script>'
 
 
 def stage_label(b: Bundle, stage: str) -> str:
-    """The Model selector's words for a stage; the last one is the shipped, "(final)" model."""
+    """The Model selector's words for a stage: "Final: …" for the shipped model, "Stage N: …" for the others.
+    Short enough to show whole in the phone's one-line header (about 26 characters)."""
     words = {
-        "stage1": "Stage 1: head only",
-        "stage2": "Stage 2: fine-tuned",
-        "stage3": f"Stage 3: polished at {b.train_config.final_size} px",
+        "stage1": "head only",
+        "stage2": "fine-tuned",
+        "stage3": f"polished, {b.train_config.final_size} px",
     }[stage]
-    return words + (" (final)" if stage == b.final_stage else "")
+    return f"Final: {words}" if stage == b.final_stage else f"Stage {stage.removeprefix('stage')}: {words}"
 
 
 def on_settled(triggers: list, fn, inputs: list, outputs: list) -> gr.Dependency:
@@ -75,13 +76,14 @@ def tool(name: str) -> Callable:
 def show_js(selector: str) -> str:
     """JavaScript for `.then(None, js=show_js("#box"))`: once the box an action filled has drawn, scroll the page so
     that its top is in view (a phone's answer sits below the photo; a matrix cell's photos sit below the matrix).
-    Nothing moves when the top is already on screen, so nothing jumps under the reader."""
-    return f"""() => {{ let tries = 0; const go = () => {{
+    Nothing moves when the top is already on screen, so nothing jumps under the reader. Each run, done, counts
+    itself in `<html data-shown>`: a script (or a browser test on a slow machine) knows when the page has settled."""
+    return f"""() => {{ let tries = 0; const root = document.documentElement; const go = () => {{
   const el = document.querySelector('{selector}');
   if ((!el || el.offsetParent === null) && tries++ < 40) {{ setTimeout(go, 50); return; }}
-  if (!el) return;
-  const top = el.getBoundingClientRect().top;
-  if (top < 0 || top > window.innerHeight - 96) window.scrollBy({{top: top - 12, behavior: 'instant'}});
+  const top = el ? el.getBoundingClientRect().top : 0;
+  if (el && (top < 0 || top > window.innerHeight - 96)) window.scrollBy({{top: top - 12, behavior: 'instant'}});
+  root.dataset.shown = String(Number(root.dataset.shown || 0) + 1);
 }}; requestAnimationFrame(() => setTimeout(go, 30)); }}"""
 
 

@@ -28,7 +28,8 @@ def header_text(b: Bundle, stage: str | None = None) -> str:
     is one line, title, top-1 and Model, so the number stands alone: interface.CSS shows one paragraph or the
     other; Run details say the rest)."""
     top1 = b.evaluation(stage or b.final_stage).metrics["top1"]
-    return f"# Food-101 Explorer\n\n{run_summary.summary_line(b, stage)}\n\n**{top1:.1%}**"
+    title = '# Food-101 <span class="desktop-only">Explorer</span>'  # a phone's line keeps room for the Model
+    return f"{title}\n\n{run_summary.summary_line(b, stage)}\n\n**{top1:.1%}**"
 
 
 def build(b: Bundle, demo: bool) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:

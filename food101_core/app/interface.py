@@ -110,13 +110,13 @@ CSS = """
   .desktop-only {display: none !important}
   /* the header in one line: title, top-1, Model */
   #header {flex-wrap: nowrap !important; align-items: center; gap: 8px}
-  #header > .column {min-width: 0 !important; flex: 1 1 auto !important}
+  #header > .column {min-width: 0 !important; flex: 0 0 auto !important}
   #header-text .prose {display: flex; align-items: baseline; gap: 4px; flex-wrap: nowrap; white-space: nowrap}
   #header-text h1 {font-size: 14px; margin: 0}
   #header-text .prose > p:nth-of-type(1) {display: none}
   #header-text .prose > p:nth-of-type(2) {display: block}
   #header-text .prose > p:nth-of-type(2) strong {font-weight: 600}
-  #header > .form {min-width: 0 !important; flex: 0 0 122px !important}
+  #header > .form {min-width: 122px !important; flex: 1 1 auto !important}  /* the Model's name shows whole */
   #stage, #photos {min-width: 0 !important; padding: 2px 4px !important}
   #stage [data-testid="block-info"], #photos [data-testid="block-info"], #photos .info-text {position: absolute;
     width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%)}  /* "Model" and "Photos" stay their names

@@ -219,7 +219,8 @@ def stage_note(ctx: AppContext, stage: str, why: dict) -> str:
         return ""
     return (
         f"\n\n*Answer from {stage_label(ctx.bundle, stage)}. The similar photos and the unfamiliar-photo check use "
-        f"how the final model ({stage_label(ctx.bundle, final)}) sees the photo: the saved run keeps its map only.*"
+        f"how the final model ({stage_label(ctx.bundle, final).removeprefix('Final: ')}) sees the photo: the saved "
+        "run keeps its map only.*"
     )
 
 
