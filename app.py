@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run", help="bundle folder or Hugging Face Hub model repo id (default: see above)")
     ap.add_argument("--compare", default=os.environ.get("FOOD101_COMPARE"), help="a second run, for the Compare tab")
     ap.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
-    ap.add_argument("--concurrency", type=int, default=2, help="predictions at once (2 suits a 2-core Space)")
+    ap.add_argument("--concurrency", type=int, default=2,
+                    help="predictions at once, each on its share of the cores (2 suits a 2-core Space)")
     ap.add_argument("--mcp", action="store_true", default=None,
                     help="also serve the app's endpoints as MCP tools at /gradio_api/mcp/ (on a Space: the variable "
                     "GRADIO_MCP_SERVER=True)")  # fmt: skip
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                 bundle.on_fetch = say_download
             other = load_bundle(args.compare) if args.compare else None
             is_demo = bundle.path.resolve() == DEMO_BUNDLE.resolve()
-            page = build_app(bundle, demo=is_demo, compare=other)
+            page = build_app(bundle, demo=is_demo, compare=other, concurrency=args.concurrency)
             allowed = [str(x.path) for x in (bundle, other) if x] + [str(x.photo_cache) for x in (bundle, other) if x]
             print(f"serving bundle {bundle.path}", file=sys.stderr)
         except BundleError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -233,6 +234,9 @@ class AppContext:
     # stage), as `Bundle.evaluation` keys them; set by the Model and Photos selectors together
     view: gr.Textbox
     demo: bool = False
+    # predictions run at once (app.py --concurrency): each gets its share of the cores, so that two visitors' photos
+    # run side by side, one a core, while Gradio's own work finds a core between them (bench/app_load.py)
+    concurrency: int = 2
     # other tabs (the map) that follow the pair chosen in the confusion tab: answered in the same request as the
     # pair's photos, so the tabs can never disagree on which pair was chosen last
     pair_followers: list[PairFollower] = field(default_factory=list)
@@ -266,7 +270,8 @@ class AppContext:
         stage = self.bundle.stage_of(stage)
         with self._lock:
             if stage not in self._predictors:
-                self._predictors[stage] = Predictor.from_bundle(self.bundle, stage)
+                threads = max(1, (os.cpu_count() or 1) // self.concurrency)
+                self._predictors[stage] = Predictor.from_bundle(self.bundle, stage, threads)
             return self._predictors[stage]
 
 

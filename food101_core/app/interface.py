@@ -165,13 +165,13 @@ label span {white-space: normal !important}
 """
 
 
-def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None) -> gr.Blocks:
+def build_app(bundle: Bundle, demo: bool = False, compare: Bundle | None = None, concurrency: int = 2) -> gr.Blocks:
     """The whole UI over one bundle; `demo` marks the small model shipped in assets/ (a note says so); `compare`:
-    another run on the same test set, for the Compare tab."""
+    another run on the same test set, for the Compare tab; `concurrency`: predictions at once (app.py's queue)."""
     # the files Gradio keeps for a visitor (uploads, answers) go an hour after they were made, checked every 10 min
     with gr.Blocks(title="Food-101 Explorer", delete_cache=(600, your_photos_tab.KEEP_S)) as page:
         stage, photos, view = header.build(bundle, demo)
-        ctx = AppContext(bundle=bundle, blocks=page, stage=stage, photos=photos, view=view, demo=demo)
+        ctx = AppContext(bundle, page, stage, photos, view, demo=demo, concurrency=concurrency)
         header.link_selectors(ctx)
         ctx.marks = marking.store(bundle)
         ctx.predictor(bundle.final_stage)  # load the served model now, not during the first request

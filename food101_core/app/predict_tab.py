@@ -99,10 +99,12 @@ def bind(ctx: AppContext, tab: gr.Tab, p: dict, examples: list) -> None:
 
     # What only the page shows (similar photos, the key, a refused file cleared away) travels in a State and a
     # follow-up step shows it. /predict, for scripts and agents, is its own event with the three answers alone (scripts
-    # rely on them; Gradio's MCP server cannot return a State); one concurrency id keeps all to one batch at a time.
+    # rely on them; Gradio's MCP server cannot return a State); one concurrency id shares one limit among them all.
     inputs, outputs = [p["photo"], p["show_cam"], ctx.stage], list(answer_boxes.values())
     found, after, no_api = p["found"], list(extra.values()), {"api_name": False}
-    batched = {"batch": True, "max_batch_size": MAX_BATCH, "concurrency_id": "predict", "concurrency_limit": 1}
+    # `concurrency` batches at once, each on its share of the cores (AppContext.predictor)
+    batched = {"batch": True, "max_batch_size": MAX_BATCH, "concurrency_id": "predict",
+               "concurrency_limit": ctx.concurrency}  # fmt: skip
     p["go"].click(on_page, inputs, outputs, **no_api, **batched).then(extras_shown, found, after, **no_api).then(
         None, js=SHOW_ANSWER
     )

@@ -108,8 +108,9 @@ class Predictor:
         tta_flip: bool = False,
         temperature: float = 1.0,
         head: dict[str, np.ndarray] | None = None,
+        threads: int | None = None,
     ):
-        self.session = session(onnx_path)
+        self.session = session(onnx_path, threads)  # threads: ONNX Runtime's default (every core) when None
         self.input_name = self.session.get_inputs()[0].name
         self.outputs = [o.name for o in self.session.get_outputs()]
         shape = self.session.get_inputs()[0].shape
@@ -122,7 +123,7 @@ class Predictor:
         self.forward(np.zeros((1, self.size, self.size, 3), np.float32))  # the first run allocates; not a visitor's
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, stage: str | None = None) -> Predictor:
+    def from_bundle(cls, bundle: Bundle, stage: str | None = None, threads: int | None = None) -> Predictor:
         """The bundle's stage served as its evaluation ran (`tta_flip`, the fitted temperature)."""
         stage = stage or bundle.final_stage
         temperature = bundle.evaluation(stage).temperature
@@ -133,6 +134,7 @@ class Predictor:
             bundle.tta_flip,
             temperature,
             bundle.head(stage),
+            threads,
         )
 
     def read(self, src: str | os.PathLike | bytes) -> Image.Image:
