@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+# --no-compile: Python compiles (and caches) only the modules a test imports, instead of every file of every package
+# at install (a fresh venv here: 1 min 48 s with, 1 min 0 s without)
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-compile -r requirements-dev.txt
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian's chromium for the browser tests…"
