@@ -136,7 +136,7 @@ def run(ctx: AppContext, uploads: list[str], request: gr.Request, progress) -> U
         raise gr.Error(f"This upload cannot be read: {e}. Limits: {LIMITS.words()}.") from None
     b = ctx.bundle
     step = lambda done, total: progress((done, total), desc="photos", unit="photos")  # noqa: E731
-    scored = score_set(b, ctx.predictor(b.final_stage), found, step, name=name)
+    scored = score_set(b, ctx.predictor(b.final_stage, bulk=True), found, step, name=name)
     scored.files.to_csv(folder / "predictions.csv", index=False)
     kept = standalone_set(scored, b.class_ids, served_model_sha(b.manifest))
     put_files(folder / "set", kept)
