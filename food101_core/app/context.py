@@ -26,14 +26,19 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"  # s
 PLOTLY_HEAD = f'<script defer src="/gradio_api/file={PLOTLY_JS}"></script>'
 
 
-def stage_label(b: Bundle, stage: str) -> str:
-    """The Model selector's words for a stage: "Final: …" for the shipped model, "Stage N: …" for the others.
-    Short enough to show whole in the phone's one-line header (about 26 characters)."""
-    words = {
+def stage_words(b: Bundle, stage: str) -> str:
+    """What a stage's model is, in a few words ("fine-tuned")."""
+    return {
         "stage1": "head only",
         "stage2": "fine-tuned",
         "stage3": f"polished, {b.train_config.final_size} px",
     }[stage]
+
+
+def stage_label(b: Bundle, stage: str) -> str:
+    """The Model selector's words for a stage: "Final: …" for the shipped model, "Stage N: …" for the others.
+    Short enough to show whole in the phone's one-line header (about 26 characters)."""
+    words = stage_words(b, stage)
     return f"Final: {words}" if stage == b.final_stage else f"Stage {stage.removeprefix('stage')}: {words}"
 
 

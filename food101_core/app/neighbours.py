@@ -53,7 +53,10 @@ NO_FEATURE_SPACE = (
 )
 
 
-def similar_photos(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, k: int = 6) -> list[dict]:
+SIMILAR = 6  # the training photos most like a photo that a page shows
+
+
+def similar_photos(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, k: int = SIMILAR) -> list[dict]:
     """The k reference training photos nearest to a photo (PCA coordinates, residual): row, id, label, distance."""
     idx, dist = b.embedding(stage).nearest(y, r, k)
     ref = b.reference
@@ -86,7 +89,7 @@ def contrast(b: Bundle, stage: str, y: np.ndarray, r: np.ndarray, pred: str, run
     return {"pred": of(pred, False), "runner_up": of(runner_up, True)}
 
 
-def explain(b: Bundle, prediction, features=None, k: int = 6) -> dict:
+def explain(b: Bundle, prediction, features=None, k: int = SIMILAR) -> dict:
     """A prediction in words and numbers: its top 5, whether the photo is unlike the training photos, and why
     by example: the nearest reference training photos, and the nearest of the predicted dish beside those of the
     runner-up (`contrast`).

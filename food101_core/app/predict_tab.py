@@ -11,7 +11,7 @@ from ..serving.gradcam import HEAT_KEY, overlay_heatmap
 from ..serving.images import ImageError, read_image
 from ..serving.predictor import LOW_CONFIDENCE
 from . import neighbours, photo_view
-from .context import AppContext, UploadedImage, captioned_gallery, show_js, stage_label, tab_intro
+from .context import AppContext, UploadedImage, captioned_gallery, show_js, stage_label, stage_words, tab_intro
 from .tabs import TITLE
 
 START = "Upload, paste or take a photo of a dish, or click one of the test photos under the photo box."
@@ -185,7 +185,7 @@ def answer(ctx: AppContext, image: Image.Image, pred, cam: bool, stage: str, sho
     """One prediction's outputs by name: the top 5, the verdict, Grad-CAM when asked for, and `found` (the photos
     only the page shows, when `shown`)."""
     b, p = ctx.bundle, ctx.predictor(stage)
-    why = neighbours.explain(b, pred, final_features(ctx, stage, image, pred), k=6 if shown else 0)
+    why = neighbours.explain(b, pred, final_features(ctx, stage, image, pred), k=neighbours.SIMILAR if shown else 0)
     heat, note = None, ""
     if cam and p.head is None:
         note = "\n\nGrad-CAM (where the model looked) needs a model that ends in one plain layer; this one does not."
@@ -221,8 +221,7 @@ def stage_note(ctx: AppContext, stage: str, why: dict) -> str:
         return ""
     return (
         f"\n\n*Answer from {stage_label(ctx.bundle, stage)}. The similar photos and the unfamiliar-photo check use "
-        f"how the final model ({stage_label(ctx.bundle, final).removeprefix('Final: ')}) sees the photo: the saved "
-        "run keeps its map only.*"
+        f"how the final model ({stage_words(ctx.bundle, final)}) sees the photo: the saved run keeps its map only.*"
     )
 
 
