@@ -291,7 +291,7 @@ def race_the_map(page, rounds: int, timeout_ms: int) -> list[dict]:
                 arg=wants,
                 timeout=timeout_ms,
             )
-        settled(page, 5_000)
+        settled(page, 15_000, hidden_too=True)  # the pair's title, in the Confusion tab, may still be drawing
         state = page.evaluate(MAP_STATE_JS)
         seen.append({"cell": cell, "row": row, "map_clicks": opened, **state})
     return seen
@@ -691,13 +691,17 @@ def readability(url: str, viewport: dict, out: Path | None = None, timeout_ms: i
     return report
 
 
-def settled(page, timeout_ms: int = 15_000) -> None:
+def settled(page, timeout_ms: int = 15_000, hidden_too: bool = False) -> None:
     """Wait until no Gradio event is running on the page (no status tracker or pending box shown), then 300 ms for
-    the answer's drawing; on a time-out, go on with the page as it is (the caller's checks then say what is wrong)."""
+    the answer's drawing; on a time-out, go on with the page as it is (the caller's checks then say what is wrong).
+    `hidden_too`: also wait for events still running in tabs not shown (their trackers count while they say
+    something), as a caller that reads another tab's text must."""
     with suppress(Exception):
         page.wait_for_function(
-            "() => !Array.from(document.querySelectorAll('[data-testid=status-tracker], .pending'))"
-            ".some(s => s.offsetParent !== null && !s.classList.contains('hide'))",
+            "(hidden) => !Array.from(document.querySelectorAll('[data-testid=status-tracker], .pending'))"
+            ".some(s => !s.classList.contains('hide')"
+            " && (s.offsetParent !== null || (hidden && s.textContent.trim())))",
+            arg=hidden_too,
             timeout=timeout_ms,
         )
     page.wait_for_timeout(300)
@@ -1032,6 +1036,11 @@ def linked_view(url: str, out: Path, timeout_ms: int = 60_000) -> dict:
         stale.set_default_timeout(timeout_ms)
         stale.goto(url + "?tab=mistakes&true=Sushi&pred=" + pred_name.replace(" ", "+"))
         stale.locator(".toast-body").first.wait_for()
+        # the restore's last step drops what the run lacks from the URL, then opens the link's tab: wait for the tab
+        stale.wait_for_function(
+            "() => { const b = document.querySelector('.tab-container button.selected');"
+            " return b && b.innerText.trim() === 'Mistakes'; }"
+        )
         settled(stale)
         seen["stale_notice"] = stale.locator(".toast-body").first.inner_text()
         seen["stale"], seen["stale_url"] = stale.evaluate(VIEW_STATE_JS), stale.url
