@@ -38,7 +38,11 @@ def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle
     proc, url = app_process
     b = load_bundle(tiny_bundle)
     photos = [Path(b.config["data"]["location"]) / "images" / f"{i}.jpg" for i in b.test_ids[:6]]
-    solo = Client(url, verbose=False)
+    # Each new client first reads the page's config (about 0.8 MB, most of it Gradio's own API schemas; 85 ms here
+    # when idle): 20 at once beside another test worker's training took gradio_client's 5 s default on a slow
+    # machine. What this test checks is the answers, so clients wait as long as the test's own limit.
+    wait = {"timeout": 120}
+    solo = Client(url, verbose=False, httpx_kwargs=wait)
     expected = [solo.predict(handle_file(str(p)), False, "stage3", api_name="/predict")[0] for p in photos]
     assert len({json.dumps(e, sort_keys=True) for e in expected}) > 1  # the photos are told apart
     for _ in range(10):  # warm up before measuring memory
@@ -48,7 +52,7 @@ def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle
 
     def one(i: int):
         if not hasattr(local, "client"):
-            local.client = Client(url, verbose=False)
+            local.client = Client(url, verbose=False, httpx_kwargs=wait)
         k = i % len(photos)
         label, _, _ = local.client.predict(handle_file(str(photos[k])), False, "stage3", api_name="/predict")
         return k, label
