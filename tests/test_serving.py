@@ -4,6 +4,7 @@ is TensorFlow's, Grad-CAM in closed form is the gradient's, and the app serves w
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -253,3 +254,21 @@ def test_photos_answered_together_are_answered_as_one_at_a_time(tmp_path):
         if ask[1]:
             assert np.abs(np.asarray(got["cam"], float) - np.asarray(alone["cam"], float)).max() <= 1
     assert together[3]["found"] == {"refused": True} and together[2]["verdict"] == START
+
+
+def test_a_batch_alone_runs_on_every_core_and_batches_side_by_side_on_a_core_each():
+    """One visitor's photo gets the whole machine; while a batch runs, the next gets a one-core session (two side by
+    side, not four threads on two cores). Either way the answer is the same, to the bit."""
+    from food101_core.app.context import AppContext
+
+    b = load_bundle(DEMO_BUNDLE)
+    ctx = AppContext(bundle=b, blocks=None, stage=None, photos=None, view=None, concurrency=2)
+    photo = ctx.predictor(b.final_stage).read(str(b.thumb(0)))
+    with ctx.serving(b.final_stage) as alone, ctx.serving(b.final_stage) as beside:
+        assert beside is ctx.predictor(b.final_stage) and beside is not alone  # the visitors' share of the cores
+        assert beside.session.get_session_options().intra_op_num_threads == max(1, (os.cpu_count() or 1) // 2)
+        assert np.array_equal(beside.predict(photo).probs, alone.predict(photo).probs)
+    assert alone is ctx.predictor(b.final_stage, bulk=True)  # every core: ONNX Runtime's default
+    assert alone.session.get_session_options().intra_op_num_threads == 0
+    with ctx.serving(b.final_stage) as again:  # both batches done: alone again
+        assert again is alone

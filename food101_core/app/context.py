@@ -6,7 +6,8 @@ import itertools
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,7 @@ class AppContext:
     files: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="food101-explorer-")))
     _predictors: dict[tuple[str, bool], Predictor] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _batches: int = 0  # visitors' batches running now (`serving`)
 
     def test_photo(self, source: str, index: int) -> tuple[Image.Image | None, Image.Image | None]:
         """A test photo (or a set's) as the tabs show it: full size where the data set is at hand, else its thumbnail
@@ -280,6 +282,20 @@ class AppContext:
                 threads = None if bulk else max(1, (os.cpu_count() or 1) // self.concurrency)
                 self._predictors[stage, bulk] = Predictor.from_bundle(self.bundle, stage, threads)
             return self._predictors[stage, bulk]
+
+    @contextmanager
+    def serving(self, stage: str) -> Iterator[Predictor]:
+        """The stage's model for one batch of visitors' photos: on every core when no other batch is running (one
+        visitor's answer as soon as the machine allows), else on its share of the cores (many visitors: each batch
+        on a core of its own, no thread waiting for one). The answers are the same either way."""
+        with self._lock:
+            alone = self._batches == 0
+            self._batches += 1
+        try:
+            yield self.predictor(stage, bulk=alone)
+        finally:
+            with self._lock:
+                self._batches -= 1
 
 
 class UploadedImage(gr.Image):

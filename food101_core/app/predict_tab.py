@@ -175,7 +175,8 @@ def predict_photos(ctx: AppContext, asks: list[tuple[str | None, bool, str]], sh
             answers[i] = {"top5": None, "verdict": f"⚠️ {e}", "cam": None, "found": {"refused": True}}
     for stage in dict.fromkeys(asks[i][2] for i, image in images.items() if image is not None):
         wanted = [i for i, image in images.items() if image is not None and asks[i][2] == stage]
-        predictions = ctx.predictor(stage).predict_many([images[i] for i in wanted])
+        with ctx.serving(stage) as model:
+            predictions = model.predict_many([images[i] for i in wanted])
         for i, pred in zip(wanted, predictions):
             answers[i] = answer(ctx, images[i], pred, asks[i][1], stage, shown)
     return answers
