@@ -746,9 +746,10 @@ SHOWN_JS = "() => Number(document.documentElement.dataset.shown || 0)"
 
 
 def answer_in_view(page, selector: str, act) -> dict:
-    """Do `act`, wait until the box's words change (the server has answered, however slow the machine) and the
-    app's scroll-into-view step has run (`<html data-shown>` counts up, context.show_js), then see where the box's
-    top lands (`box_in_view`)."""
+    """Once the page is idle, do `act`, wait until the box's words change (the server has answered, however slow
+    the machine) and the app's scroll-into-view step has run (`<html data-shown>` counts up, context.show_js), then
+    see where the box's top lands (`box_in_view`)."""
+    settled(page)  # as a person waits for a tab to finish drawing: a click on a gallery being refilled is lost
     box = page.locator(selector).first
     before = box.inner_text() if box.count() else None
     shown = page.evaluate(SHOWN_JS)
