@@ -116,17 +116,17 @@ def _tab(page, name: str) -> None:
     tab.click()
 
 
+# whether the tab named n is the one open
+TAB_IS_JS = """(n) => { const b = document.querySelector('.tab-container button.selected');
+    return b && b.innerText.trim() === n; }"""
+
+
 def _tab_opened(page, name: str, tries: int = 3) -> int:
     """How many clicks the tab took to open: a click that lands while the page redraws its tab bar under load can
     be lost, and a person clicks again. The tab's content is what the caller then checks."""
     for clicks in range(1, tries + 1):
         with suppress(Exception):
-            page.wait_for_function(
-                "(n) => { const b = document.querySelector('.tab-container button.selected');"
-                " return b && b.innerText.trim() === n; }",
-                arg=name,
-                timeout=10_000,
-            )
+            page.wait_for_function(TAB_IS_JS, arg=name, timeout=10_000)
             return clicks
         _tab(page, name)
     return tries + 1
@@ -1038,10 +1038,7 @@ def linked_view(url: str, out: Path, timeout_ms: int = 60_000) -> dict:
         stale.goto(url + "?tab=mistakes&true=Sushi&pred=" + pred_name.replace(" ", "+"))
         stale.locator(".toast-body").first.wait_for()
         # the restore's last step drops what the run lacks from the URL, then opens the link's tab: wait for the tab
-        stale.wait_for_function(
-            "() => { const b = document.querySelector('.tab-container button.selected');"
-            " return b && b.innerText.trim() === 'Mistakes'; }"
-        )
+        stale.wait_for_function(TAB_IS_JS, arg="Mistakes")
         settled(stale)
         seen["stale_notice"] = stale.locator(".toast-body").first.inner_text()
         seen["stale"], seen["stale_url"] = stale.evaluate(VIEW_STATE_JS), stale.url

@@ -273,9 +273,9 @@ class AppContext:
 
     def predictor(self, stage: str, bulk: bool = False) -> Predictor:
         """The stage's model (a set's: the shipped stage's), served as its evaluation ran; loaded on first use and
-        shared by all requests. Visitors' photos run `concurrency` at once, each on its share of the cores; `bulk`
-        (one visitor's set of many photos, batch after batch) gets a session of its own on every core: 500 photos
-        scored in 8.7 s instead of 12.4 s here."""
+        shared by all requests. Its session runs on the share of the cores of one of `concurrency` batches at once;
+        `bulk`, on every core (one visitor's set of many photos, batch after batch: 500 photos scored in 8.7 s
+        instead of 12.4 s here; and a visitor's batch that runs alone, `serving`)."""
         stage = self.bundle.stage_of(stage)
         with self._lock:
             if (stage, bulk) not in self._predictors:

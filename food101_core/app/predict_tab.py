@@ -238,7 +238,8 @@ def explain_photo(ctx: AppContext, path: str | None, stage: str) -> dict:
         image = p.read(path)
     except ImageError as e:
         raise gr.Error(str(e)) from None
-    pred = p.predict(image)
+    with ctx.serving(stage) as model:
+        pred = model.predict(image)
     return neighbours.explain(b, pred, final_features(ctx, stage, image, pred))
 
 
@@ -246,7 +247,10 @@ def final_features(ctx: AppContext, stage: str, image: Image.Image, pred):
     """The photo's pooled features in the final model's space, the only one the bundle maps: the prediction's own
     for the final stage, one more forward pass of the final model for an earlier one."""
     final = ctx.bundle.final_stage
-    return pred.features if stage == final else ctx.predictor(final).predict(image).features
+    if stage == final:
+        return pred.features
+    with ctx.serving(final) as model:
+        return model.predict(image).features
 
 
 def verdict_text(pred, why: dict, num_classes: int) -> str:
