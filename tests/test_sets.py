@@ -190,6 +190,7 @@ def test_one_visitors_set_is_seen_only_in_that_visitors_session(demo_app, tmp_pa
                 dish = b.name_of[b.evaluation().predictions["true"].iloc[j]]
                 zf.write(b.thumb(j), f"canteen/{dish}/{j}.jpg")
     seen = two_visitors(demo_app, upload)
+    assert seen["upload_tries"] <= 3, "the chosen zip never showed in the upload box"
     assert "Top-1" in seen["first"] and "files" in seen["first"], seen
     assert seen["first_download"] and "photos you uploaded" in seen["first_header"], seen
     # Per-class follows the Photos selector: the set's F1 beside the same model's on the test split, not stage 1's
