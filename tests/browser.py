@@ -255,6 +255,13 @@ def pair_rows(page) -> list[tuple[str, str, int]]:
 
 
 MAP_STATE_JS = """() => {
+    const ownText = sel => {  // a box's own words, without its status tracker's ('processing | 0.2/0.8s')
+        const e = document.querySelector(sel);
+        if (!e) return '';
+        const c = e.cloneNode(true);
+        c.querySelectorAll('[data-testid=status-tracker]').forEach(t => t.remove());
+        return c.textContent.trim();
+    };
     const div = document.querySelector('#map-plot .map-plot');
     const title = div && div.layout && div.layout.title ? (div.layout.title.text || div.layout.title) : '';
     const menu = sel => (document.querySelector(sel + ' input') || {value: null}).value;  // null: not drawn
@@ -262,7 +269,7 @@ MAP_STATE_JS = """() => {
     return {tab: tab ? tab.innerText.trim() : null, true: menu('#map-true'), pred: menu('#map-pred'),
             banner: (document.querySelector('#map-filter') || {}).innerText || '',
             title: String(title).replace(/<br>/g, ' '),
-            pair_title: ((document.querySelector('#pair-title') || {}).textContent || '').trim()};
+            pair_title: ownText('#pair-title')};
 }"""
 
 
@@ -291,7 +298,7 @@ def race_the_map(page, rounds: int, timeout_ms: int) -> list[dict]:
                 arg=wants,
                 timeout=timeout_ms,
             )
-        settled(page, 15_000, hidden_too=True)  # the pair's title, in the Confusion tab, may still be drawing
+        settled(page, timeout_ms, hidden_too=True)  # the pair's title, in the Confusion tab, may still be drawing
         state = page.evaluate(MAP_STATE_JS)
         seen.append({"cell": cell, "row": row, "map_clicks": opened, **state})
     return seen
@@ -891,9 +898,15 @@ def choose_files(page, box: str, upload: Path, tries: int = 3) -> int:
     return tries + 1
 
 
-def two_visitors(url: str, upload: Path, timeout_ms: int = 60_000) -> dict:
+def sets_in(app_tmp: Path) -> set[str]:
+    """The folders of visitors' sets an app keeps under its TMPDIR (AppContext.files)."""
+    return {str(f) for f in app_tmp.glob("food101-explorer-*/sets/*/set-*")}
+
+
+def two_visitors(url: str, upload: Path, app_tmp: Path, timeout_ms: int = 60_000) -> dict:
     """Two browser sessions at once: the first evaluates a set of photos in Your photos, the second opens that tab.
-    What each then sees."""
+    What each then sees; then the first closes its page: the app's folders of visitors' sets (under the app's
+    TMPDIR, `app_tmp`) before and after."""
     from playwright.sync_api import sync_playwright
 
     seen: dict = {}
@@ -905,6 +918,7 @@ def two_visitors(url: str, upload: Path, timeout_ms: int = 60_000) -> dict:
             page.goto(url)
             page.wait_for_selector("#photo")
             _tab(page, "Your photos")
+        seen["sets_before"] = sets_in(app_tmp)
         seen["upload_tries"] = choose_files(first, "#set-files", upload)
         if seen["upload_tries"] > 3:  # the file never showed in the box: nothing further to see
             return seen
@@ -928,6 +942,12 @@ def two_visitors(url: str, upload: Path, timeout_ms: int = 60_000) -> dict:
         seen["second_mistakes"] = second.locator("#set-mistakes img").count()
         seen["second_files"] = second.locator("#set-files").inner_text()
         seen["second_photos_menu"] = second.locator("#photos").is_visible()
+        seen["sets_open"] = sets_in(app_tmp) - seen["sets_before"]  # the first visitor's
+        first.close()  # Gradio notices the page has gone when its heartbeat stream breaks
+        deadline = time.time() + 90
+        while seen["sets_open"] & sets_in(app_tmp) and time.time() < deadline:
+            time.sleep(1)
+        seen["sets_left"] = seen["sets_open"] & sets_in(app_tmp)
         browser.close()
     return seen
 

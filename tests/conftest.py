@@ -139,16 +139,23 @@ def app(app_process) -> str:
 
 
 @pytest.fixture(scope="session")
-def demo_app():
+def demo_app_process(tmp_path_factory):
     """`python app.py --mcp` on the shipped demo bundle (10 real dishes, its analyses), for the browser tests and the
-    agents' tools (the MCP server beside the page, as a Space with GRADIO_MCP_SERVER=True serves it)."""
+    agents' tools (the MCP server beside the page, as a Space with GRADIO_MCP_SERVER=True serves it): its URL and
+    its temporary folder (TMPDIR, where it keeps the visitors' uploads and sets)."""
     demo = ROOT / "assets" / "demo-bundle"
     if not (demo / "bundle.json").is_file():
         pytest.skip("no demo bundle in assets/")
-    proc, url = start_app(["--run", str(demo), "--mcp"])
-    yield url
+    tmp = tmp_path_factory.mktemp("demo-app-tmp")
+    proc, url = start_app(["--run", str(demo), "--mcp"], env={"TMPDIR": str(tmp)})
+    yield url, tmp
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def demo_app(demo_app_process) -> str:
+    return demo_app_process[0]
 
 
 @pytest.fixture(scope="session")

@@ -176,7 +176,7 @@ def test_the_command_line_writes_every_photos_prediction(tmp_path):
 
 
 @pytest.mark.browser
-def test_one_visitors_set_is_seen_only_in_that_visitors_session(demo_app, tmp_path):
+def test_one_visitors_set_is_seen_only_in_that_visitors_session(demo_app_process, tmp_path):
     """Two browser sessions: the set the first evaluates shows in its tab, and nothing of it in the other's."""
     from browser import chromium_path, two_visitors
 
@@ -189,7 +189,8 @@ def test_one_visitors_set_is_seen_only_in_that_visitors_session(demo_app, tmp_pa
             if b.has_thumb(j):
                 dish = b.name_of[b.evaluation().predictions["true"].iloc[j]]
                 zf.write(b.thumb(j), f"canteen/{dish}/{j}.jpg")
-    seen = two_visitors(demo_app, upload)
+    url, app_tmp = demo_app_process
+    seen = two_visitors(url, upload, app_tmp)
     assert seen["upload_tries"] <= 3, "the chosen zip never showed in the upload box"
     assert "Top-1" in seen["first"] and "files" in seen["first"], seen
     assert seen["first_download"] and "photos you uploaded" in seen["first_header"], seen
@@ -199,3 +200,5 @@ def test_one_visitors_set_is_seen_only_in_that_visitors_session(demo_app, tmp_pa
     assert seen["second"].strip() == "" and seen["second_mistakes"] == 0, seen
     assert "canteen.zip" not in seen["second_files"], seen
     assert not seen["second_photos_menu"], seen  # the demo has no sets: the first visitor's set is not offered
+    # the page closed: its set (photos, predictions) is deleted then, not an hour later
+    assert len(seen["sets_open"]) == 1 and not seen["sets_left"], seen

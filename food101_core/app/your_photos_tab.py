@@ -80,7 +80,12 @@ def build(ctx: AppContext) -> None:
         None, js=show_js("#set-summary")
     )
     api_go.click(evaluate_set, api_in, api_out, api_name="evaluate_set", **ONE_AT_A_TIME)
-    ctx.blocks.unload(lambda request: forget(ctx, request))
+
+    def closed(request: gr.Request) -> None:
+        """The page closed: its sets go (Gradio passes the request only to a parameter annotated gr.Request)."""
+        forget(ctx, request)
+
+    ctx.blocks.unload(closed)
 
 
 def session_folder(ctx: AppContext, request: gr.Request | None) -> Path:
