@@ -230,9 +230,10 @@ def test_photos_answered_together_are_answered_as_one_at_a_time(tmp_path):
 
     from food101_core.app.context import AppContext
     from food101_core.app.predict_tab import START, predict_photo, predict_photos
+    from food101_core.serving.kept import KeptPredictions
 
-    b = load_bundle(DEMO_BUNDLE)
-    ctx = AppContext(bundle=b, blocks=None, stage=None, photos=None, view=None)
+    b = load_bundle(DEMO_BUNDLE)  # a context that keeps no answers: each is the model's, alone or together
+    ctx = AppContext(bundle=b, blocks=None, stage=None, photos=None, view=None, kept=KeptPredictions(0))
     (notes := tmp_path / "notes.jpg").write_text("not a photo")
     photos = [str(b.thumb(i)) for i in range(5)]
     first, final = b.stages[0], b.final_stage
@@ -272,3 +273,48 @@ def test_a_batch_alone_runs_on_every_core_and_batches_side_by_side_on_a_core_eac
     assert alone.session.get_session_options().intra_op_num_threads == 0
     with ctx.serving(b.final_stage) as again:  # both batches done: alone again
         assert again is alone
+
+
+def test_a_photo_asked_again_is_answered_without_the_model_and_the_same(tmp_path, monkeypatch):
+    """The same bytes for the same model: the kept answer, to the bit, with no decoding or forward pass; another
+    model or other bytes run the model; memory stays within its bound, least recently used out first."""
+    from food101_core.app.context import AppContext
+    from food101_core.app.predict_tab import predict_photos
+    from food101_core.serving.kept import KeptPredictions
+    from food101_core.serving.predictor import Predictor
+
+    b = load_bundle(DEMO_BUNDLE)
+    ctx = AppContext(bundle=b, blocks=None, stage=None, photos=None, view=None)
+    fresh = AppContext(bundle=b, blocks=None, stage=None, photos=None, view=None, kept=KeptPredictions(0))
+    calls = []
+    run = Predictor.predict_many  # the photos each model pass runs (a model's warm-up on loading is not counted)
+    monkeypatch.setattr(
+        Predictor, "predict_many", lambda self, images, k=5: calls.append(len(images)) or run(self, images, k)
+    )
+    photo, final, first = b.thumb(0), b.final_stage, b.stages[0]
+    (again := tmp_path / "another-name.jpg").write_bytes(photo.read_bytes())  # the same bytes under another name
+    (other := tmp_path / "re-encoded.jpg").write_bytes(b"")
+    Image.open(photo).save(other, quality=70)
+
+    asked = predict_photos(ctx, [(str(photo), False, final)])[0]
+    assert calls == [1]
+    kept = predict_photos(ctx, [(str(again), True, final)])[0]  # Grad-CAM ticked on the photo in the box
+    assert calls == [1], "a repeat ran the model"
+    assert "its answer was kept" in kept["verdict"] and "kept" not in asked["verdict"]
+    alone = predict_photos(fresh, [(str(again), True, final)])[0]  # a context that keeps nothing
+    assert list(kept["top5"].items()) == list(alone["top5"].items()) == list(asked["top5"].items())
+    assert np.array_equal(np.asarray(kept["cam"]), np.asarray(alone["cam"]))
+    assert kept["found"] == alone["found"]
+    calls.clear()
+    predict_photos(ctx, [(str(photo), False, first), (str(other), False, final)])
+    assert sorted(calls) == [1, 1], "another model or other bytes must run the model"  # (the final model's
+    assert ctx.kept.hits == 2 and len(ctx.kept) == 3  # features for the first model's answer: the kept ones)
+
+    entries = list(ctx.kept._entries.items())  # oldest first
+    sizes = [size for _, (_, _, size) in entries]
+    assert ctx.kept.bytes == sum(sizes) and all(size > 0 for size in sizes)
+    small = KeptPredictions(max_mb=(sizes[1] + sizes[2] + 1) / 2**20)  # room for the two newest only
+    for key, (image, pred, _) in entries:
+        small.put(key, image, pred)
+    assert len(small) == 2 and small.bytes == sizes[1] + sizes[2] <= small.max_bytes
+    assert small.get(entries[0][0]) is None and small.get(entries[2][0]) is not None  # the oldest went first

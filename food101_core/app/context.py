@@ -19,6 +19,7 @@ from PIL import Image
 from ..bundle import Bundle
 from ..serving.gradcam import overlay_heatmap
 from ..serving.images import read_image
+from ..serving.kept import KeptPredictions
 from ..serving.predictor import Predictor
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"  # served locally: no CDN on a Space
@@ -254,6 +255,7 @@ class AppContext:
     derived: list = field(default_factory=list)  # (component, fn(restored values by component) -> its value)
     marks: Any = None  # the person's marks on photos, in the browser's storage (marking.store)
     files: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="food101-explorer-")))
+    kept: KeptPredictions = field(default_factory=KeptPredictions)  # answers for photos asked again (/predict)
     _predictors: dict[tuple[str, bool], Predictor] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _batches: int = 0  # visitors' batches running now (`serving`)

@@ -3,12 +3,15 @@ training photos and a warning when the photo looks like nothing the model was tr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 from PIL import Image
 
 from ..serving.gradcam import HEAT_KEY, overlay_heatmap
 from ..serving.images import ImageError, read_image
+from ..serving.kept import photo_key
 from ..serving.predictor import LOW_CONFIDENCE
 from . import neighbours, photo_view
 from .context import AppContext, UploadedImage, captioned_gallery, show_js, stage_label, stage_words, tab_intro
@@ -167,26 +170,38 @@ def predict_photos(ctx: AppContext, asks: list[tuple[str | None, bool, str]], sh
     """`predict_photo` for several (path, cam, stage) requests at once: one forward pass for each model asked;
     without the photos only a page shows (similar, contrast) unless `shown`."""
     answers: list[dict] = [{"top5": None, "verdict": START, "cam": None, "found": {}} for _ in asks]
-    images = {}
+    images, keys, preds = {}, {}, {}
     for i, (path, _, stage) in enumerate(asks):
+        if not path:
+            continue
         try:
-            images[i] = ctx.predictor(stage).read(path) if path else None
-        except ImageError as e:
-            answers[i] = {"top5": None, "verdict": f"⚠️ {e}", "cam": None, "found": {"refused": True}}
-    for stage in dict.fromkeys(asks[i][2] for i, image in images.items() if image is not None):
-        wanted = [i for i, image in images.items() if image is not None and asks[i][2] == stage]
+            data = Path(path).read_bytes()
+            keys[i] = photo_key(ctx.bundle.stage_of(stage), data)
+            if kept := ctx.kept.get(keys[i]):  # asked before: the same answer, without the model
+                images[i], preds[i] = kept
+            else:
+                images[i] = ctx.predictor(stage).read(data)
+        except (ImageError, OSError) as e:
+            why = e if isinstance(e, ImageError) else "No image was received."
+            answers[i] = {"top5": None, "verdict": f"⚠️ {why}", "cam": None, "found": {"refused": True}}
+    for stage in dict.fromkeys(asks[i][2] for i in images if i not in preds):
+        wanted = [i for i in images if i not in preds and asks[i][2] == stage]
         with ctx.serving(stage) as model:
-            predictions = model.predict_many([images[i] for i in wanted])
-        for i, pred in zip(wanted, predictions):
-            answers[i] = answer(ctx, images[i], pred, asks[i][1], stage, shown)
+            preds.update(zip(wanted, model.predict_many([images[i] for i in wanted])))
+        for i in wanted:
+            ctx.kept.put(keys[i], images[i], preds[i])
+    for i, pred in preds.items():
+        answers[i] = answer(ctx, images[i], pred, asks[i][1], asks[i][2], shown, keys[i][1])
     return answers
 
 
-def answer(ctx: AppContext, image: Image.Image, pred, cam: bool, stage: str, shown: bool = True) -> dict:
+def answer(ctx: AppContext, image: Image.Image, pred, cam: bool, stage: str, shown: bool = True,
+           digest: str | None = None) -> dict:  # fmt: skip
     """One prediction's outputs by name: the top 5, the verdict, Grad-CAM when asked for, and `found` (the photos
-    only the page shows, when `shown`)."""
+    only the page shows, when `shown`). `digest`: the photo's (`kept.photo_key`), to reuse the final model's pass."""
     b, p = ctx.bundle, ctx.predictor(stage)
-    why = neighbours.explain(b, pred, final_features(ctx, stage, image, pred), k=neighbours.SIMILAR if shown else 0)
+    features = final_features(ctx, stage, image, pred, digest)
+    why = neighbours.explain(b, pred, features, k=neighbours.SIMILAR if shown else 0)
     heat, note = None, ""
     if cam and p.head is None:
         note = "\n\nGrad-CAM (where the model looked) needs a model that ends in one plain layer; this one does not."
@@ -243,19 +258,27 @@ def explain_photo(ctx: AppContext, path: str | None, stage: str) -> dict:
     return neighbours.explain(b, pred, final_features(ctx, stage, image, pred))
 
 
-def final_features(ctx: AppContext, stage: str, image: Image.Image, pred):
+def final_features(ctx: AppContext, stage: str, image: Image.Image, pred, digest: str | None = None):
     """The photo's pooled features in the final model's space, the only one the bundle maps: the prediction's own
-    for the final stage, one more forward pass of the final model for an earlier one."""
+    for the final stage, one more forward pass of the final model for an earlier one (kept by the photo's `digest`,
+    when given: the final model's answer to the same bytes)."""
     final = ctx.bundle.final_stage
     if stage == final:
         return pred.features
+    if digest and (kept := ctx.kept.get((final, digest))):
+        return kept[1].features
     with ctx.serving(final) as model:
-        return model.predict(image).features
+        final_pred = model.predict(image)
+    if digest:
+        ctx.kept.put((final, digest), image, final_pred)
+    return final_pred.features
 
 
 def verdict_text(pred, why: dict, num_classes: int) -> str:
     """The answer in words, with a warning when the model is unsure or the photo is unlike its training photos."""
     msg = f"**{pred.top[0][1]}** ({pred.top[0][2]:.0%}) · predicted in {pred.seconds * 1000:.0f} ms"
+    if pred.kept:
+        msg += " (this photo was asked before: its answer was kept)"
     if why["unfamiliar"]:
         msg += (
             "\n\n⚠️ **This photo does not look like the dishes the model was trained on.** To the model it is far "

@@ -36,6 +36,7 @@ class Prediction:
     features: np.ndarray | None = None  # the pooled features (mirror-averaged): the head's input
     feature_map: np.ndarray | None = None  # the photo's last feature map, h x w x channels (not mirrored)
     raw_probs: np.ndarray | None = None  # the photo's own softmax (not mirrored, no temperature): Grad-CAM's p
+    kept: bool = False  # answered from an earlier identical request (`kept.KeptPredictions`); `seconds` is that one's
 
     @property
     def low_confidence(self) -> bool:
