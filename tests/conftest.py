@@ -103,14 +103,30 @@ def tampered_analysis(tmp_path_factory):
 
 
 # What each pytest-xdist worker builds before its first test, so that neither waits idle for the other's build
-# (`made_once` makes a worker that needs a bundle being built wait for it): the tiny bundle on one, the tampered
-# food101-mini analysis (tests/test_data_quality.py) on the other; the rest is built by whichever needs it first.
-PREBUILT = {"gw0": ("tiny_bundle",), "gw1": ("tampered_analysis",)}
+# (`made_once` makes a worker that needs a bundle being built wait for it): the tiny bundle on one (about 3 min on
+# a slow machine), the tampered food101-mini analysis (tests/test_data_quality.py) and the 101-class bundle on the
+# other.
+PREBUILT = {"gw0": ("tiny_bundle",), "gw1": ("tampered_analysis", "scale_bundle")}
+SHARED_BUILDS = {"tiny_bundle", "scale_bundle", "tampered_analysis"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that need none of the shared builds first, then the rest; in each, those marked slow first, else in
+    their usual order. pytest-xdist hands tests out in this order, so the worker that is not building the tiny bundle
+    has work of its own meanwhile instead of waiting for it (a fresh clone on a slow machine: a test's set-up waited
+    111 s), and the long tests start early rather than leaving one worker alone at the end."""
+    items.sort(key=lambda item: (bool(SHARED_BUILDS & builds_used(item)), item.get_closest_marker("slow") is None))
+
+
+def builds_used(item: pytest.Item) -> set[str]:
+    """The fixtures a test uses, with those it asks for by name as it runs (marked `builds`)."""
+    marked = {name for mark in item.iter_markers("builds") for name in mark.args}
+    return set(getattr(item, "fixturenames", ())) | marked
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prebuilt(request, worker_id: str) -> None:
-    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    used = {name for item in request.session.items for name in builds_used(item)}
     for name in set(PREBUILT.get(worker_id, ())) & used:  # only what the tests chosen (-k, a file) will use
         with contextlib.suppress(pytest.skip.Exception):  # e.g. no food101-mini here: its tests say so themselves
             request.getfixturevalue(name)

@@ -373,7 +373,7 @@ def assert_readable(report: dict, where: str, chart_budget_s: float, record) -> 
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["demo", "101 classes"])
+@pytest.mark.parametrize("which", ["demo", pytest.param("101 classes", marks=pytest.mark.builds("scale_bundle"))])
 def test_readable_at_a_glance_on_a_desktop_and_a_phone(which, request, tmp_path, record_property):
     """Every tab at 1280 x 800 and 390 x 844, on the demo and at Food-101's class count (issue: readable at a glance).
 
