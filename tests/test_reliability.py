@@ -31,8 +31,9 @@ def rss_mib(pid: int) -> float:
 
 
 @pytest.mark.slow
-def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle):
-    """20 concurrent clients, 150 predictions: every one answered, with the answer for its own photo."""
+def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle, tmp_path):
+    """20 concurrent clients, 150 predictions: every one answered, with the answer for its own photo. Half are
+    photos asked before (kept answers), half new bytes of the same pictures (the model's batched passes)."""
     from gradio_client import Client, handle_file
 
     proc, url = app_process
@@ -54,7 +55,11 @@ def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle
         if not hasattr(local, "client"):
             local.client = Client(url, verbose=False, httpx_kwargs=wait)
         k = i % len(photos)
-        label, _, _ = local.client.predict(handle_file(str(photos[k])), False, "stage3", api_name="/predict")
+        photo = photos[k]
+        if i % 2:  # the same picture, bytes the app has not seen (after the JPEG's end): no kept answer
+            photo = tmp_path / f"{i}.jpg"
+            photo.write_bytes(photos[k].read_bytes() + i.to_bytes(4, "big"))
+        label, _, _ = local.client.predict(handle_file(str(photo)), False, "stage3", api_name="/predict")
         return k, label
 
     t0 = time.perf_counter()

@@ -14,7 +14,9 @@ from PIL import Image
 
 from .predictor import Prediction
 
-KEEP_MB = 64  # about 250 answers of a 224 px EfficientNetB0 (photo decoded at 448 px, its 7 x 7 x 1280 map)
+# about 120 answers of a 224 px EfficientNetB0 (a 4:3 photo decoded at 448 x 597 px, 0.8 MB; its 7 x 7 x 1280 map,
+# 0.25 MB): the example photos and the photos visitors have in their boxes, a small share of a Space's memory
+KEEP_MB = 128
 
 
 def photo_key(model: str, data: bytes) -> tuple[str, str]:
