@@ -89,8 +89,9 @@ async def load(url: str, photos: list[Path], visitors: int, requests: int, stage
     run = uuid.uuid4().hex[:8]
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
         await one_visit(client, url, photos[0], stage, f"warm-{run}")  # the first call builds what later ones reuse
-        for photo in [] if unique else photos:
-            await one_visit(client, url, photo, stage, f"warm-{run}", unique=False)
+        if not unique:  # every photo asked once: the phases then find its answer kept
+            for photo in photos:
+                await one_visit(client, url, photo, stage, f"warm-{run}", unique=False)
 
         async def phase(calls: int) -> dict:
             queue, seconds = list(range(calls)), []

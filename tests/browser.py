@@ -171,7 +171,7 @@ def exercise_predict(page, photo: Path, out: Path, seen: dict, timeout_ms: int) 
         thumbs.first.click()
         seen["example_dish"] = verdict_dish(page, timeout_ms)
         page.reload()
-    choose_files(page, "#photo", photo)  # the verdict, next, says whether it arrived
+    choose_files(page, "#photo", photo, "#photo img")  # the verdict, next, says whether it arrived
     page.get_by_label("Show Grad-CAM: where the model looked").check()
     page.locator("#predict-btn").click()
     seen["verdict_dish"] = verdict_dish(page, timeout_ms)
@@ -781,7 +781,7 @@ def answers_in_view(url: str, viewport: dict, photo: Path, bad_file: Path, timeo
         page.set_default_timeout(timeout_ms)
         page.goto(url)
         page.wait_for_selector("#photo")
-        choose_files(page, "#photo", photo)  # the verdict, next, says whether it arrived
+        choose_files(page, "#photo", photo, "#photo img")  # the verdict, next, says whether it arrived
         verdict_dish(page, timeout_ms)
         page.wait_for_function(f"() => ({SHOWN_JS})() >= 1")  # the answer's scroll-into-view has run
         seen["predict"] = box_in_view(page, "#top5")
@@ -884,12 +884,12 @@ def keyboard_route(url: str, dish: str, timeout_ms: int = 60_000) -> dict:
     return seen
 
 
-def choose_files(page, box: str, upload: Path, tries: int = 3) -> int:
+def choose_files(page, box: str, upload: Path, shown: str | None = None, tries: int = 3) -> int:
     """Choose a file in the upload box `box` as a person would: once the page is idle, and again if it has not shown
-    after a while (a choice made while the page is still drawing, under load, can be lost): a file box shows the
-    file's name, a photo box (`#photo`) the photo. How many tries it took; the caller's checks then say whether the
-    file arrived."""
-    shown = page.locator(f"{box} img") if box == "#photo" else page.locator(box, has_text=upload.name)
+    after a while (a choice made while the page is still drawing, under load, can be lost): what shows it is the
+    selector `shown` (a photo box's preview), else the file's name in the box. How many tries it took; the caller's
+    checks then say whether the file arrived."""
+    shown = page.locator(shown) if shown else page.locator(box, has_text=upload.name)
     for attempt in range(1, tries + 1):
         settled(page)
         page.locator(f"{box} input[type=file]").set_input_files(str(upload))

@@ -3,14 +3,12 @@ training photos and a warning when the photo looks like nothing the model was tr
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 import numpy as np
 from PIL import Image
 
 from ..serving.gradcam import HEAT_KEY, overlay_heatmap
-from ..serving.images import ImageError, read_image
+from ..serving.images import ImageError, read_bytes, read_image
 from ..serving.kept import photo_key
 from ..serving.predictor import LOW_CONFIDENCE
 from . import neighbours, photo_view
@@ -175,15 +173,14 @@ def predict_photos(ctx: AppContext, asks: list[tuple[str | None, bool, str]], sh
         if not path:
             continue
         try:
-            data = Path(path).read_bytes()
+            data = read_bytes(path)
             keys[i] = photo_key(ctx.bundle.stage_of(stage), data)
             if kept := ctx.kept.get(keys[i]):  # asked before: the same answer, without the model
                 images[i], preds[i] = kept
             else:
                 images[i] = ctx.predictor(stage).read(data)
-        except (ImageError, OSError) as e:
-            why = e if isinstance(e, ImageError) else "No image was received."
-            answers[i] = {"top5": None, "verdict": f"⚠️ {why}", "cam": None, "found": {"refused": True}}
+        except ImageError as e:
+            answers[i] = {"top5": None, "verdict": f"⚠️ {e}", "cam": None, "found": {"refused": True}}
     for stage in dict.fromkeys(asks[i][2] for i in images if i not in preds):
         wanted = [i for i in images if i not in preds and asks[i][2] == stage]
         with ctx.serving(stage) as model:

@@ -43,6 +43,19 @@ class ImageError(ValueError):
     """A file that cannot be used as a photo; the message says why."""
 
 
+NO_IMAGE = "No image was received."
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """An upload's bytes (to read once, for both its digest and its decoding), or ImageError as `read_image` says."""
+    try:
+        return Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise ImageError(NO_IMAGE) from None
+    except OSError as e:
+        raise ImageError(f"This image cannot be opened ({type(e).__name__}).") from None
+
+
 def read_image(src: str | os.PathLike | bytes, decode_hint: int | None = None) -> Image.Image:
     """An upright RGB image from a file path or bytes, or ImageError.
 
@@ -55,7 +68,7 @@ def read_image(src: str | os.PathLike | bytes, decode_hint: int | None = None) -
     except UnidentifiedImageError:
         raise ImageError(f"This file is not a format this app reads: it reads {READABLE} photos.") from None
     except (FileNotFoundError, IsADirectoryError):
-        raise ImageError("No image was received.") from None
+        raise ImageError(NO_IMAGE) from None
     except Image.DecompressionBombError:
         raise ImageError(
             f"This image is too large (over {MAX_PIXELS // 1_000_000} megapixels). Please upload a smaller photo."

@@ -36,7 +36,7 @@ class KeptPredictions:
     def __init__(self, max_mb: float = KEEP_MB) -> None:
         self.max_bytes = int(max_mb * 2**20)
         self.bytes = 0
-        self.hits = self.misses = 0
+        self.hits = 0  # answers given from here
         self._entries: OrderedDict[tuple[str, str], tuple[Image.Image, Prediction, int]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -45,7 +45,6 @@ class KeptPredictions:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
