@@ -253,15 +253,15 @@ def test_a_changed_recipe_never_resumes_the_old_checkpoints(tiny_food101, tmp_pa
 
     import train as train_cli
 
-    cfg = tiny_config(tiny_food101, tmp_path, stage1_epochs=1, stage2_epochs=1)
+    cfg = tiny_config(tiny_food101, tmp_path, stage1_epochs=0, stage2_epochs=1)  # stage 1: saved, not fitted
     work = tmp_path / ".work" / "tiny"  # where train.py keeps the checkpoints of --name tiny
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, work, extra_callbacks=[Interrupt(1)])  # dies at stage 2's end, before saving it
+        train(cfg, work, extra_callbacks=[Interrupt(0)])  # dies at stage 2's end, before saving it
     changed = dataclasses.replace(cfg, image_size=40, stage2_lr=5e-4, cache="none")  # cache: not the recipe
     with pytest.raises(TrainingError, match=r"another recipe \(image_size: 32 there, 40 now, stage2_lr: 0.001"):
         train(changed, work)
 
-    args = ["--image-size", "40", "--stage2-lr", "5e-4", "--stage1-epochs", "1", "--stage2-epochs", "1"]
+    args = ["--image-size", "40", "--stage2-lr", "5e-4", "--stage1-epochs", "0", "--stage2-epochs", "1"]
     assert train_cli.main([*tiny_args(tiny_food101, tmp_path), *args]) == 2  # refused, said why
     assert "holds an unfinished run of another recipe" in capsys.readouterr().err
     assert train_cli.main([*tiny_args(tiny_food101, tmp_path), *args, "--force"]) == 0
@@ -299,12 +299,15 @@ def test_impossible_settings_are_refused_before_any_data_is_read(tmp_path, capsy
 @pytest.mark.parametrize(
     ("stage", "settings"),
     [(1, {"stage1_lr": float("nan"), "cache_features": False}), (1, {"stage1_lr": float("nan")}),
-     (2, {"stage2_lr": float("nan")}), (3, {"polish_lr": float("nan"), "polish_epochs": 1, "polish_size": 40})],
+     (2, {"stage1_epochs": 0, "stage2_lr": float("nan")}),
+     (3, {"stage1_epochs": 0, "stage2_epochs": 0, "polish_lr": float("nan"), "polish_epochs": 1, "polish_size": 40})],
     ids=["stage 1", "stage 1 on cached features", "stage 2", "polish"],
 )  # fmt: skip
 def test_a_nan_loss_stops_any_stage_with_a_message(tiny_food101, tmp_path, stage, settings):
-    """Every stage of the table gets the same checks: a learning rate of NaN in any one stops the run there."""
-    cfg = tiny_config(tiny_food101, tmp_path, stage1_epochs=1, stage2_epochs=1, **settings)
+    """Every stage of the table gets the same checks: a learning rate of NaN in any one stops the run there. (The
+    stages before the one that diverges train no epoch: they are still run and saved, and nothing is slower to
+    make than a fit.)"""
+    cfg = tiny_config(tiny_food101, tmp_path, **{"stage1_epochs": 1, "stage2_epochs": 1, **settings})
     with pytest.raises(TrainingError, match=f"stage {stage}: the loss became nan"):
         train(cfg, tmp_path / "work")
     assert (tmp_path / "work" / f"stage{stage - 1}.keras").exists() or stage == 1  # the stages before it were kept

@@ -289,12 +289,15 @@ def train(
     timings: dict[str, float] = {}
     models: dict[str, keras.Model] = {}
     for stage in stages_of(cfg):
-        if not (work / f"{stage.name}.keras").exists():
-            if models:  # a fresh object: Keras keeps a resumed fit's start epoch on the model it restored
-                with strategy.scope():
-                    model = load_model(work / f"{list(models)[-1]}.keras")
-            timings[f"{stage.name}_s"] = run_stage(stage, model, cfg, data, work, fit)
-        models[stage.name] = load_model(work / f"{stage.name}.keras")
+        if (work / f"{stage.name}.keras").exists():  # finished before a crash: not trained again
+            models[stage.name] = load_model(work / f"{stage.name}.keras")
+            continue
+        if models:  # a fresh object: Keras keeps a resumed fit's start epoch on the model it restored
+            with strategy.scope():
+                model = load_model(work / f"{list(models)[-1]}.keras")
+        t0 = time.perf_counter()
+        models[stage.name] = run_stage(stage, model, cfg, data, work, fit)
+        timings[f"{stage.name}_s"] = time.perf_counter() - t0
     return models, data, timings
 
 
@@ -338,13 +341,14 @@ def prepare(stage: Stage, model: keras.Model, cfg: TrainConfig, data: FoodData, 
     return model
 
 
-def run_stage(stage: Stage, model: keras.Model, cfg: TrainConfig, data: FoodData, work: Path, fit: FitInputs) -> float:
-    """Train one stage from `model` (the previous stage's, or a new one) and save `<name>.keras`; its seconds.
+def run_stage(
+    stage: Stage, model: keras.Model, cfg: TrainConfig, data: FoodData, work: Path, fit: FitInputs
+) -> keras.Model:
+    """Train one stage from `model` (the previous stage's, or a new one) and save `<name>.keras`; the model saved.
 
     Every stage resumes from its backup, keeps its best (or last) epoch, logs each epoch and stops on a non-finite
     loss; its epochs are numbered after the earlier stages', so the history reads as one run.
     """
-    t0 = time.perf_counter()
     model = prepare(stage, model, cfg, data, fit)
     epochs, start = stage.epochs(cfg), sum(s.epochs(cfg) for s in STAGES[: stage.number - 1])
     at = dataclasses.replace(cfg, image_size=stage.size(cfg))
@@ -373,8 +377,7 @@ def run_stage(stage: Stage, model: keras.Model, cfg: TrainConfig, data: FoodData
     if hist is not None:
         _check_finite(hist, stage.number, work)
         trained.load_weights(work / f"stage{stage.number}.kept.weights.h5")
-    save_model(model, work / f"{stage.name}.keras")
-    return time.perf_counter() - t0
+    return save_model(model, work / f"{stage.name}.keras")
 
 
 def stale_recipe(cfg: TrainConfig, work: Path) -> dict[str, tuple]:

@@ -167,8 +167,9 @@ def calibrate_batchnorm(model: keras.Model, images) -> None:
         layer.trainable, layer.momentum = trainable, momentum
 
 
-def save_model(model: keras.Model, path: Path) -> None:
-    """Save for inference: architecture and weights, without the optimizer's state (a third of the size)."""
+def save_model(model: keras.Model, path: Path) -> keras.Model:
+    """Save for inference: architecture and weights, without the optimizer's state (a third of the size). Returns
+    the uncompiled copy it saved, what `load_model(path)` would give, without reading the file back."""
     import keras
 
     tmp = path.with_name(path.stem + ".tmp.keras")
@@ -176,6 +177,7 @@ def save_model(model: keras.Model, path: Path) -> None:
     clean.set_weights(model.get_weights())
     clean.save(tmp)
     os.replace(tmp, path)
+    return clean
 
 
 def load_model(path: Path) -> keras.Model:
