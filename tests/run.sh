@@ -7,8 +7,9 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 # --no-compile: Python compiles (and caches) only the modules a test imports, instead of every file of every package
 # at install (a fresh venv here: 1 min 48 s with, 1 min 0 s without). Caches them, that is, unless
-# PYTHONDONTWRITEBYTECODE is set (some shells set it): then each Python process the suite starts (dozens: train.py runs, apps, commands) compiled
-# TensorFlow anew (import tensorflow, keras: 23 s a process on a slow machine, 9 s from the cache; gradio 11 s, 7 s)
+# PYTHONDONTWRITEBYTECODE is set (some shells set it): then each Python process the suite starts (dozens: train.py
+# runs, apps, commands) compiled TensorFlow anew (import tensorflow, keras: 23 s a process on a slow machine, 9 s
+# from the cache; gradio 11 s, 7 s)
 unset PYTHONDONTWRITEBYTECODE
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-compile -r requirements-dev.txt
 if ! command -v chromium >/dev/null 2>&1; then
