@@ -133,6 +133,9 @@ def compile_model(
         ],
         jit_compile=xla,
     )
+    # The optimizer's slots now rather than inside the first traced step: under the default strategy Keras builds
+    # them there, and tf.function traces a step that creates variables twice (a whole second trace per stage).
+    model.optimizer.build(model.trainable_variables)
 
 
 def _callbacks(work: Path, stage: int, history: pd.DataFrame, cfg: TrainConfig) -> list:
