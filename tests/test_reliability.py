@@ -197,6 +197,8 @@ def test_same_command_same_seed_same_metrics(tmp_path):
             "same",
             augment=True,
             deterministic=True,
+            stage1_epochs=1,  # stage 1 on cached features, stage 2 on augmented batches: an epoch each is enough
+            stage2_epochs=1,
             reference_per_class=0,
             suspect_thumbs=0,
         )  # the analyses (UMAP compiles in each new process) are not what is compared
