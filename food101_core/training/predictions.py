@@ -26,8 +26,9 @@ def at_model_size(model: keras.Model, cfg: TrainConfig) -> TrainConfig:
 def predict(model: keras.Model, split: Split, num_classes: int, cfg: TrainConfig) -> np.ndarray:
     """Class probabilities for a split, in order; with `tta_flip`, averaged with the mirrored image.
 
-    Through the model's one features model (`with_features`), as the test split is predicted: the held-out photos
-    then reuse its traced `predict` instead of tracing the whole network once more for each stage."""
+    Through the model's one features model (`with_features`), as the test split is predicted: without `tta_flip`
+    the held-out photos then reuse its traced `predict` instead of tracing the whole network once more each stage
+    (with it, each call still wraps the mirror anew and traces that wrapper)."""
     return predict_with_features(model, split, num_classes, cfg)[0]
 
 
