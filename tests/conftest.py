@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import MINI, MOBILENET_WEIGHTS, ROOT, made_once, make_food101_layout, start_app, tiny_args
+from helpers import MINI, MOBILENET_WEIGHTS, ROOT, local_client, made_once, make_food101_layout, start_app, tiny_args
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the Hub cannot be reached here; tests must not wait on it
@@ -197,9 +197,8 @@ def demo_app(demo_app_process) -> str:
 
 @pytest.fixture(scope="session")
 def client(app):
-    from gradio_client import Client
 
-    return Client(app, verbose=False)
+    return local_client(app)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

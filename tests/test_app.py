@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import MINI, ROOT, needs_mini, start_app, tiny_args
+from helpers import MINI, ROOT, local_client, needs_mini, start_app, tiny_args
 from PIL import Image
 
 from food101_core.bundle import load_bundle
@@ -112,9 +112,8 @@ def test_a_phones_heic_photo_gets_the_answer_of_its_jpeg(demo_app, tmp_path):
     reads it (the same answer as a PNG of its own pixels) and gets the JPEG's answer. The demo's real model on real
     photos: the tiny test model, trained on noise, once changed its answer for a re-encoding's 1.8 grey levels."""
     import pillow_heif
-    from gradio_client import Client
 
-    client = Client(demo_app, verbose=False)
+    client = local_client(demo_app)
     b = load_bundle(ROOT / "assets" / "demo-bundle")
     for i in (0, 9):
         jpeg, heic, png = MINI / "images" / f"{b.test_ids[i]}.jpg", tmp_path / f"{i}.heic", tmp_path / f"{i}.png"
@@ -325,7 +324,7 @@ def test_at_food101_scale_in_a_real_browser(scale_bundle, scale_app, tmp_path):
 @pytest.mark.skipif(not (ROOT / "assets" / "demo-bundle" / "bundle.json").is_file(), reason="no demo bundle")
 def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
     """No --run, no FOOD101_RUN, no runs/: the app opens the shipped demo model and labels it as such."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     from food101_core.app.run_summary import recipe_extras
     from food101_core.bundle import find_newest_bundle
@@ -341,7 +340,7 @@ def test_fresh_clone_opens_on_the_demo_bundle_offline(tmp_path):
         extras = recipe_extras(b.train_config)  # how it was trained, as the page states it
         assert "augmentation" in extras and all(part in config for part in extras)
         thumb = b.thumb(next(i for i in range(len(b.test_ids)) if b.has_thumb(i)))
-        label, verdict, _ = Client(url, verbose=False).predict(
+        label, verdict, _ = local_client(url).predict(
             handle_file(str(thumb)), False, b.final_stage, api_name="/predict"
         )
         assert label["label"] in b.class_names and "predicted in" in verdict

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, start_app
+from helpers import ROOT, local_client, start_app
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from food101_core.bundle import TEST, load_bundle
@@ -116,7 +116,6 @@ def test_a_second_set_of_the_same_name_is_refused_unless_replaced(demo_with_set,
 
 def test_the_apps_analysis_endpoints_show_a_set_of_the_bundle(demo_with_set):
     """Per-class, confusion, mistakes and map answer for the set as its own files say (the Photos selector's key)."""
-    from gradio_client import Client
 
     run, _ = demo_with_set
     b = load_bundle(run)
@@ -124,7 +123,7 @@ def test_the_apps_analysis_endpoints_show_a_set_of_the_bundle(demo_with_set):
     ev = b.evaluation(key)
     proc, url = start_app(["--run", str(run)])
     try:
-        c = Client(url, verbose=False)
+        c = local_client(url)
         rows = c.predict(key, api_name="/per_class")
         assert sum(r["support"] for r in rows) == 60 and all("f1 change vs test split" in r for r in rows)
         pairs = c.predict(key, False, True, ORDER, api_name="/confusion")["pairs"]

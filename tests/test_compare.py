@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import start_app
+from helpers import local_client, start_app
 
 from food101_core import compare
 from food101_core.bundle import load_bundle, write_manifest
@@ -84,13 +84,12 @@ def test_cli_prints_the_table(tiny_bundle, tmp_path, capsys):
 @pytest.mark.browser
 def test_compare_tab_and_endpoint(tiny_bundle, tmp_path):
     from browser import exercise_compare, launch_page
-    from gradio_client import Client
     from test_app import needs_chromium
 
     other = shipped_as_stage1(tiny_bundle, tmp_path / "b")
     proc, url = start_app(["--run", str(tiny_bundle), "--compare", str(other)])
     try:
-        got = Client(url, verbose=False).predict(api_name="/compare")
+        got = local_client(url).predict(api_name="/compare")
         want = compare.compare(load_bundle(tiny_bundle), load_bundle(other))
         assert got["top1_a"] == pytest.approx(want.top1_a) and got["mcnemar_p"] == pytest.approx(want.mcnemar_p)
         assert (got["a_only"], got["b_only"]) == (len(want.a_only), len(want.b_only))

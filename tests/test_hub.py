@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import DEMO_BUNDLE, start_app
+from helpers import DEMO_BUNDLE, local_client, start_app
 from hub_server import HubServer
 from PIL import Image
 
@@ -201,7 +201,7 @@ def test_the_app_opens_a_hub_repo_fetching_only_the_first_screen_before_it_answe
     """`app.py --run OWNER/NAME` with HF_ENDPOINT at a local stand-in of the Hub: before the first /predict answer
     it has fetched no Keras model, no other stage's ONNX graph and no photo beyond the first screen's shard; a
     confusion cell's photos then fetch their shard, once."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     b = load_bundle(DEMO_BUNDLE)
     total = sum(f["bytes"] for f in b.files.values())
@@ -215,7 +215,7 @@ def test_the_app_opens_a_hub_repo_fetching_only_the_first_screen_before_it_answe
         }
         proc, url = start_app(["--run", "food/demo"], env=env)
         try:
-            client = Client(url, verbose=False)
+            client = local_client(url)
             photo = b.thumb(next(i for i in range(len(b.test_ids)) if b.has_thumb(i)))
             label, _, _ = client.predict(handle_file(str(photo)), True, b.final_stage, api_name="/predict")
             assert label["label"] in b.class_names

@@ -9,7 +9,7 @@ import asyncio
 import base64
 
 import pytest
-from helpers import DEMO_BUNDLE
+from helpers import DEMO_BUNDLE, local_client
 
 from food101_core.bundle import load_bundle
 
@@ -35,7 +35,7 @@ async def session_calls(url: str, photo: bytes) -> dict:
 
 def test_an_agent_lists_the_tools_and_calls_predict_and_slices(demo_app):
     pytest.importorskip("mcp", reason="the mcp client package (requirements.txt) is not installed")
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     b = load_bundle(DEMO_BUNDLE)
     photo = b.thumb(next(i for i in range(len(b.test_ids)) if b.has_thumb(i)))
@@ -49,7 +49,7 @@ def test_an_agent_lists_the_tools_and_calls_predict_and_slices(demo_app):
     assert tools["predict"].inputSchema["properties"]["stage"]["enum"] == list(reversed(b.stages))
     assert not got["predict"].isError, got["predict"].content
     label, verdict, _ = ast.literal_eval(got["predict"].content[0].text)  # /predict's outputs, as Python's repr
-    page = Client(demo_app, verbose=False).predict(handle_file(str(photo)), False, "stage2", api_name="/predict")[0]
+    page = local_client(demo_app).predict(handle_file(str(photo)), False, "stage2", api_name="/predict")[0]
     assert label["label"] == page["label"] in b.class_names  # the same answer as /predict's
     assert [c["label"] for c in label["confidences"]] == [c["label"] for c in page["confidences"]]
     assert f"**{label['label']}**" in verdict

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, make_food101_layout, tiny_args
+from helpers import ROOT, local_client, make_food101_layout, tiny_args
 
 from food101_core.bundle import BundleError, find_newest_bundle, load_bundle
 from food101_core.training.model import load_stage_model
@@ -34,7 +34,7 @@ def rss_mib(pid: int) -> float:
 def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle, tmp_path):
     """20 concurrent clients, 150 predictions: every one answered, with the answer for its own photo. Half are
     photos asked before (kept answers), half new bytes of the same pictures (the model's batched passes)."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     proc, url = app_process
     b = load_bundle(tiny_bundle)
@@ -43,7 +43,7 @@ def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle
     # when idle): 20 at once beside another test worker's training took gradio_client's 5 s default on a slow
     # machine. What this test checks is the answers, so clients wait as long as the test's own limit.
     wait = {"timeout": 120}
-    solo = Client(url, verbose=False, httpx_kwargs=wait)
+    solo = local_client(url, httpx_kwargs=wait)
     expected = [solo.predict(handle_file(str(p)), False, "stage3", api_name="/predict")[0] for p in photos]
     assert len({json.dumps(e, sort_keys=True) for e in expected}) > 1  # the photos are told apart
     for _ in range(10):  # warm up before measuring memory
@@ -53,7 +53,7 @@ def test_many_clients_at_once_each_get_their_own_answer(app_process, tiny_bundle
 
     def one(i: int):
         if not hasattr(local, "client"):
-            local.client = Client(url, verbose=False, httpx_kwargs=wait)
+            local.client = local_client(url, httpx_kwargs=wait)
         k = i % len(photos)
         photo = photos[k]
         if i % 2:  # the same picture, bytes the app has not seen (after the JPEG's end): no kept answer

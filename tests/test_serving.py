@@ -13,7 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import DEMO_BUNDLE, MINI, NO_TENSORFLOW, ROOT, lopsided_model, needs_mini, onnx_predictor, start_app
+from helpers import (
+    DEMO_BUNDLE,
+    MINI,
+    NO_TENSORFLOW,
+    ROOT,
+    local_client,
+    lopsided_model,
+    needs_mini,
+    onnx_predictor,
+    start_app,
+)
 from PIL import Image
 
 from food101_core.bundle import Bundle, BundleError, load_bundle, write_manifest
@@ -193,7 +203,7 @@ def test_a_bundle_without_onnx_names_the_command_that_adds_them(bundle_copy, tin
 
 
 def test_every_endpoint_answers_with_tensorflow_unimportable(tiny_bundle, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     blocked = subprocess.run([sys.executable, "-c", "import tensorflow"], env={"PYTHONPATH": str(NO_TENSORFLOW)},
                              capture_output=True, text=True)  # fmt: skip
@@ -204,7 +214,7 @@ def test_every_endpoint_answers_with_tensorflow_unimportable(tiny_bundle, tmp_pa
     photo = handle_file(str(b.original_image(4)))
     proc, url = start_app(["--run", str(tiny_bundle), "--compare", str(other)])
     try:
-        c = Client(url, verbose=False)
+        c = local_client(url)
         label, _, cam = c.predict(photo, True, "stage3", api_name="/predict")
         assert label["label"] in b.class_names and Image.open(cam).size == Image.open(b.original_image(4)).size
         assert c.predict(photo, "stage3", api_name="/explain")["similar"]

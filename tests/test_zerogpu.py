@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-from helpers import ROOT, start_app
+from helpers import ROOT, local_client, start_app
 
 from food101_core.bundle import load_bundle
 
@@ -49,7 +49,7 @@ def device_api():
 
 
 def test_zerogpu_gets_its_start_up_report_and_the_app_answers(tiny_bundle, device_api):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     pytest.importorskip("spaces")
     url_api, seen = device_api
@@ -58,7 +58,7 @@ def test_zerogpu_gets_its_start_up_report_and_the_app_answers(tiny_bundle, devic
     try:
         assert ("POST", "/startup-report") in seen  # sent inside launch(), before the app answered
         b = load_bundle(tiny_bundle)
-        label, verdict, _ = Client(url, verbose=False).predict(
+        label, verdict, _ = local_client(url).predict(
             handle_file(str(b.original_image(1))), False, "stage3", api_name="/predict"
         )
         assert label["label"] in b.class_names and "predicted in" in verdict
