@@ -203,7 +203,6 @@ def demo_app(demo_app_process) -> str:
 
 @pytest.fixture(scope="session")
 def client(app):
-
     return local_client(app)
 
 
