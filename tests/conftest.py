@@ -67,7 +67,7 @@ def scale_app(scale_bundle):
     proc.wait(timeout=30)
 
 
-def onnx_features(model, folder: Path):
+def onnx_features(model, cfg, folder: Path):
     """A function giving a split's pooled features from ONNX Runtime on the model's ONNX export (`export_onnx`, as
     the app serves it), fed the batches `backbone_features` predicts on: the same numbers, and on this CPU MobileNet
     at 224 px runs about 3 x faster in ONNX Runtime than in Keras's predict (320 photos on one thread: 4.4 s against
@@ -76,6 +76,7 @@ def onnx_features(model, folder: Path):
 
     from food101_core.training.data import make_dataset
     from food101_core.training.export import export_onnx
+    from food101_core.training.predictions import at_model_size
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1  # one core a test worker, as TensorFlow here
@@ -83,8 +84,9 @@ def onnx_features(model, folder: Path):
                                    providers=["CPUExecutionProvider"])  # fmt: skip
     name = session.get_inputs()[0].name
 
-    def features(split, cfg) -> np.ndarray:
-        batches = make_dataset(split, model.output_shape[-1], cfg, training=False, with_labels=False)
+    def features(split) -> np.ndarray:
+        batches = make_dataset(split, model.output_shape[-1], at_model_size(model, cfg), training=False,
+                               with_labels=False)  # fmt: skip
         return np.concatenate([session.run(["features"], {name: np.asarray(x, np.float32)})[0] for x in batches])
 
     return features
@@ -109,13 +111,13 @@ def tampered_analysis(tmp_path_factory):
                           val_fraction=0.0, batch_size=64, cache="none")  # fmt: skip
         data = load_data(cfg)
         model = build_model(cfg, data.num_classes)
-        features = onnx_features(model, base)
-        train = features(data.train, cfg)
+        features = onnx_features(model, cfg, base)
+        train = features(data.train)
         # the copied test photos and every 4th of the rest: the duplicates' test side needs no more, and the suspects
         # (a training-side search) none of it
         leaked = {data.test.ids.index(i) for i in t.leaked.values()}
         tested = data.test.subset(np.array(sorted(leaked | set(range(0, len(data.test), 4)))))
-        test = features(tested, cfg)
+        test = features(tested)
         keras_side = backbone_features(model, tested.subset(np.arange(cfg.batch_size)), data.num_classes, cfg)
         np.testing.assert_allclose(test[: cfg.batch_size], keras_side, rtol=1e-3, atol=1e-4)
         from food101_core.training import quality as dq

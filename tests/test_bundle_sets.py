@@ -116,7 +116,6 @@ def test_a_second_set_of_the_same_name_is_refused_unless_replaced(demo_with_set,
 
 def test_the_apps_analysis_endpoints_show_a_set_of_the_bundle(demo_with_set):
     """Per-class, confusion, mistakes and map answer for the set as its own files say (the Photos selector's key)."""
-
     run, _ = demo_with_set
     b = load_bundle(run)
     key = b.set_key("canteen")
