@@ -1,6 +1,7 @@
 // What a phone (390 x 844) must offer on the visible tab (issue "Right on every screen", item 3); read by
 // tests/browser.py. Returns what falls short: text under 14 px, tap targets under 44 x 44 px, charts whose title,
-// key or legend is cut or covers the plot, a map taller than wide, tables that scroll without saying so.
+// key or legend is cut or covers the plot or the x axis's labels, a map taller than wide, tables that scroll without
+// saying so.
 () => {
   const panel = Array.from(document.querySelectorAll('[role=tabpanel]')).find(p => p.offsetParent !== null);
   const shown = el => el.offsetParent !== null && el.getClientRects().length > 0 &&
@@ -39,6 +40,10 @@
     if (legend && plot) { const a = legend.getBoundingClientRect(), b = plot.getBoundingClientRect();
       if (a.width && !(a.bottom <= b.top + 1 || a.top >= b.bottom - 1 || a.right <= b.left + 1 || a.left >= b.right - 1))
         problems.push('legend over the plot'); }
+    if (legend) { const a = legend.getBoundingClientRect();
+      const hit = Array.from(div.querySelectorAll('.xtick text, [class*="xtitle"]')).map(el => el.getBoundingClientRect())
+        .some(r => r.height > 0 && a.width && !(a.bottom <= r.top + 1 || a.top >= r.bottom - 1 || a.right <= r.left + 1 || a.left >= r.right - 1));
+      if (hit) problems.push('legend over the x axis\'s labels or title'); }
     if (div.classList.contains('map-plot') && fl._size.w < fl._size.h) problems.push(`map ${fl._size.w}x${fl._size.h}`);
     charts.push({chart: name(div.closest('[id]') || div), problems});
   }

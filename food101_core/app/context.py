@@ -189,6 +189,18 @@ const fitPhone = (fig, div) => {
   if (cats.size) L.height = Math.max(L.height || 450, 26 * cats.size + 220);  // a 14 px label for every bar
   if (div.classList.contains('map-plot')) L.height = Math.round(0.9 * Math.max(div.clientWidth, 320)) + 150;
 };
+// Once drawn: the legend sits a fixed share of the plot's height under it, which a short plot with a wrapped
+// x-axis title leaves too little; where it runs into the axis's tick labels or title, it moves down by the overlap
+// and the figure grows as much (its margin follows the legend), so the plot keeps its size.
+const clearAxis = (div) => {
+  const legend = div.querySelector('.legend');
+  const axis = Array.from(div.querySelectorAll('.xtick text, [class*="xtitle"]'))
+    .map(el => el.getBoundingClientRect()).filter(r => r.height > 0);
+  if (!legend || !axis.length) return;
+  const overlap = Math.ceil(Math.max(...axis.map(r => r.bottom)) + 6 - legend.getBoundingClientRect().top);
+  const fl = div._fullLayout;
+  if (overlap > 0) Plotly.relayout(div, {'legend.y': fl.legend.y - overlap / fl._size.h, height: fl.height + overlap});
+};
 """
 
 
@@ -207,7 +219,8 @@ const draw = () => {{
   const phone = window.matchMedia('(max-width: 640px)').matches;  // no toolbar over a phone's small chart
   if (phone) fitPhone(fig, div);
   const config = {{responsive: true, displaylogo: false, displayModeBar: phone ? false : 'hover'}};
-  Plotly.react(div, fig.data, fig.layout, config);
+  const drawn = Plotly.react(div, fig.data, fig.layout, config);
+  if (phone) drawn.then(() => clearAxis(div));
   if (!div.dataset.bound) {{
     div.dataset.bound = '1';
     {bind}
