@@ -612,14 +612,21 @@ if __name__ == "__main__":
     phone_shots(sys.argv[1], shots)
 
 
+# The open tab's panel (Gradio keeps the others in the page, hidden), as a JavaScript expression
+OPEN_PANEL_JS = "Array.from(document.querySelectorAll('[role=tabpanel]')).find(p => p.offsetParent !== null)"
+
+
 # What a person must be able to read (issue "Readable at a glance"), checked on the visible tab:
 # - a text cut short: an element with text of its own whose content is wider or taller than its box while the box
 #   hides the rest (ellipsis, hidden overflow), or a menu whose chosen value is wider than its box;
 # - a box wider than the page, unless it sits inside a box that scrolls (the phone's confusion matrix);
 # - a gallery that scrolls sideways inside itself;
 # - a chart without a key: a plotly chart with no legend and no colour bar.
-READABILITY_JS = """() => {
-  const panel = Array.from(document.querySelectorAll('[role=tabpanel]')).find(p => p.offsetParent !== null);
+READABILITY_JS = (
+    """() => {
+  const panel = """
+    + OPEN_PANEL_JS
+    + """;
   const root = panel || document.body;
   const vw = document.documentElement.clientWidth;
   const shown = el => el.offsetParent !== null && el.getClientRects().length > 0;
@@ -667,19 +674,23 @@ READABILITY_JS = """() => {
   return {cut: [...new Set(cut)].slice(0, 20), wide: wide.slice(0, 20), sideways, keyless, charts: charts.length,
           page_wider: document.documentElement.scrollWidth - vw};
 }"""
+)
 TABS = tuple(t.title for t in ALL_TABS if not t.needs)  # the app's one list of tabs (Compare needs a second run)
 
 
 def first_chart_seconds(page, timeout_ms: int) -> float | None:
     """Seconds from now until a chart of the visible tab has drawn marks (None: the tab has no chart)."""
     t0 = time.perf_counter()
-    js = """() => { const panel = Array.from(document.querySelectorAll('[role=tabpanel]'))
-                        .find(p => p.offsetParent !== null);
+    js = (
+        """() => { const panel = """
+        + OPEN_PANEL_JS
+        + """;
         if (!panel) return false;
         const places = Array.from(panel.querySelectorAll('[id$="-plot"]')).filter(c => c.offsetParent !== null);
         if (!places.length) return panel.querySelector('.tab-intro, #map-missing, #quality-missing') ? 'none' : false;
         return places.some(c => c.querySelector('.heatmaplayer image, .barlayer path, .scatterlayer path, canvas'));
     }"""
+    )
     page.wait_for_function(js, timeout=timeout_ms)
     return None if page.evaluate(js) == "none" else time.perf_counter() - t0
 
@@ -746,7 +757,9 @@ def axe_violations(page, settle: bool = True, panel_only: bool = False) -> list[
         page.add_script_tag(path=str(AXE))
     return page.evaluate(
         """async (panelOnly) => {
-            const panel = Array.from(document.querySelectorAll('[role=tabpanel]')).find(p => p.offsetParent !== null);
+            const panel = """
+        + OPEN_PANEL_JS
+        + """;
             const context = panelOnly && panel ? {include: [panel]} : document;
             return (await axe.run(context, {resultTypes: ['violations']})).violations
               .filter(v => v.impact === 'serious' || v.impact === 'critical')

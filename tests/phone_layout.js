@@ -37,13 +37,13 @@
     }
     const legend = div.querySelector('.legend'), plot = div.querySelector('.nsewdrag');
     inside(legend, 'legend');
-    if (legend && plot) { const a = legend.getBoundingClientRect(), b = plot.getBoundingClientRect();
-      if (a.width && !(a.bottom <= b.top + 1 || a.top >= b.bottom - 1 || a.right <= b.left + 1 || a.left >= b.right - 1))
-        problems.push('legend over the plot'); }
-    if (legend) { const a = legend.getBoundingClientRect();
-      const hit = Array.from(div.querySelectorAll('.xtick text, [class*="xtitle"]')).map(el => el.getBoundingClientRect())
-        .some(r => r.height > 0 && a.width && !(a.bottom <= r.top + 1 || a.top >= r.bottom - 1 || a.right <= r.left + 1 || a.left >= r.right - 1));
-      if (hit) problems.push('legend over the x axis\'s labels or title'); }
+    const over = (a, b) => a.width > 0 &&  // a drawn box `a` that shares more than a pixel's edge with `b`
+      !(a.bottom <= b.top + 1 || a.top >= b.bottom - 1 || a.right <= b.left + 1 || a.left >= b.right - 1);
+    if (legend && plot && over(legend.getBoundingClientRect(), plot.getBoundingClientRect()))
+      problems.push('legend over the plot');
+    if (legend && Array.from(div.querySelectorAll('.xtick text, [class*="xtitle"]')).map(el => el.getBoundingClientRect())
+        .some(r => r.height > 0 && over(legend.getBoundingClientRect(), r)))
+      problems.push('legend over the x axis\'s labels or title');
     if (div.classList.contains('map-plot') && fl._size.w < fl._size.h) problems.push(`map ${fl._size.w}x${fl._size.h}`);
     charts.push({chart: name(div.closest('[id]') || div), problems});
   }
